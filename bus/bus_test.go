@@ -1,0 +1,147 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testServer is the one embedded nats-server shared by every test of this package.
+var testServer *Embedded
+
+func TestMain(m *testing.M) {
+	var err error
+	testServer, err = StartEmbedded(EmbeddedConfig{User: "bevygap", Password: "s3cret-pw"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testServer.Shutdown()
+	os.Exit(code)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestConfigFromEnv(t *testing.T) {
+	env := map[string]string{
+		"NATS_HOST": "nats.example.com:4222", "NATS_USER": "u", "NATS_PASS": "p2",
+		"NATS_CA": "/ca.pem", "NATS_INSECURE": "1",
+	}
+	c := ConfigFromEnv(func(k string) string { return env[k] })
+	want := Config{Host: "nats.example.com:4222", User: "u", Password: "p2", CAFile: "/ca.pem", Insecure: true}
+	if c != want {
+		t.Fatalf("got %+v, want %+v", c, want)
+	}
+	env["NATS_PASSWORD"] = "p1"
+	if c := ConfigFromEnv(func(k string) string { return env[k] }); c.Password != "p1" {
+		t.Fatalf("NATS_PASSWORD must win over NATS_PASS, got %q", c.Password)
+	}
+	if c := ConfigFromEnv(func(string) string { return "" }); c.Insecure {
+		t.Fatal("insecure without NATS_INSECURE")
+	}
+}
+
+func TestServers(t *testing.T) {
+	tests := []struct {
+		host     string
+		insecure bool
+		want     string
+		wantErr  bool
+	}{
+		{"", false, "tls://127.0.0.1", false},
+		{"nats.example.com", false, "tls://nats.example.com", false},
+		{"nats.example.com:4222", true, "nats://nats.example.com:4222", false},
+		{"tls://a:1, nats://b:2", true, "tls://a:1,nats://b:2", false},
+		{"wss://a", false, "wss://a", false},
+		{"http://a", false, "", true},
+		{" , ", false, "", true},
+	}
+	for _, tt := range tests {
+		got, err := Config{Host: tt.host, Insecure: tt.insecure}.servers()
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%q: err = %v", tt.host, err)
+			continue
+		}
+		if !tt.wantErr && strings.Join(got, ",") != tt.want {
+			t.Errorf("%q: got %v, want %s", tt.host, got, tt.want)
+		}
+	}
+}
+
+func TestConfigNeverPrintsSecrets(t *testing.T) {
+	c := Config{Host: "nats://admin:hunter2@h:4222", User: "u", Password: "hunter2", CAContents: "-----BEGIN hunter2"}
+	var buf strings.Builder
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	log.Info("cfg", "nats", c)
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%#v", c), c.String(), buf.String()} {
+		if strings.Contains(s, "hunter2") {
+			t.Fatalf("secret leaked: %s", s)
+		}
+	}
+}
+
+func TestConnectEmbedded(t *testing.T) {
+	nc, err := Connect(context.Background(), testServer.Config("test"), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("x", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.FlushTimeout(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConnectWrongPasswordFailsFast(t *testing.T) {
+	cfg := testServer.Config("test")
+	cfg.Password = "wrong"
+	cfg.ConnectWait = 20 * time.Second
+	start := time.Now()
+	_, err := Connect(context.Background(), cfg, quietLogger())
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+	if strings.Contains(err.Error(), "wrong") {
+		t.Fatalf("password in error: %v", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatal("auth failure was retried instead of failing fast")
+	}
+}
+
+func TestConnectUnreachableIsBounded(t *testing.T) {
+	cfg := Config{Host: "127.0.0.1:1", Insecure: true, ConnectWait: 600 * time.Millisecond}
+	_, err := Connect(context.Background(), cfg, quietLogger())
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a deadline error", err)
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("error does not name the server: %v", err)
+	}
+}
+
+func TestConnectBadCA(t *testing.T) {
+	dir := t.TempDir()
+	bad := dir + "/ca.pem"
+	if err := os.WriteFile(bad, []byte("not a pem"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []Config{
+		{Host: "127.0.0.1:1", CAFile: bad},
+		{Host: "127.0.0.1:1", CAFile: dir + "/missing.pem"},
+		{Host: "127.0.0.1:1", CAContents: "garbage"},
+	} {
+		if _, err := Connect(context.Background(), cfg, quietLogger()); !errors.Is(err, ErrBadCA) {
+			t.Errorf("%v: err = %v, want ErrBadCA", cfg, err)
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ErrBadCA is returned (wrapped) when the configured CA cannot be read or holds no certificate.
+var ErrBadCA = errors.New("bus: bad NATS CA")
+
+// ErrAuth is returned (wrapped) when the server refuses the credentials; retrying will not help.
+var ErrAuth = errors.New("bus: NATS authorization failed")
+
+// Connect dials NATS as cfg says. It retries the first connection with backoff for at most
+// cfg.ConnectWait (30 s by default) or until ctx ends, and fails fast on errors that retrying cannot
+// fix (bad CA, wrong password). Once connected, nats.go reconnects forever on its own and every
+// disconnect/reconnect is logged.
+func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	servers, err := cfg.servers()
+	if err != nil {
+		return nil, err
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(5 * time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(500*time.Millisecond, time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "server", redactURL(nc.ConnectedUrl()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Error("NATS async error", "subject", subj, "err", err)
+		}),
+	}
+	if cfg.User != "" || cfg.Password != "" {
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+	}
+	if !cfg.Insecure {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+
+	wait := cfg.ConnectWait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		nc, err := nats.Connect(joinServers(servers), opts...)
+		if err == nil {
+			log.Info("NATS connected", "server", redactURL(nc.ConnectedUrl()), "tls", !cfg.Insecure, "user", cfg.User)
+			return nc, nil
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			return nil, fmt.Errorf("%w as user %q: %v", ErrAuth, cfg.User, err)
+		}
+		var certErr *tls.CertificateVerificationError
+		if errors.As(err, &certErr) {
+			return nil, fmt.Errorf("bus: NATS server certificate not trusted (set NATS_CA or NATS_CA_CONTENTS?): %w", err)
+		}
+		log.Warn("NATS connect failed, retrying", "attempt", attempt, "servers", redactURL(joinServers(servers)), "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bus: could not connect to NATS at %s after %d attempts: %w (last error: %v)",
+				redactURL(joinServers(servers)), attempt, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func joinServers(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += v
+	}
+	return out
+}
+
+// tlsConfig builds the TLS config: system roots, or the configured CA.
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	var pem []byte
+	switch {
+	case cfg.CAFile != "":
+		b, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: NATS_CA %q: %v", ErrBadCA, cfg.CAFile, err)
+		}
+		pem = b
+	case cfg.CAContents != "":
+		pem = []byte(cfg.CAContents)
+	default:
+		return tc, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: no PEM certificate found in %s", ErrBadCA, caSource(cfg))
+	}
+	tc.RootCAs = pool
+	return tc, nil
+}
+
+func caSource(cfg Config) string {
+	if cfg.CAFile != "" {
+		return fmt.Sprintf("NATS_CA %q", cfg.CAFile)
+	}
+	return "NATS_CA_CONTENTS"
+}
