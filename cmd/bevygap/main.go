@@ -47,6 +47,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"version", "print the version", runVersion},
+		{"edgegap-sim", "run the local Edgegap API simulator", runEdgegapSim},
+		{"token", "mint or inspect a Lightyear connect token", runToken},
+		{"play", "request a game session through httpd, connect to the game server, measure round trips", runPlay},
 	}
 }
 

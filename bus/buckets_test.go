@@ -1,0 +1,130 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestBucketConfigsPinned(t *testing.T) {
+	// The reference's configuration (bevygap_shared/src/nats.rs); a change here breaks
+	// compatibility with buckets a Rust service created.
+	want := []struct {
+		bucket, desc string
+		maxValue     int32
+		ttl          time.Duration
+	}{
+		{"sessions_eg2ly", "Maps Edgegap Session IDs to Lightyear Client IDs", 1024, 30 * time.Second},
+		{"sessions_ly2eg", "Maps Lightyear Client IDs to Edgegap Session IDs", 1024, 30 * time.Second},
+		{"active_connections", "", 0, 0},
+		{"unclaimed_sessions", "Any session ids we get from the API are stored here, and if they key age gets too big, we delete the session via the API.", 1024, 0},
+		{"cert_digests", "Maps server public ip to their self-signed cert digests", 1024, 14 * 24 * time.Hour},
+	}
+	got := BucketConfigs(BucketOptions{})
+	if len(got) != len(want) {
+		t.Fatalf("got %d buckets, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Bucket != w.bucket || g.Description != w.desc || g.MaxValueSize != w.maxValue || g.TTL != w.ttl || g.Replicas != 1 || g.Storage != jetstream.FileStorage {
+			t.Errorf("bucket %d = %+v, want %+v (1 replica, file)", i, g, w)
+		}
+	}
+	sc := DeleteStreamConfig(NamesFor(""), BucketOptions{Replicas: 3})
+	if sc.Name != "DELETE_SESSION_STREAM" || len(sc.Subjects) != 1 || sc.Subjects[0] != "edgegap_delete_session_q.*" ||
+		sc.Retention != jetstream.WorkQueuePolicy || sc.Replicas != 3 {
+		t.Errorf("stream config = %+v", sc)
+	}
+	cc := DeleteConsumerConfig(NamesFor(""))
+	if cc.Durable != "api-deleter-1" || cc.AckPolicy != jetstream.AckExplicitPolicy || cc.MaxDeliver != -1 {
+		t.Errorf("consumer config = %+v", cc)
+	}
+}
+
+func TestNamesForPrefix(t *testing.T) {
+	n := NamesFor("pit_")
+	if n.SessionsLy2Eg != "pit_sessions_ly2eg" || n.DeleteStream != "pit_DELETE_SESSION_STREAM" ||
+		n.DeleteSubjectBase != "pit_edgegap_delete_session_q" || n.DeleteConsumerName != "api-deleter-1" {
+		t.Fatalf("names = %+v", n)
+	}
+	if _, err := Open(context.Background(), nil, BucketOptions{Prefix: "a.b"}); !errors.Is(err, ErrBucketPrefix) {
+		t.Fatalf("err = %v, want ErrBucketPrefix", err)
+	}
+}
+
+func TestOpenIdempotentAndEnqueue(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, err := Connect(ctx, testServer.Config("test"), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	opts := BucketOptions{Prefix: "openidem_"}
+	b, err := Open(ctx, nc, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Second open (another service starting) must succeed and see the same buckets.
+	b2, err := Open(ctx, nc, opts)
+	if err != nil {
+		t.Fatalf("second Open: %v", err)
+	}
+	st, err := b2.UnclaimedSessions.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Bucket() != "openidem_unclaimed_sessions" {
+		t.Fatalf("bucket = %q", st.Bucket())
+	}
+	ttlStatus, err := b.CertDigests.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttlStatus.TTL() != 14*24*time.Hour {
+		t.Fatalf("cert_digests TTL = %v", ttlStatus.TTL())
+	}
+	// Values above 1024 bytes are refused where the reference set max_value_size.
+	if _, err := b.UnclaimedSessions.Put(ctx, "big", make([]byte, 2000)); err == nil {
+		t.Fatal("2000-byte value accepted by unclaimed_sessions")
+	}
+
+	// Enqueue twice: the work queue holds one message (dedup by message id).
+	sid := fmt.Sprintf("abc%d-S", time.Now().UnixNano())
+	for range 2 {
+		if err := b.EnqueueSessionDelete(ctx, sid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.EnqueueSessionDelete(ctx, "bad.id"); !errors.Is(err, ErrBadSessionID) {
+		t.Fatalf("err = %v, want ErrBadSessionID", err)
+	}
+	info, err := b.DeleteStream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream has %d messages, want 1", info.State.Msgs)
+	}
+	cons, err := b.DeleteConsumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if string(m.Data()) != sid || m.Subject() != "openidem_edgegap_delete_session_q."+sid {
+			t.Fatalf("message %q on %q", m.Data(), m.Subject())
+		}
+		if id, ok := b.SessionIDFromDeleteSubject(m.Subject()); !ok || id != sid {
+			t.Fatalf("SessionIDFromDeleteSubject = %q, %v", id, ok)
+		}
+		_ = m.Ack()
+	}
+}

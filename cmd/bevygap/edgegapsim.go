@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/edgegapsim"
+)
+
+// defaultSimAPIKey is the API key the simulator accepts when neither --api-key nor
+// EDGEGAP_API_KEY is given.
+const defaultSimAPIKey = "token edgegap-sim"
+
+func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
+	fs := newFlagSet(env, "edgegap-sim", "[flags] [-- game-server-args...]")
+	addr := fs.String("addr", "127.0.0.1:3080", "listen address of the simulated Edgegap API")
+	configPath := fs.String("config", "", "JSON config file (apps, versions, api_keys, timings, faults); flags set explicitly override it")
+	app := fs.String("app", "spacepit_server", "app name (ignored when the config file defines apps)")
+	version := fs.String("version", "v0.0.1", "app version name")
+	apiKey := fs.String("api-key", "", "accepted authorization header value (default $EDGEGAP_API_KEY, else \""+defaultSimAPIKey+"\")")
+	kind := fs.String("kind", "Seat", "session kind: Seat or Match")
+	sockets := fs.Int("sockets", edgegapsim.DefaultSockets, "sockets per deployment")
+	emptyTTL := fs.Duration("empty-ttl", edgegapsim.DefaultEmptyTTL, "empty time-to-live of a deployment")
+	ports := fs.String("ports", "server:6420/udp", "ports as name:port/protocol, comma separated")
+	bootTime := fs.Duration("boot-time", edgegapsim.DefaultBootTime, "time a new deployment takes to become ready")
+	bootJitter := fs.Duration("boot-jitter", edgegapsim.DefaultBootJitter, "random extra boot time, up to this (0 = none)")
+	timeScale := fs.Float64("time-scale", 1, "run simulated time this many times faster than real time")
+	publicIP := fs.String("public-ip", edgegapsim.DefaultPublicIP, "public_ip of every deployment (an IP literal)")
+	baseURL := fs.String("base-url", "", "URL game servers use to reach the simulator (default http://<addr>)")
+	seed := fs.Uint64("seed", 0, "random seed (0 = random)")
+	maxDeployments := fs.Int("max-deployments", 0, "maximum concurrent deployments (0 = unlimited)")
+	faults := fs.String("faults", "", `fault injection JSON, e.g. {"endpoints":{"session_create":{"error_rate":0.1,"status":503}}}`)
+	execPath := fs.String("exec", "", "game server program to start per deployment (arguments after --)")
+	execGrace := fs.Duration("exec-grace", 5*time.Second, "time a stopping game server gets before it is killed")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if fs.NArg() > 0 && *execPath == "" {
+		return &usageError{message: "game server arguments given without --exec", hint: "bevygap edgegap-sim --exec ./server -- --flag"}
+	}
+
+	var cfg edgegapsim.Config
+	if *configPath != "" {
+		c, err := edgegapsim.LoadConfigFile(*configPath)
+		if err != nil {
+			return &usageError{message: err.Error(), hint: "see docs/edgegap-simulator.md for the config format"}
+		}
+		cfg = c
+	}
+	if len(cfg.Apps) == 0 {
+		pcs, err := parsePortsFlag(*ports)
+		if err != nil {
+			return &usageError{message: err.Error(), hint: "--ports server:6420/udp,web:8080/tcp"}
+		}
+		cfg.Apps = []edgegapsim.AppConfig{{Name: *app, Versions: []edgegapsim.VersionConfig{{
+			Name: *version, Kind: *kind, Sockets: *sockets, EmptyTTL: edgegapsim.Duration(*emptyTTL),
+			Ports: pcs,
+		}}}}
+	}
+	key := *apiKey
+	if key == "" {
+		key = env.Getenv(edgegap.EnvAPIKey)
+	}
+	if key == "" {
+		key = defaultSimAPIKey
+	}
+	if set["api-key"] || len(cfg.APIKeys) == 0 {
+		cfg.APIKeys = append(cfg.APIKeys, key)
+	}
+	if set["boot-time"] || cfg.BootTime == 0 {
+		cfg.BootTime = edgegapsim.Duration(*bootTime)
+	}
+	if set["boot-jitter"] || cfg.BootJitter == 0 {
+		cfg.BootJitter = edgegapsim.Duration(*bootJitter)
+		if *bootJitter == 0 {
+			cfg.BootJitter = -1
+		}
+	}
+	if set["public-ip"] || cfg.PublicIP == "" {
+		cfg.PublicIP = *publicIP
+	}
+	if set["base-url"] {
+		cfg.BaseURL = *baseURL
+	}
+	if set["seed"] {
+		cfg.Seed = *seed
+	}
+	if set["max-deployments"] {
+		cfg.MaxDeployments = *maxDeployments
+	}
+	if *faults != "" {
+		var f edgegapsim.Faults
+		if err := json.Unmarshal([]byte(*faults), &f); err != nil {
+			return &usageError{message: "--faults: " + err.Error(), hint: `--faults '{"endpoints":{"session_create":{"error_rate":0.1}}}'`}
+		}
+		cfg.Faults = f
+	}
+	if *timeScale <= 0 {
+		return &usageError{message: "--time-scale must be > 0", hint: "--time-scale 10"}
+	}
+	if *timeScale != 1 {
+		cfg.Clock = edgegapsim.ScaledClock(*timeScale)
+	}
+	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	cfg.Logger = logger
+	if *execPath != "" {
+		cfg.Launcher = &edgegapsim.ExecLauncher{Path: *execPath, Args: fs.Args(), Output: env.Stderr,
+			Logger: logger, StopGrace: *execGrace}
+	}
+	sim, err := edgegapsim.New(cfg)
+	if err != nil {
+		return &usageError{message: err.Error(), hint: "bevygap edgegap-sim -h"}
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		_ = sim.Close(context.Background())
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	url := "http://" + ln.Addr().String()
+	fmt.Fprintf(env.Stdout, "edgegap-sim: Edgegap API on %s (admin: %s/admin/state)\n", url, url)
+	fmt.Fprintf(env.Stdout, "edgegap-sim: point clients at it with %s=%s and %s set to the simulator's key\n",
+		edgegap.EnvAPIURL, url, edgegap.EnvAPIKey)
+	return sim.Serve(ctx, ln)
+}
+
+// parsePortsFlag parses "name:port/protocol,..." (protocol defaults to UDP, port to 6420).
+func parsePortsFlag(s string) ([]edgegapsim.PortConfig, error) {
+	var out []edgegapsim.PortConfig
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, rest, ok := strings.Cut(item, ":")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--ports: %q is not name:port/protocol", item)
+		}
+		portStr, proto, _ := strings.Cut(rest, "/")
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("--ports: bad port in %q", item)
+		}
+		out = append(out, edgegapsim.PortConfig{Name: name, Port: port, Protocol: strings.ToUpper(proto)})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--ports: no ports")
+	}
+	return out, nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bevygap-go/bevygap/edgegap"
+)
+
+// edgegapSimBuffer is a goroutine-safe output buffer.
+type edgegapSimBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *edgegapSimBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *edgegapSimBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestEdgegapSimServes runs "bevygap edgegap-sim" on a random loopback port, creates a session
+// with the Edgegap client until it is ready, and stops the command by cancelling its context.
+func TestEdgegapSimServes(t *testing.T) {
+	stdout, stderr := &edgegapSimBuffer{}, &edgegapSimBuffer{}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
+		Getenv: func(k string) string {
+			if k == edgegap.EnvAPIKey {
+				return "token from-env"
+			}
+			return ""
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"edgegap-sim", "--addr", "127.0.0.1:0", "--app", "g", "--version", "v9",
+			"--boot-time", "20ms", "--boot-jitter", "0", "--seed", "5"}, env)
+	}()
+	re := regexp.MustCompile(`Edgegap API on (http://\S+)`)
+	var url string
+	for deadline := time.Now().Add(5 * time.Second); url == ""; {
+		if m := re.FindStringSubmatch(stdout.String()); m != nil {
+			url = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no URL printed; stdout %q stderr %q", stdout.String(), stderr.String())
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	c := edgegap.NewClient(url, "token from-env")
+	cr, err := c.CreateSession(ctx, edgegap.SessionCreateRequest{AppName: "g", IPList: []string{"1.2.3.4"}})
+	if err != nil || cr.Version != "v9" {
+		t.Fatalf("create: %+v %v", cr, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		s, err := c.GetSession(ctx, cr.SessionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("session never ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(stdout.String()+stderr.String(), "from-env") {
+		t.Error("API key printed")
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d; stderr %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("edgegap-sim did not stop")
+	}
+}
+
+func TestEdgegapSimUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--ports", "server"},
+		{"--ports", "server:0/udp"},
+		{"--time-scale", "0"},
+		{"--faults", "{"},
+		{"--kind", "Default"},
+		{"--public-ip", "localhost"},
+		{"--config", "/nonexistent/edgegap-sim.json"},
+		{"extra-arg"},
+	} {
+		stderr := &edgegapSimBuffer{}
+		env := &Env{Stdin: strings.NewReader(""), Stdout: &edgegapSimBuffer{}, Stderr: stderr,
+			Getenv: func(string) string { return "" }}
+		if code := run(context.Background(), append([]string{"edgegap-sim", "--addr", "127.0.0.1:0"}, args...), env); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
+		}
+	}
+}

@@ -1,0 +1,781 @@
+package gameserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+)
+
+// Errors returned by the Agent. Test them with errors.Is.
+var (
+	// ErrUnknownClient means sessions_ly2eg has no session for the client id: the matchmaker never
+	// issued this client a token for a session (or the 30 s mapping expired). Refuse the client.
+	ErrUnknownClient = errors.New("gameserver: client id has no session")
+	// ErrNATSUnavailable means the session lookup could not reach NATS / JetStream in time. The
+	// client is not known to be bad; see [Agent.AuthorizeClient] for what to do.
+	ErrNATSUnavailable = errors.New("gameserver: NATS unavailable")
+	// ErrAlreadyConnected means a client with this id is connected already.
+	ErrAlreadyConnected = errors.New("gameserver: client id already connected")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("gameserver: agent closed")
+	// ErrUnflushed is returned by Close when connect/disconnect events were still pending when
+	// its bound ran out.
+	ErrUnflushed = errors.New("gameserver: events not written to NATS")
+)
+
+// Defaults of the Config durations and limits (used where the field is zero).
+const (
+	DefaultAuthorizeTimeout  = time.Second
+	DefaultAuthorizeAttempts = 3
+	DefaultOpTimeout         = 5 * time.Second
+	DefaultRetryMin          = 100 * time.Millisecond
+	DefaultRetryMax          = 10 * time.Second
+	DefaultFlushTimeout      = 5 * time.Second
+	DefaultMaxPendingEvents  = 10000
+	// authorizationTTL is how long a successful AuthorizeClient is remembered (and answered from
+	// memory) while the client completes its handshake. It matches the 30 s TTL of sessions_ly2eg.
+	authorizationTTL = 30 * time.Second
+)
+
+// Config configures an [Agent]. Only Arbitrium is required.
+type Config struct {
+	// Arbitrium is the deployment's environment, usually from [EnvFromEnviron].
+	Arbitrium Arbitrium
+	// CertDigest is the digest of the game server's WebTransport certificate (as browsers want
+	// it for serverCertificateHashes). When set, it is stored in cert_digests[public IP] so the
+	// matchmaker can hand it to clients. Empty: nothing is stored (UDP-only servers).
+	CertDigest string
+	// Buckets names the KV buckets: Prefix must match the matchmaker's (empty, the default, gives
+	// the reference's names). Replicas and Memory only matter when the agent has to create a
+	// missing bucket; existing buckets are used as they are.
+	Buckets bus.BucketOptions
+	// Edgegap is the client for the context and self-stop calls. Nil: a client with
+	// edgegap's default timeouts, retries and User-Agent.
+	Edgegap *edgegap.Client
+	// IdleTimeout enables idle self-destruct: when no client has been connected (or authorized)
+	// for this long, the agent DELETEs ARBITRIUM_DELETE_URL once. Zero disables it. Keep it well
+	// above the time a player needs from matchmaking to connecting (minutes, not seconds).
+	IdleTimeout time.Duration
+	// AuthorizeTimeout bounds each session lookup attempt of AuthorizeClient (default 1 s).
+	AuthorizeTimeout time.Duration
+	// AuthorizeAttempts is how many lookups AuthorizeClient makes on transient NATS errors
+	// (default 3).
+	AuthorizeAttempts int
+	// OpTimeout bounds each background NATS operation attempt (default 5 s).
+	OpTimeout time.Duration
+	// RetryMin and RetryMax bound the exponential backoff of background retries
+	// (defaults 100 ms and 10 s).
+	RetryMin, RetryMax time.Duration
+	// FlushTimeout bounds how long Run keeps writing pending events after its context ends
+	// (default 5 s).
+	FlushTimeout time.Duration
+	// MaxPendingEvents caps the connect/disconnect events buffered while NATS is unreachable
+	// (default 10000). Events beyond it are dropped and logged as errors.
+	MaxPendingEvents int
+}
+
+func (c Config) withDefaults() Config {
+	if c.AuthorizeTimeout <= 0 {
+		c.AuthorizeTimeout = DefaultAuthorizeTimeout
+	}
+	if c.AuthorizeAttempts <= 0 {
+		c.AuthorizeAttempts = DefaultAuthorizeAttempts
+	}
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = DefaultOpTimeout
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = c.RetryMin
+	}
+	if c.FlushTimeout <= 0 {
+		c.FlushTimeout = DefaultFlushTimeout
+	}
+	if c.MaxPendingEvents <= 0 {
+		c.MaxPendingEvents = DefaultMaxPendingEvents
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var problems []string
+	a := c.Arbitrium
+	if a.ContextURL == "" {
+		problems = append(problems, "Arbitrium.ContextURL is empty")
+	}
+	if a.ContextToken == "" {
+		problems = append(problems, "Arbitrium.ContextToken is empty")
+	}
+	if c.CertDigest != "" && !a.PublicIP.IsValid() {
+		problems = append(problems, "CertDigest is set but Arbitrium.PublicIP is not")
+	}
+	if c.IdleTimeout > 0 && (a.DeleteURL == "" || a.DeleteToken == "") {
+		problems = append(problems, "IdleTimeout is set but Arbitrium.DeleteURL or DeleteToken is empty")
+	}
+	for _, r := range c.Buckets.Prefix {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			problems = append(problems, "Buckets.Prefix may only have letters, digits, '_' and '-'")
+			break
+		}
+	}
+	if c.IdleTimeout < 0 {
+		problems = append(problems, "IdleTimeout is negative")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %v", ErrConfig, problems)
+	}
+	return nil
+}
+
+// eventKind says what happened to a client.
+type eventKind uint8
+
+const (
+	eventConnect eventKind = iota + 1
+	eventDisconnect
+)
+
+func (k eventKind) String() string {
+	if k == eventConnect {
+		return "connect"
+	}
+	return "disconnect"
+}
+
+// event is a connect or disconnect waiting to be written to active_connections.
+type event struct {
+	kind     eventKind
+	clientID uint64
+	// sessionID is known when AuthorizeClient resolved it; empty means "look it up".
+	sessionID string
+}
+
+// authorization is a successful AuthorizeClient, remembered until the client connects.
+type authorization struct {
+	sessionID string
+	at        time.Time
+}
+
+// Agent connects one game server to bevygap: it publishes the deployment's context, stores the
+// certificate digest, answers "may this client connect?" for the netcode server and records who is
+// connected in active_connections, so that the matchmaker deletes the Edgegap session when its
+// player leaves. Optionally it deletes its own deployment when idle.
+//
+// Create it with [New], start it with [Agent.Run], stop it with [Agent.Close]. The hook methods
+// (AuthorizeClient, ClientConnected, ClientDisconnected) are safe for concurrent use and may be
+// called before Run; ClientConnected and ClientDisconnected never block on the network.
+//
+// NATS trouble never stops the agent: writes are retried with backoff, connect/disconnect events
+// wait in an in-memory queue and are written in the order they happened once NATS is back, and
+// every outage and recovery is logged.
+type Agent struct {
+	cfg Config
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	eg  *edgegap.Client
+	log *slog.Logger
+
+	bmu sync.Mutex // guards bk; held while opening the buckets
+	bk  *buckets
+
+	// pmu serialises event processing (the worker, or a flush after it stopped).
+	pmu sync.Mutex
+	// applied maps a client id to its session id once the connect was written (owned by the
+	// event processor, guarded by pmu).
+	applied map[uint64]string
+
+	mu         sync.Mutex
+	authorized map[uint64]authorization
+	connected  map[uint64]string // client id -> session id ("" if not resolved yet)
+	emptySince time.Time         // when the server last became empty; zero while someone is connected
+	queue      []event
+	dropped    uint64
+	running    bool
+	closed     bool
+	deployment *edgegap.Deployment
+
+	wake     chan struct{} // an event was queued
+	activity chan struct{} // connected count or authorizations changed (idle timer)
+	stop     chan struct{} // closed by Close
+	done     chan struct{} // closed when Run returns
+	// closeDone is closed when Close has flushed (or given up on) the queue.
+	closeDone chan struct{}
+	ready     chan struct{} // closed when the context is published and the digest stored
+}
+
+// New returns an Agent for the deployment described by cfg, using nc for NATS (nc stays the
+// caller's: the agent never closes it; create it with bus.Connect so that it reconnects forever).
+// It returns an error matching ErrConfig when cfg is unusable. New does no I/O.
+func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Agent, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil NATS connection", ErrConfig)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "gameserver")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: jetstream: %w", ErrConfig, err)
+	}
+	eg := cfg.Edgegap
+	if eg == nil {
+		eg = edgegap.NewClient("", "", edgegap.WithLogger(log))
+	}
+	return &Agent{
+		cfg:        cfg,
+		nc:         nc,
+		js:         js,
+		eg:         eg,
+		log:        log,
+		applied:    make(map[uint64]string),
+		authorized: make(map[uint64]authorization),
+		connected:  make(map[uint64]string),
+		emptySince: time.Now(),
+		wake:       make(chan struct{}, 1),
+		activity:   make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		closeDone:  make(chan struct{}),
+		ready:      make(chan struct{}),
+	}, nil
+}
+
+// Ready is closed once the deployment context has been published on gameserver.contexts and the
+// certificate digest (if any) stored: the equivalent of the Rust plugin's BevygapReady event.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Deployment returns the deployment context fetched from ARBITRIUM_CONTEXT_URL, once Run has
+// fetched it.
+func (a *Agent) Deployment() (edgegap.Deployment, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.deployment == nil {
+		return edgegap.Deployment{}, false
+	}
+	return *a.deployment, true
+}
+
+// Connected returns how many clients are connected (as reported through ClientConnected and
+// ClientDisconnected).
+func (a *Agent) Connected() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.connected)
+}
+
+// Pending returns how many connect/disconnect events wait to be written to NATS.
+func (a *Agent) Pending() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.queue)
+}
+
+// AuthorizeClient answers a netcode connection request: it returns the Edgegap session id the
+// matchmaker stored for clientID in sessions_ly2eg, or an error saying why the client must not
+// be let in. Unlike the Rust plugin (which accepted everyone), it never admits a client it could
+// not check:
+//
+//   - ErrUnknownClient: no session for this client id (the client did not come through the
+//     matchmaker, or came after the 30 s mapping expired). Deny: netcode "invalid token".
+//   - ErrAlreadyConnected: a client with this id is connected. Deny: "already connected".
+//   - ErrNATSUnavailable: the lookup failed AuthorizeAttempts times (each bounded by
+//     AuthorizeTimeout and by ctx; transient errors are retried with a short backoff). The
+//     client is not known to be bad, but cannot be checked. Policy: refuse it. A netcode
+//     server that can stay silent should drop the request, so the client's own retransmissions
+//     (several per second until its token expires) try again once NATS answers; a server that
+//     must answer (like package netcode's OnConnectRequest) denies with "internal error", and
+//     the player asks the matchmaker again.
+//   - ErrClosed: the agent is shutting down. Deny: "internal error".
+//
+// A successful answer is remembered for 30 s, so the repeated connection requests of one
+// handshake cost one lookup. The call may block for up to AuthorizeAttempts × AuthorizeTimeout
+// (about 3 s by default; less than package netcode's 5 s hook timeout), so call it off the
+// packet loop, as package netcode does with OnConnectRequest.
+func (a *Agent) AuthorizeClient(ctx context.Context, clientID uint64) (string, error) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return "", ErrClosed
+	}
+	if _, ok := a.connected[clientID]; ok {
+		a.mu.Unlock()
+		return "", fmt.Errorf("%w: client %d", ErrAlreadyConnected, clientID)
+	}
+	if au, ok := a.authorized[clientID]; ok && time.Since(au.at) < authorizationTTL {
+		a.mu.Unlock()
+		return au.sessionID, nil
+	}
+	a.mu.Unlock()
+
+	key := strconv.FormatUint(clientID, 10)
+	var lastErr error
+	for attempt := 1; attempt <= a.cfg.AuthorizeAttempts; attempt++ {
+		sessionID, err := a.lookupSession(ctx, key, a.cfg.AuthorizeTimeout)
+		if err == nil {
+			a.rememberAuthorization(clientID, sessionID)
+			a.log.InfoContext(ctx, "client authorized", "client_id", clientID, "session_id", sessionID)
+			return sessionID, nil
+		}
+		if errors.Is(err, ErrUnknownClient) {
+			a.log.WarnContext(ctx, "refusing client: no session for its client id", "client_id", clientID)
+			return "", fmt.Errorf("%w: client %d", ErrUnknownClient, clientID)
+		}
+		lastErr = err
+		if attempt == a.cfg.AuthorizeAttempts || ctx.Err() != nil {
+			break
+		}
+		if !sleepCtx(ctx, time.Duration(attempt)*50*time.Millisecond) {
+			break
+		}
+	}
+	a.log.WarnContext(ctx, "cannot check client: NATS unavailable; dropping its connection request so it retries",
+		"client_id", clientID, "err", lastErr)
+	return "", fmt.Errorf("%w: session lookup for client %d: %w", ErrNATSUnavailable, clientID, lastErr)
+}
+
+// lookupSession reads sessions_ly2eg[key] with one attempt bounded by timeout.
+func (a *Agent) lookupSession(ctx context.Context, key string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if !a.nc.IsConnected() {
+		return "", errNotConnected
+	}
+	bk, err := a.buckets(ctx)
+	if err != nil {
+		return "", err
+	}
+	entry, err := bk.sessionsLy2Eg.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", ErrUnknownClient
+	}
+	if err != nil {
+		return "", fmt.Errorf("get %s[%s]: %w", bk.sessionsLy2Eg.Bucket(), key, err)
+	}
+	if len(entry.Value()) == 0 {
+		return "", ErrUnknownClient
+	}
+	if !bus.ValidSessionID(string(entry.Value())) {
+		a.log.Error("sessions_ly2eg holds a value that cannot be a session id; refusing the client", "client_id", key)
+		return "", ErrUnknownClient
+	}
+	return string(entry.Value()), nil
+}
+
+// errNotConnected is the transient error of an operation tried while nc is (re)connecting.
+var errNotConnected = errors.New("not connected to NATS")
+
+func (a *Agent) rememberAuthorization(clientID uint64, sessionID string) {
+	now := time.Now()
+	a.mu.Lock()
+	for id, au := range a.authorized {
+		if now.Sub(au.at) >= authorizationTTL {
+			delete(a.authorized, id)
+		}
+	}
+	a.authorized[clientID] = authorization{sessionID: sessionID, at: now}
+	if len(a.connected) == 0 {
+		// A player on the way in counts as activity for the idle timer.
+		a.emptySince = now
+	}
+	a.mu.Unlock()
+	notify(a.activity)
+}
+
+// ClientConnected records that the netcode server accepted clientID. It never blocks: the
+// active_connections write is queued and done in the background, in order with every other
+// event, retried until NATS takes it.
+func (a *Agent) ClientConnected(clientID uint64) {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		a.log.Error("client connected after Close; not recorded", "client_id", clientID)
+		return
+	}
+	if _, dup := a.connected[clientID]; dup {
+		a.mu.Unlock()
+		a.log.Warn("client connected twice; ignoring the second report", "client_id", clientID)
+		return
+	}
+	sessionID := a.authorized[clientID].sessionID
+	delete(a.authorized, clientID)
+	a.connected[clientID] = sessionID
+	a.emptySince = time.Time{}
+	a.enqueueLocked(event{kind: eventConnect, clientID: clientID, sessionID: sessionID})
+	a.mu.Unlock()
+	notify(a.activity)
+}
+
+// ClientDisconnected records that clientID left. It never blocks: the active_connections delete
+// (which tells the matchmaker to delete the Edgegap session) is queued behind earlier events.
+// A client that was never reported connected is ignored.
+func (a *Agent) ClientDisconnected(clientID uint64) {
+	a.mu.Lock()
+	if a.closed && a.isDone() {
+		a.mu.Unlock()
+		a.log.Error("client disconnected after Close; not recorded", "client_id", clientID)
+		return
+	}
+	sessionID, ok := a.connected[clientID]
+	if !ok {
+		a.mu.Unlock()
+		a.log.Warn("disconnect of a client that was not connected; ignoring", "client_id", clientID)
+		return
+	}
+	delete(a.connected, clientID)
+	if len(a.connected) == 0 {
+		a.emptySince = time.Now()
+	}
+	a.enqueueLocked(event{kind: eventDisconnect, clientID: clientID, sessionID: sessionID})
+	a.mu.Unlock()
+	notify(a.activity)
+}
+
+// isDone reports whether Close has finished with the queue (a.mu held). Until then a disconnect
+// reported during shutdown is still written.
+func (a *Agent) isDone() bool {
+	select {
+	case <-a.closeDone:
+		return true
+	default:
+		return false
+	}
+}
+
+// enqueueLocked appends ev to the queue; a.mu must be held.
+func (a *Agent) enqueueLocked(ev event) {
+	if len(a.queue) >= a.cfg.MaxPendingEvents {
+		a.dropped++
+		a.log.Error("too many events waiting for NATS; dropping one", "event", ev.kind.String(),
+			"client_id", ev.clientID, "pending", len(a.queue), "dropped_total", a.dropped)
+		return
+	}
+	a.queue = append(a.queue, ev)
+	notify(a.wake)
+}
+
+// Run does the agent's work until ctx ends or Close is called: it stores the certificate digest,
+// fetches and publishes the deployment context, writes connect/disconnect events to NATS and runs
+// the idle self-destruct timer. When it stops, it keeps writing pending events for at most
+// FlushTimeout. It returns nil after a normal stop, and an error matching ErrConfig when the
+// context API rejects this deployment's URL or token (the process should exit). Run may be
+// called once.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ErrClosed
+	}
+	if a.running {
+		a.mu.Unlock()
+		return errors.New("gameserver: Run called twice")
+	}
+	a.running = true
+	if len(a.connected) == 0 {
+		a.emptySince = time.Now() // the idle timer starts with Run
+	}
+	a.mu.Unlock()
+	defer close(a.done)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.log.InfoContext(ctx, "game server agent starting", "arbitrium", a.cfg.Arbitrium,
+		"cert_digest", a.cfg.CertDigest != "", "idle_timeout", a.cfg.IdleTimeout)
+
+	fatal := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { a.processEvents(runCtx, false) })
+	wg.Go(func() {
+		if err := a.boot(runCtx); err != nil && errors.Is(err, ErrConfig) {
+			fatal <- err
+		}
+	})
+	if a.cfg.IdleTimeout > 0 {
+		wg.Go(func() { a.idleSelfDestruct(runCtx) })
+	}
+
+	var err error
+	select {
+	case <-runCtx.Done():
+	case <-a.stop:
+	case err = <-fatal:
+		a.log.ErrorContext(ctx, "unrecoverable configuration error; stopping", "err", err)
+	}
+	cancel()
+	wg.Wait()
+
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.FlushTimeout)
+	defer fcancel()
+	if left := a.processEvents(fctx, true); left > 0 {
+		a.log.Error("stopping with events not written to NATS", "pending", left)
+	}
+	return err
+}
+
+// Close stops Run (if running) and waits, at most until ctx ends, for it to flush pending events;
+// without Run it writes them itself within ctx. It returns an error matching ErrUnflushed when
+// events are left over. After Close the hooks refuse new clients. Close never closes the NATS
+// connection.
+func (a *Agent) Close(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	running := a.running
+	a.mu.Unlock()
+	close(a.stop)
+	defer close(a.closeDone)
+
+	if running {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d pending: %w", ErrUnflushed, a.Pending(), ctx.Err())
+		}
+	}
+	// Without Run, or for events reported after Run finished its own flush.
+	a.processEvents(ctx, true)
+	if n := a.Pending(); n > 0 {
+		return fmt.Errorf("%w: %d pending", ErrUnflushed, n)
+	}
+	return nil
+}
+
+// processEvents writes queued events in order, each retried until it succeeds, fails
+// permanently or ctx ends. With untilEmpty it returns when the queue is empty; otherwise it
+// waits for more until ctx ends. It returns the number of events left.
+func (a *Agent) processEvents(ctx context.Context, untilEmpty bool) int {
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	for {
+		a.mu.Lock()
+		n := len(a.queue)
+		var ev event
+		if n > 0 {
+			ev = a.queue[0]
+		}
+		a.mu.Unlock()
+		if n == 0 {
+			if untilEmpty {
+				return 0
+			}
+			select {
+			case <-ctx.Done():
+				return a.Pending()
+			case <-a.wake:
+				continue
+			}
+		}
+		if err := a.applyWithRetry(ctx, ev); err != nil {
+			// ctx ended or nc was closed; ev stays at the head of the queue.
+			return a.Pending()
+		}
+		a.mu.Lock()
+		a.queue[0] = event{}
+		a.queue = a.queue[1:]
+		if len(a.queue) == 0 {
+			a.queue = nil // let the backing array go after an outage
+		}
+		a.mu.Unlock()
+	}
+}
+
+// applyWithRetry writes ev, retrying transient failures with backoff. It returns nil when ev is
+// done (written, or dropped after a permanent failure), and an error when ctx ended first or the
+// NATS connection was closed (ev stays queued).
+func (a *Agent) applyWithRetry(ctx context.Context, ev event) error {
+	err := a.retry(ctx, "write "+ev.kind.String()+" event", func(ctx context.Context) error {
+		return a.applyEvent(ctx, ev)
+	}, slog.Uint64("client_id", ev.clientID), slog.String("note", "the game goes on; events stay queued in order until NATS is back"))
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, nats.ErrConnectionClosed) {
+		a.log.Error("NATS connection closed; events cannot be written any more", "pending", a.Pending())
+		return err
+	}
+	if err != nil {
+		a.log.Error("dropping event that cannot be written", "event", ev.kind.String(), "client_id", ev.clientID, "err", err)
+	}
+	return nil
+}
+
+// applyEvent makes one attempt at writing ev.
+func (a *Agent) applyEvent(ctx context.Context, ev event) error {
+	if !a.nc.IsConnected() {
+		return errNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.OpTimeout)
+	defer cancel()
+	bk, err := a.buckets(ctx)
+	if err != nil {
+		return err
+	}
+	switch ev.kind {
+	case eventConnect:
+		sessionID := ev.sessionID
+		if sessionID == "" {
+			sessionID, err = a.lookupSession(ctx, strconv.FormatUint(ev.clientID, 10), a.cfg.OpTimeout)
+			if errors.Is(err, ErrUnknownClient) {
+				return permanent(fmt.Errorf("connected client %d has no session in %s; it was never authorized",
+					ev.clientID, bk.sessionsLy2Eg.Bucket()))
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if _, err := bk.activeConnections.Put(ctx, sessionID, []byte(strconv.FormatUint(ev.clientID, 10))); err != nil {
+			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.activeConnections.Bucket(), sessionID, err))
+		}
+		a.applied[ev.clientID] = sessionID
+		a.log.Info("client connected; session claimed", "client_id", ev.clientID, "session_id", sessionID)
+	case eventDisconnect:
+		sessionID := ev.sessionID
+		if sessionID == "" {
+			sessionID = a.applied[ev.clientID]
+		}
+		if sessionID == "" {
+			return permanent(fmt.Errorf("disconnected client %d has no known session", ev.clientID))
+		}
+		if err := bk.activeConnections.Delete(ctx, sessionID); err != nil {
+			return classifyKV(fmt.Errorf("delete %s[%s]: %w", bk.activeConnections.Bucket(), sessionID, err))
+		}
+		delete(a.applied, ev.clientID)
+		a.log.Info("client disconnected; session released", "client_id", ev.clientID, "session_id", sessionID)
+	}
+	return nil
+}
+
+// buckets opens the KV buckets on first use.
+func (a *Agent) buckets(ctx context.Context) (*buckets, error) {
+	a.bmu.Lock()
+	defer a.bmu.Unlock()
+	if a.bk != nil {
+		return a.bk, nil
+	}
+	bk, err := openBuckets(ctx, a.js, a.cfg.Buckets)
+	if err != nil {
+		return nil, err
+	}
+	a.bk = bk
+	return bk, nil
+}
+
+// permanentError marks a failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+func permanent(err error) error { return &permanentError{err: err} }
+
+// classifyKV marks KV errors that retrying cannot fix as permanent.
+func classifyKV(err error) error {
+	if errors.Is(err, jetstream.ErrInvalidKey) || errors.Is(err, nats.ErrMaxPayload) {
+		return permanent(err)
+	}
+	return err
+}
+
+// retry runs op until it succeeds, fails permanently or ctx ends, with exponential backoff between
+// RetryMin and RetryMax. Failures are logged at WARN (the first, then at growing intervals) and a
+// success after failures is logged at INFO, so an outage and its end show in the log.
+func (a *Agent) retry(ctx context.Context, what string, op func(context.Context) error, attrs ...any) error {
+	backoff := a.cfg.RetryMin
+	var firstFailure time.Time
+	for attempt := 1; ; attempt++ {
+		err := op(ctx)
+		if err == nil {
+			if attempt > 1 {
+				a.log.Info(what+": succeeded after retries", append(attrs, "attempts", attempt,
+					"outage", time.Since(firstFailure).Round(time.Millisecond))...)
+			}
+			return nil
+		}
+		var pe *permanentError
+		if errors.As(err, &pe) {
+			return pe.err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
+		}
+		if a.nc.IsClosed() {
+			// A closed nats.Conn never comes back; whoever closed it is shutting down.
+			return fmt.Errorf("%s: %w", what, nats.ErrConnectionClosed)
+		}
+		if attempt == 1 {
+			firstFailure = time.Now()
+		}
+		if attempt&(attempt-1) == 0 { // 1, 2, 4, 8, …
+			a.log.Warn(what+": failed; retrying with backoff",
+				append(attrs, "attempt", attempt, "retry_in", backoff, "pending_events", a.Pending(), "err", err)...)
+		}
+		if errors.Is(err, errNotConnected) {
+			// Wait for nats.go to reconnect (it retries on its own), then start the backoff
+			// afresh so that buffered events go out as soon as NATS is back.
+			if !a.waitConnected(ctx, a.cfg.RetryMax) {
+				return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
+			}
+			backoff = a.cfg.RetryMin
+			continue
+		}
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
+		}
+		backoff = min(backoff*2, a.cfg.RetryMax)
+	}
+}
+
+// waitConnected polls the connection state until nc is connected, at most for d. It reports
+// false only when ctx ended.
+func (a *Agent) waitConnected(ctx context.Context, d time.Duration) bool {
+	step := min(a.cfg.RetryMin, 100*time.Millisecond)
+	deadline := time.Now().Add(d)
+	for !a.nc.IsConnected() && time.Now().Before(deadline) {
+		if !sleepCtx(ctx, step) {
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
+
+// sleepCtx waits for d or until ctx ends; it reports whether the full time passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// notify does a non-blocking send on a 1-buffered channel.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
