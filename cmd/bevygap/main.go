@@ -50,6 +50,8 @@ func commands() []command {
 		{"edgegap-sim", "run the local Edgegap API simulator", runEdgegapSim},
 		{"token", "mint or inspect a Lightyear connect token", runToken},
 		{"play", "request a game session through httpd, connect to the game server, measure round trips", runPlay},
+		{"httpd", "run the HTTP/WebSocket front door of the matchmaker", runHTTPD},
+		{"webhook-sink", "receive webhooks over HTTP and publish them on NATS", runWebhookSink},
 	}
 }
 

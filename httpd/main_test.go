@@ -1,0 +1,258 @@
+package httpd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// testNATS is the one embedded nats-server of this package's tests.
+var testNATS *bus.Embedded
+
+func TestMain(m *testing.M) {
+	var err error
+	testNATS, err = bus.StartEmbedded(bus.EmbeddedConfig{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testNATS.Shutdown()
+	os.Exit(code)
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func connect(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	nc, err := bus.Connect(context.Background(), testNATS.Config("httpd-test"), quietLog())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// fakeMatchmaker stands in for the matchmaker: a NATS micro service answering
+// session.gensession and matchmaker.request.<game>.1 with canned scripts chosen by game name
+// (streams) or client IP (gensession). Version "2" has no responder.
+type fakeMatchmaker struct {
+	mu          sync.Mutex
+	requests    [][]byte // raw streaming request bodies
+	genRequests [][]byte
+	stop        chan struct{}
+}
+
+const (
+	fakeSessionID = "950dd2eaff09-S"
+	fakeToken     = "AAECAw=="
+	// fakeGenReply is what the fake answers to session.gensession.
+	fakeGenReply = `{"connect_token":"AAECAw==","gameserver_ip":"1.2.3.4","gameserver_port":32041,"link":"1.2.3.4:32041","cert_digest":"ab:cd"}`
+	ipGenError   = "203.0.113.9"  // gensession answers a service error
+	ipGenHang    = "203.0.113.10" // gensession never answers
+)
+
+func startFake(tb testing.TB) *fakeMatchmaker {
+	tb.Helper()
+	nc := connect(tb)
+	f := &fakeMatchmaker{stop: make(chan struct{})}
+	svc, err := micro.AddService(nc, micro.Config{Name: protocol.GenSessionServiceName, Version: "0.0.1"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	g := svc.AddGroup(protocol.GenSessionGroup, micro.WithGroupQueueGroup(protocol.GenSessionQueue))
+	if err := g.AddEndpoint(protocol.GenSessionEndpoint, micro.HandlerFunc(f.genSession)); err != nil {
+		tb.Fatal(err)
+	}
+	if err := svc.AddEndpoint("request", micro.HandlerFunc(f.stream), micro.WithEndpointSubject("matchmaker.request.*.1")); err != nil {
+		tb.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		close(f.stop)
+		_ = svc.Stop()
+	})
+	return f
+}
+
+func (f *fakeMatchmaker) lastRequest() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.requests) == 0 {
+		return ""
+	}
+	return string(f.requests[len(f.requests)-1])
+}
+
+func (f *fakeMatchmaker) count() (streams, gens int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests), len(f.genRequests)
+}
+
+func (f *fakeMatchmaker) genSession(req micro.Request) {
+	f.mu.Lock()
+	f.genRequests = append(f.genRequests, append([]byte(nil), req.Data()...))
+	f.mu.Unlock()
+	var r protocol.GenSessionRequest
+	_ = json.Unmarshal(req.Data(), &r)
+	switch r.ClientIP {
+	case ipGenError:
+		_ = req.Error("409", "App version is disabled", nil)
+	case ipGenHang:
+	default:
+		_ = req.Respond([]byte(fakeGenReply))
+	}
+}
+
+func mustMarshal(f protocol.Feedback) []byte {
+	b, err := protocol.Marshal(f)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func (f *fakeMatchmaker) stream(req micro.Request) {
+	f.mu.Lock()
+	f.requests = append(f.requests, append([]byte(nil), req.Data()...))
+	f.mu.Unlock()
+	game := strings.Split(req.Subject(), ".")[2]
+	ready := protocol.Ready(protocol.SessionReady{Token: fakeToken, IP: "1.2.3.4", Port: 32041, CertDigest: "ab:cd"})
+	var script [][]byte
+	wait := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-f.stop:
+		}
+	}
+	switch game {
+	case "happy":
+		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Accepted(fakeSessionID)),
+			mustMarshal(protocol.Progress("Waiting for game server")), mustMarshal(ready), {}}
+	case "mmerror":
+		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Error(409, "App version is disabled")), {}}
+	case "echo":
+		var r protocol.MatchmakerRequest
+		_ = json.Unmarshal(req.Data(), &r)
+		script = [][]byte{mustMarshal(protocol.Progress(r.ClientIP)), {}}
+	case "raw":
+		script = [][]byte{[]byte(`{"ProgressReport":"a<b>&c \u00e9"}`), []byte(`{"Unknown":1}`), []byte(`"Acknowledged"`), {}}
+	case "noend":
+		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(ready)}
+	case "hang", "slow":
+		go func() {
+			_ = req.Respond(mustMarshal(protocol.Acknowledged()))
+			if game == "hang" {
+				wait(time.Minute)
+			} else {
+				wait(600 * time.Millisecond)
+				_ = req.Respond(mustMarshal(ready))
+			}
+			_ = req.Respond(nil)
+		}()
+		return
+	default:
+		script = [][]byte{mustMarshal(protocol.Error(404, "unknown test game")), {}}
+	}
+	for _, b := range script {
+		_ = req.Respond(b)
+	}
+}
+
+// testServer is a front door on an httptest server.
+type testServer struct {
+	*Server
+	ts  *httptest.Server
+	reg *prometheus.Registry
+}
+
+func (t *testServer) wsURL() string {
+	return "ws" + strings.TrimPrefix(t.ts.URL, "http") + "/matchmaker/ws"
+}
+
+// newTestServer starts a front door with cfg (limits relaxed unless cfg sets them) behind an
+// http.Server configured like NewHTTPServer; tune may change that server before it starts.
+func newTestServer(tb testing.TB, cfg Config, tune ...func(*http.Server)) *testServer {
+	tb.Helper()
+	if cfg.SessionsPerMinute == 0 {
+		cfg.SessionsPerMinute = -1
+	}
+	if cfg.MaxStreamsPerIP == 0 {
+		cfg.MaxStreamsPerIP = -1
+	}
+	reg := prometheus.NewRegistry()
+	s, err := New(cfg, connect(tb), quietLog(), reg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(s)
+	hs := NewHTTPServer(s, quietLog())
+	ts.Config.ReadHeaderTimeout = hs.ReadHeaderTimeout
+	ts.Config.ReadTimeout = hs.ReadTimeout
+	ts.Config.IdleTimeout = hs.IdleTimeout
+	ts.Config.MaxHeaderBytes = hs.MaxHeaderBytes
+	for _, f := range tune {
+		f(ts.Config)
+	}
+	ts.Start()
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			tb.Errorf("shutdown: %v", err)
+		}
+		ts.Close()
+	})
+	return &testServer{Server: s, ts: ts, reg: reg}
+}
+
+// eventually polls cond for up to 3 s.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// metricValue reads a counter, gauge or histogram (its sample count) without testutil.
+func metricValue(tb testing.TB, m prometheus.Metric) float64 {
+	tb.Helper()
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		tb.Fatal(err)
+	}
+	switch {
+	case out.Counter != nil:
+		return out.Counter.GetValue()
+	case out.Gauge != nil:
+		return out.Gauge.GetValue()
+	case out.Histogram != nil:
+		return float64(out.Histogram.GetSampleCount())
+	}
+	tb.Fatalf("unsupported metric %v", m.Desc())
+	return 0
+}

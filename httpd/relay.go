@@ -1,0 +1,122 @@
+package httpd
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// finalGrace is how long the relay still waits for the matchmaker's empty end-of-stream
+// message after a final (SessionReady or Error) feedback.
+const finalGrace = 2 * time.Second
+
+// relayResult says how a streaming request ended.
+type relayResult struct {
+	outcome string // one of the outcome* constants; "" when interrupted by gone or stop
+	errMsg  string // for the client when the front door (not the matchmaker) failed
+	errCode uint16 // HTTP-like code for errMsg
+}
+
+// Messages the front door itself sends to clients.
+const (
+	msgNoMatchmaker = "No matchmaker is serving this game and version"
+	msgNATSDown     = "Matchmaker unavailable"
+	msgSendFailed   = "Failed to send mm request"
+	msgTimeout      = "Timeout waiting for matchmaker"
+	msgLost         = "Matchmaker replies were lost"
+	msgShutdown     = "server shutting down"
+	msgRateLimited  = "rate limited"
+)
+
+// relay publishes req on subject and hands every feedback message to send, unchanged, until the
+// matchmaker's empty end message. It returns early when gone or stop is closed (outcome "").
+func (s *Server) relay(subject string, req []byte, start time.Time, gone, stop <-chan struct{}, send func([]byte) error) relayResult {
+	if s.nc.Status() != nats.CONNECTED {
+		return relayResult{outcome: outcomeFailed, errMsg: msgNATSDown, errCode: 503}
+	}
+	ch := make(chan *nats.Msg, replyBuffer)
+	lost := make(chan struct{})
+	var lostOnce sync.Once
+	w := s.replies.register(func(msg *nats.Msg) {
+		select {
+		case ch <- msg:
+		default:
+			lostOnce.Do(func() { close(lost) })
+		}
+	})
+	defer s.replies.release(w)
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: w.subject, Data: req}); err != nil {
+		s.log.Warn("httpd: publish session request", "subject", subject, "err", err)
+		return relayResult{outcome: outcomeFailed, errMsg: msgSendFailed, errCode: 503}
+	}
+	deadline := time.NewTimer(s.cfg.StreamTimeout)
+	defer deadline.Stop()
+	final := ""
+	for {
+		select {
+		case msg := <-ch:
+			if isNoResponders(msg) {
+				return relayResult{outcome: outcomeNoMatchmaker, errMsg: msgNoMatchmaker, errCode: 503}
+			}
+			if len(msg.Data) == 0 {
+				if final == "" {
+					return relayResult{outcome: outcomeEnded}
+				}
+				return relayResult{outcome: final}
+			}
+			if err := send(msg.Data); err != nil {
+				return relayResult{outcome: goneOutcome(final)}
+			}
+			if final != "" {
+				continue
+			}
+			if final = finalOutcome(msg.Data); final == "" {
+				continue
+			}
+			if final == outcomeReady {
+				s.metrics.timeToReady.Observe(time.Since(start).Seconds())
+			}
+			deadline.Reset(finalGrace)
+		case <-lost:
+			return relayResult{outcome: outcomeFailed, errMsg: msgLost, errCode: 500}
+		case <-deadline.C:
+			if final != "" {
+				return relayResult{outcome: final}
+			}
+			return relayResult{outcome: outcomeTimeout, errMsg: msgTimeout, errCode: 504}
+		case <-gone:
+			return relayResult{outcome: goneOutcome(final)}
+		case <-stop:
+			return relayResult{}
+		}
+	}
+}
+
+// finalOutcome classifies a feedback message: outcomeReady for SessionReady, outcomeMMError for
+// Error, "" for anything else (including messages that are not feedback at all).
+func finalOutcome(data []byte) string {
+	var fb protocol.Feedback
+	if json.Unmarshal(data, &fb) != nil {
+		return ""
+	}
+	switch fb.Kind {
+	case protocol.FeedbackSessionReady:
+		return outcomeReady
+	case protocol.FeedbackError:
+		return outcomeMMError
+	}
+	return ""
+}
+
+// goneOutcome is the outcome of a request whose client left: the final outcome when the final
+// feedback had been relayed already (the client had what it needed), else outcomeClientGone.
+func goneOutcome(final string) string {
+	if final != "" {
+		return final
+	}
+	return outcomeClientGone
+}

@@ -1,0 +1,305 @@
+// Package webhooksink receives webhooks over HTTP and publishes each body on NATS, so that services
+// behind NATS (the matchmaker) learn about Edgegap session changes without being reachable from
+// the internet.
+//
+//	POST /hook/{name}   body published on NATS subject "webhook.<name>"; answers "OK"
+//	GET  /healthz       process up
+//	GET  /metrics       Prometheus
+//
+// The sink never answers 200 for a body it has not handed to the NATS server: it publishes, then
+// flushes (a PING/PONG round trip) within FlushTimeout, and answers 503 when NATS is down, so that
+// the sender (Edgegap) retries. With a Secret configured, a request must carry it (URL query
+// ?token=, header X-Webhook-Token, or Authorization: Bearer), so strangers cannot inject fake
+// "session ready" events.
+package webhooksink
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// Defaults of [Config].
+const (
+	// DefaultBind is the reference's listen address.
+	DefaultBind = "0.0.0.0:3001"
+	// DefaultMaxBodyBytes limits a webhook body (Edgegap session bodies are a few KiB).
+	DefaultMaxBodyBytes = 256 << 10
+	// DefaultFlushTimeout bounds the NATS round trip that confirms a publish.
+	DefaultFlushTimeout = 5 * time.Second
+	// MaxNameLen is the longest hook name accepted.
+	MaxNameLen = 64
+)
+
+// Config configures the sink. The zero value works: no secret, default limits, JSON bodies only.
+type Config struct {
+	// Secret, when set, must be presented by every request (?token=, X-Webhook-Token header or
+	// Authorization: Bearer). Compared in constant time; never logged.
+	Secret string
+	// MaxBodyBytes limits a body; zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// FlushTimeout bounds the publish confirmation; zero means DefaultFlushTimeout.
+	FlushTimeout time.Duration
+	// AllowNonJSON accepts bodies that are not valid JSON (by default they get 400).
+	AllowNonJSON bool
+}
+
+// String describes c without the secret.
+func (c Config) String() string {
+	return fmt.Sprintf("webhooksink.Config{Secret:%t MaxBodyBytes:%d FlushTimeout:%v AllowNonJSON:%t}",
+		c.Secret != "", c.MaxBodyBytes, c.FlushTimeout, c.AllowNonJSON)
+}
+
+// GoString is String, so that %#v does not print the secret either.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue makes slog print c without the secret.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// Sink is the webhook receiver, an http.Handler.
+type Sink struct {
+	cfg      Config
+	secret   [32]byte // sha256 of Secret
+	nc       *nats.Conn
+	log      *slog.Logger
+	requests *prometheus.CounterVec
+	bytes    prometheus.Counter
+	mux      *http.ServeMux
+}
+
+// Outcomes, the "outcome" label of bevygap_webhooksink_requests_total.
+const (
+	outcomePublished    = "published"
+	outcomeBadName      = "bad_name"
+	outcomeBadBody      = "bad_body"
+	outcomeTooLarge     = "too_large"
+	outcomeUnauthorized = "unauthorized"
+	outcomeNATSDown     = "nats_down"
+)
+
+// New builds a sink on an established NATS connection. reg receives the metrics; nil means a
+// fresh registry of the Sink's own (with Go and process collectors). /metrics serves reg when it
+// is also a prometheus.Gatherer.
+func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer) (*Sink, error) {
+	if nc == nil {
+		return nil, errors.New("webhooksink: nil NATS connection")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.FlushTimeout <= 0 {
+		cfg.FlushTimeout = DefaultFlushTimeout
+	}
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = r
+	}
+	s := &Sink{
+		cfg: cfg,
+		nc:  nc,
+		log: log,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bevygap_webhooksink_requests_total",
+			Help: "Webhook requests by outcome.",
+		}, []string{"outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bevygap_webhooksink_published_bytes_total",
+			Help: "Bytes of webhook bodies published on NATS.",
+		}),
+	}
+	if cfg.Secret != "" {
+		s.secret = sha256.Sum256([]byte(cfg.Secret))
+	}
+	for _, c := range []prometheus.Collector{s.requests, s.bytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("webhooksink: register metrics: %w", err)
+		}
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /hook/{name}", s.handleHook)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { text(w, http.StatusOK, "ok\n") })
+	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, "<h1>Webhook catcher</h1><p>bevygap webhook sink: POST /hook/{name}. "+
+			`<a href="/healthz">/healthz</a> <a href="/metrics">/metrics</a></p>`+"\n")
+	})
+	if g, ok := reg.(prometheus.Gatherer); ok {
+		s.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	log.Info("webhook sink ready", "config", cfg)
+	return s, nil
+}
+
+// ServeHTTP serves the sink's routes.
+func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(w, r)
+}
+
+// ValidName reports whether name is a safe hook name: 1 to 64 of [A-Za-z0-9_-].
+func ValidName(name string) bool {
+	if name == "" || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// authorized checks the shared secret, if one is configured.
+func (s *Sink) authorized(r *http.Request) bool {
+	if s.cfg.Secret == "" {
+		return true
+	}
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		token = r.Header.Get("X-Webhook-Token")
+	}
+	if token == "" {
+		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			token = a[7:]
+		}
+	}
+	if token == "" {
+		return false
+	}
+	got := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(got[:], s.secret[:]) == 1
+}
+
+func (s *Sink) handleHook(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	outcome, code, msg := s.hook(r, name)
+	s.requests.WithLabelValues(outcome).Inc()
+	if code != http.StatusOK {
+		// The name is logged only when it is safe; the token never is.
+		logName := name
+		if !ValidName(name) {
+			logName = "(invalid)"
+		}
+		s.log.Warn("webhook refused", "name", logName, "status", code, "reason", msg, "peer", r.RemoteAddr)
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+	}
+	text(w, code, msg)
+}
+
+// hook validates and publishes one webhook; it returns the outcome label, HTTP status and body.
+func (s *Sink) hook(r *http.Request, name string) (string, int, string) {
+	if !s.authorized(r) {
+		return outcomeUnauthorized, http.StatusUnauthorized, "missing or wrong webhook token"
+	}
+	if !ValidName(name) {
+		return outcomeBadName, http.StatusBadRequest, "hook name must be 1-64 characters of A-Z a-z 0-9 _ -"
+	}
+	if r.ContentLength > s.cfg.MaxBodyBytes {
+		return outcomeTooLarge, http.StatusRequestEntityTooLarge, "body larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return outcomeTooLarge, http.StatusRequestEntityTooLarge, "body larger than " + strconv.FormatInt(s.cfg.MaxBodyBytes, 10) + " bytes"
+		}
+		return outcomeBadBody, http.StatusBadRequest, "could not read body"
+	}
+	if len(body) == 0 {
+		return outcomeBadBody, http.StatusBadRequest, "empty body"
+	}
+	if !s.cfg.AllowNonJSON && !json.Valid(body) {
+		return outcomeBadBody, http.StatusBadRequest, "body is not valid JSON"
+	}
+	if err := s.publish(protocol.WebhookSubject(name), body); err != nil {
+		s.log.Error("webhook not published", "name", name, "err", err)
+		return outcomeNATSDown, http.StatusServiceUnavailable, "NATS unavailable, retry later"
+	}
+	s.bytes.Add(float64(len(body)))
+	s.log.Info("webhook published", "subject", protocol.WebhookSubject(name), "bytes", len(body))
+	return outcomePublished, http.StatusOK, "OK"
+}
+
+// ErrNATSUnavailable is returned (wrapped) when the connection is not up; the body is not queued.
+var ErrNATSUnavailable = errors.New("webhooksink: NATS not connected")
+
+// publish hands body to the NATS server and confirms it with a flush round trip. While
+// disconnected it fails at once instead of parking the body in the reconnect buffer.
+func (s *Sink) publish(subject string, body []byte) error {
+	if st := s.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w (%s)", ErrNATSUnavailable, st)
+	}
+	if err := s.nc.Publish(subject, body); err != nil {
+		return fmt.Errorf("webhooksink: publish %s: %w", subject, err)
+	}
+	if err := s.nc.FlushTimeout(s.cfg.FlushTimeout); err != nil {
+		return fmt.Errorf("webhooksink: confirm publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+func text(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg)
+}
+
+// NewHTTPServer returns an http.Server for h with timeouts fit for the public internet.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// Serve serves s on ln until ctx ends, then shuts the HTTP server down gracefully (at most 10 s).
+func (s *Sink) Serve(ctx context.Context, ln net.Listener) error {
+	hs := NewHTTPServer(s, s.log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("webhooksink: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if err != nil {
+		_ = hs.Close()
+	}
+	<-errc
+	return err
+}
