@@ -52,6 +52,7 @@ func commands() []command {
 		{"play", "request a game session through httpd, connect to the game server, measure round trips", runPlay},
 		{"httpd", "run the HTTP/WebSocket front door of the matchmaker", runHTTPD},
 		{"webhook-sink", "receive webhooks over HTTP and publish them on NATS", runWebhookSink},
+		{"matchmaker", "run the session service: Edgegap sessions + connect tokens over NATS", runMatchmaker},
 	}
 }
 

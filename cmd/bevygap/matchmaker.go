@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/matchmaker"
+	"github.com/bevygap-go/bevygap/netcode"
+)
+
+// matchmakerEnvPrefix prefixes the environment variable of every matchmaker flag:
+// --app-name is BEVYGAP_MATCHMAKER_APP_NAME. A flag on the command line wins.
+const matchmakerEnvPrefix = "BEVYGAP_MATCHMAKER_"
+
+func runMatchmaker(ctx context.Context, env *Env, args []string) error {
+	cfg := matchmaker.DefaultConfig()
+	fs := newFlagSet(env, "matchmaker", "[flags]")
+	fs.StringVar(&cfg.AppName, "app-name", cfg.AppName, "Edgegap application name")
+	fs.StringVar(&cfg.AppVersion, "app-version", cfg.AppVersion, "Edgegap application version")
+	key := fs.String("lightyear-private-key", "", `Lightyear private key: "1,2,...,32" decimal bytes, 64 hex characters or base64 (better: $`+matchmakerEnvPrefix+`LIGHTYEAR_PRIVATE_KEY)`)
+	allowZero := fs.Bool("allow-zero-key", false, "accept an empty or all-zero private key (the reference's default; local development only)")
+	fs.Uint64Var(&cfg.ProtocolID, "lightyear-protocol-id", cfg.ProtocolID, "Lightyear protocol id (u64)")
+	fs.Var(&cfg.TokenFormat, "token-format", "connect token byte order: lightyear-0.17 (bevygap) or lightyear-0.20")
+	fs.StringVar(&cfg.SessionWebhookURL, "session-webhook-url", "", "webhook URL Edgegap posts session events to (the webhook sink, e.g. https://hooks.example.com/hook/session)")
+	fs.StringVar(&cfg.WebhookSubject, "webhook-subject", cfg.WebhookSubject, "NATS subject the webhook sink publishes session webhooks on")
+	fs.StringVar(&cfg.PortName, "port-name", "", "deployment port to put in tokens (default: the only or first port)")
+	fs.DurationVar(&cfg.ReadinessLimit, "readiness-limit", cfg.ReadinessLimit, "how long a session may take to become ready")
+	fs.DurationVar(&cfg.ClaimGrace, "claim-grace", cfg.ClaimGrace, "added to the readiness limit before an unclaimed session is deleted")
+	fs.DurationVar(&cfg.CertDigestWait, "cert-digest-wait", cfg.CertDigestWait, "how long to wait for a fresh game server's cert digest")
+	fs.IntVar(&cfg.MaxConcurrentCreates, "max-concurrent-creates", cfg.MaxConcurrentCreates, "session setups in progress at once; more requests queue")
+	fs.DurationVar(&cfg.PollInitial, "poll-initial", cfg.PollInitial, "first fallback poll interval without working webhooks")
+	fs.DurationVar(&cfg.PollMax, "poll-max", cfg.PollMax, "longest fallback poll interval without working webhooks")
+	fs.IntVar(&cfg.DeleteWorkers, "delete-workers", cfg.DeleteWorkers, "Edgegap session deletions in parallel")
+	fs.BoolVar(&cfg.Reconcile, "reconcile", cfg.Reconcile, "periodically delete Edgegap sessions no bucket knows (turn off if the account runs other session-based apps)")
+	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "interval of reconciliation")
+	fs.BoolVar(&cfg.OnlyOwnSubject, "only-own-subject", false, "subscribe only matchmaker.request.<app>.<version> (several games on one NATS)")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish on shutdown")
+	fs.StringVar(&cfg.Buckets.Prefix, "bucket-prefix", "", "prefix of every KV bucket, the delete stream and its subjects (several games on one NATS)")
+	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
+	apiURL := fs.String("edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9090; off when empty)")
+	natsCfg := addNATSClientFlags(fs, env, "bevygap-matchmaker")
+	if err := flagsFromEnv(fs, env, matchmakerEnvPrefix, "nats-"); err != nil {
+		return err
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap matchmaker -h"}
+	}
+
+	cfg.AllowZeroKey = *allowZero
+	switch {
+	case strings.TrimSpace(*key) != "":
+		k, err := netcode.ParseKey(*key)
+		if err != nil {
+			return &usageError{message: "--lightyear-private-key: " + err.Error(), hint: `--lightyear-private-key "1,2,3,...,32" (32 bytes)`}
+		}
+		cfg.PrivateKey = k
+	case !cfg.AllowZeroKey:
+		return &usageError{message: "no Lightyear private key given (the game servers' key, 32 bytes)",
+			hint: matchmakerEnvPrefix + `LIGHTYEAR_PRIVATE_KEY="1,2,...,32" bevygap matchmaker, or --allow-zero-key for local development`}
+	}
+	apiKey := env.Getenv(edgegap.EnvAPIKey)
+	if apiKey == "" {
+		return &usageError{message: edgegap.EnvAPIKey + " is not set", hint: edgegap.EnvAPIKey + `="token xxxxxxxx-..." bevygap matchmaker`}
+	}
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			return &usageError{message: fmt.Sprintf("--metrics-addr %q: %v", *metricsAddr, err), hint: "--metrics-addr 127.0.0.1:9090"}
+		}
+	}
+
+	if err := cfg.Validate(); err != nil {
+		return &usageError{message: err.Error(), hint: "bevygap matchmaker -h"}
+	}
+
+	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
+	nc, err := bus.Connect(ctx, natsCfg(), log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	api := edgegap.NewClient(*apiURL, apiKey, edgegap.WithLogger(log))
+	reg := newServiceRegistry()
+	mm, err := matchmaker.New(cfg, matchmaker.Deps{NATS: nc, Edgegap: api, Logger: log, Registry: reg})
+	if err != nil {
+		if errors.Is(err, matchmaker.ErrConfig) {
+			return &usageError{message: err.Error(), hint: "bevygap matchmaker -h"}
+		}
+		return err
+	}
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := matchmaker.ServeMetrics(mctx, ln, reg); err != nil {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	}
+	return mm.Run(ctx)
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMatchmakerUsageErrors(t *testing.T) {
+	secretKey := "9,8,7,6,5,4,3,2,1,0,1,2,3,4,5,6,7,8,9,0,1,2,3,4,5,6,7,8,9,0,1,299"
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{"no key", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, nil, "no Lightyear private key"},
+		{"bad key flag", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", secretKey}, "--lightyear-private-key"},
+		{"bad key env", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api", "BEVYGAP_MATCHMAKER_LIGHTYEAR_PRIVATE_KEY": secretKey}, nil, "--lightyear-private-key"},
+		{"no api key", nil, []string{"--lightyear-private-key", testKeyDecimal}, "EDGEGAP_API_KEY is not set"},
+		{"bad token format", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--token-format", "lightyear-9"}, "token-format"},
+		{"bad metrics addr", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--metrics-addr", "nope"}, "--metrics-addr"},
+		{"bad webhook url", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--session-webhook-url", "ftp://x"}, "session webhook url"},
+		{"extra arg", nil, []string{"oops"}, "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runCLI(t, "", tt.env, append([]string{"matchmaker"}, tt.args...)...)
+			if code != 2 || !strings.Contains(stderr, tt.wantErr) {
+				t.Fatalf("exit %d, stderr %q", code, stderr)
+			}
+			if strings.Contains(stderr, "299") || strings.Contains(stderr, "token s3cr3t-api") {
+				t.Fatalf("secret echoed: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestMatchmakerHelpListsReferenceFlags(t *testing.T) {
+	code, _, stderr := runCLI(t, "", map[string]string{"BEVYGAP_MATCHMAKER_LIGHTYEAR_PRIVATE_KEY": testKeyDecimal}, "matchmaker", "-h")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, f := range []string{"-app-name", `(default "spacepit_server")`, "-app-version", `(default "v0.0.1")`,
+		"-lightyear-private-key", "-lightyear-protocol-id", "(default 1982)", "-session-webhook-url", "-token-format", "lightyear-0.17", "-metrics-addr"} {
+		if !strings.Contains(stderr, f) {
+			t.Errorf("help lacks %q", f)
+		}
+	}
+	if strings.Contains(stderr, "1,2,3,4,5") {
+		t.Fatal("help shows the private key from the environment")
+	}
+}

@@ -1,0 +1,67 @@
+// Package matchmaker is bevygap's session service: it turns "client at IP x wants to play" into a
+// ready Edgegap session plus a netcode connect token, and makes sure no Edgegap session leaks.
+// It is wire-compatible with the Rust bevygap_matchmaker (subjects, buckets, JSON).
+//
+// # Requests
+//
+// Two NATS entry points share one flow:
+//
+//	session.gensession                     NATS micro service "gensession", group "session",
+//	  {"client_ip":"1.2.3.4"}  ──►         queue group "session_queue": one reply, or the service
+//	                                       error headers Nats-Service-Error / -Code (400, 401, 403,
+//	                                       409, 429, 502, 503, 504)
+//	matchmaker.request.<game>.<version>    queue group "matchmaker_request_queue": the reply inbox
+//	  {"client_ip":"…"}  ──►               gets "Acknowledged", {"SessionRequestAccepted":id},
+//	                                       {"ProgressReport":"…"}…, {"SessionReady":{…}} or
+//	                                       {"Error":[code,"msg"]}, then an empty message.
+//
+// # Flow of one request
+//
+//	admission (≤ MaxConcurrentCreates setups at once; FIFO queue, position as ProgressReport)
+//	  │
+//	  ▼
+//	POST /v1/session {app_name, ip_list:[client ip], webhook_url?}
+//	  │ session id
+//	  ▼
+//	unclaimed_sessions[id] = id      ◄── before anything else can fail: from here on a crash
+//	  │                                  leaves an entry that every reaper can find
+//	  ▼
+//	wait for readiness ◄── webhook.* (Edgegap → webhook sink → NATS; every matchmaker hears it
+//	  │                    and routes it to the waiter that owns the session)
+//	  │                ◄── fallback GET /v1/session/{id}: with healthy webhooks an early check at
+//	  │                    min(5 s, 10 %) only if no webhook (not even "Linked") came, then 60/80/95 %
+//	  │                    of ReadinessLimit; without webhooks immediately, then 0.5 s doubling to 3 s
+//	  │ ready (or: timeout → 504, session queued for deletion)
+//	  ▼
+//	port (PortName or first by name), cert_digests[public ip] (briefly watched if missing)
+//	  ▼
+//	mint token (random u64 client id, server address = public ip:port)
+//	  ▼
+//	sessions_ly2eg[client id] = id, sessions_eg2ly[id] = client id  ──►  reply
+//
+// With a session webhook and a 30 s boot, a granted session costs 3 Edgegap calls in total:
+// create, one GET after the "Ready" webhook, and the final DELETE (the Rust matchmaker polled
+// every 200 ms: ~150 GETs).
+//
+// # Session lifecycle (zero leaks)
+//
+//   - Active-connection watcher: a put in active_connections (game server: player connected)
+//     claims the session (removed from unclaimed_sessions); a delete or purge (player left)
+//     queues the session's deletion.
+//   - Unclaimed reaper: a watch on unclaimed_sessions feeds an in-memory deadline heap; an
+//     entry not rewritten for ReadinessLimit + ClaimGrace is queued for deletion (unless an
+//     active connection exists after all). No periodic key listing.
+//   - Delete worker: the durable pull consumer api-deleter-1 of DELETE_SESSION_STREAM calls
+//     DELETE /v1/session/{id}; 2xx, 404 and 410 ack; anything else is redelivered with
+//     exponential backoff, forever (reported as stuck after DeleteStuckAfter attempts).
+//     Enqueues carry a message id, so reapers on several matchmakers queue a session once.
+//   - Reconciliation: every ReconcileInterval the account's sessions are listed; a session no
+//     bucket knows for longer than ReadinessLimit + ClaimGrace is queued for deletion (covers
+//     a crash between Edgegap's create and the unclaimed_sessions write).
+//   - Shutdown: subscriptions stop first, in-flight requests get ShutdownTimeout to finish and
+//     are then failed with 503; their sessions are queued for deletion (or left to the
+//     reapers of the surviving matchmakers).
+//
+// Several matchmakers on one NATS share the load through the queue groups and the shared
+// durable consumer; nothing is done twice.
+package matchmaker

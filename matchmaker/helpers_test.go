@@ -1,0 +1,388 @@
+package matchmaker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// testNATS is the one embedded nats-server of this test package.
+var testNATS *bus.Embedded
+
+func TestMain(m *testing.M) {
+	var err error
+	testNATS, err = bus.StartEmbedded(bus.EmbeddedConfig{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testNATS.Shutdown()
+	os.Exit(code)
+}
+
+const testAPIKey = "token sim-secret-4f1c2b"
+
+var harnessSeq atomic.Int64
+
+// lockedBuffer collects log output from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// harness is one simulated world: the shared NATS (with a bucket prefix of its own), an
+// Edgegap simulator, a webhook sink that forwards to NATS, and matchmakers.
+type harness struct {
+	t       *testing.T
+	nc      *nats.Conn
+	sim     *edgegapsim.Simulator
+	simSrv  *httptest.Server
+	hookSrv *httptest.Server
+	cfg     Config
+	b       *bus.Buckets
+	logs    *lockedBuffer
+	log     *slog.Logger
+	mms     []*Matchmaker
+	srv     *bus.Embedded
+}
+
+type harnessOpts struct {
+	boot          time.Duration
+	webhook       bool
+	faults        edgegapsim.Faults
+	clock         edgegapsim.Clock
+	inactive      bool
+	maxDeploys    int
+	sockets       int
+	configure     func(*Config)
+	noMatchmaker  bool
+	apiRateLimit  bool
+	simLogger     *slog.Logger
+	clientTimeout time.Duration
+	// quiet discards the logs (benchmarks).
+	quiet bool
+	// nats is the server to use instead of the package's shared one.
+	nats *bus.Embedded
+}
+
+func newHarness(t testing.TB, o harnessOpts) *harness {
+	t.Helper()
+	n := harnessSeq.Add(1)
+	h := &harness{logs: &lockedBuffer{}, srv: testNATS}
+	if o.nats != nil {
+		h.srv = o.nats
+	}
+	if tt, ok := t.(*testing.T); ok {
+		h.t = tt
+	}
+	h.log = slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.quiet {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+
+	nc, err := bus.Connect(context.Background(), h.srv.Config("test"), h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.nc = nc
+	t.Cleanup(nc.Close)
+
+	boot := o.boot
+	if boot == 0 {
+		boot = 20 * time.Millisecond
+	}
+	app := fmt.Sprintf("game%d", n)
+	active := !o.inactive
+	simLog := o.simLogger
+	if simLog == nil {
+		simLog = slog.New(slog.DiscardHandler)
+	}
+	sockets := o.sockets
+	if sockets == 0 {
+		sockets = 1 // one session per deployment: every session boots
+	}
+	sim, err := edgegapsim.New(edgegapsim.Config{
+		APIKeys:        []string{testAPIKey},
+		Apps:           []edgegapsim.AppConfig{{Name: app, Versions: []edgegapsim.VersionConfig{{Name: "v1", Active: &active, Sockets: sockets}}}},
+		BootTime:       edgegapsim.Duration(boot),
+		BootJitter:     -1,
+		Faults:         o.faults,
+		Clock:          o.clock,
+		Logger:         simLog,
+		MaxDeployments: o.maxDeploys,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sim = sim
+	h.simSrv = httptest.NewServer(sim)
+	sim.SetBaseURL(h.simSrv.URL)
+	t.Cleanup(func() {
+		h.simSrv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = sim.Close(ctx)
+	})
+
+	// The webhook sink: POST /hook/{name} -> publish on webhook.<name>.
+	h.hookSrv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := strings.CutPrefix(r.URL.Path, "/hook/")
+		if !ok || name == "" || r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := nc.Publish(protocol.WebhookSubject(name), body); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "OK")
+	}))
+	t.Cleanup(h.hookSrv.Close)
+
+	key, err := netcode.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.AppName, cfg.AppVersion = app, "v1"
+	cfg.PrivateKey = key
+	cfg.ReadinessLimit = 3 * time.Second
+	cfg.ClaimGrace = 500 * time.Millisecond
+	cfg.CertDigestWait = 200 * time.Millisecond
+	cfg.PollInitial = 50 * time.Millisecond
+	cfg.PollMax = 200 * time.Millisecond
+	cfg.DeleteRetryBase = 50 * time.Millisecond
+	cfg.DeleteRetryMax = 400 * time.Millisecond
+	cfg.DeleteStuckAfter = 3
+	cfg.ReconcileInterval = 300 * time.Millisecond
+	cfg.ShutdownTimeout = 2 * time.Second
+	cfg.EdgegapCallTimeout = 3 * time.Second
+	cfg.Buckets = bus.BucketOptions{Prefix: fmt.Sprintf("t%d_", n), Memory: true}
+	if o.webhook {
+		cfg.SessionWebhookURL = h.hookSrv.URL + "/hook/session"
+	}
+	if o.configure != nil {
+		o.configure(&cfg)
+	}
+	h.cfg = cfg
+
+	b, err := bus.Open(context.Background(), nc, cfg.Buckets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.b = b
+	if !o.noMatchmaker {
+		h.start(t, cfg)
+	}
+	return h
+}
+
+// newAPI returns an Edgegap client for the simulator.
+func (h *harness) newAPI() *edgegap.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	return edgegap.NewClient(h.simSrv.URL, testAPIKey,
+		edgegap.WithHTTPClient(&http.Client{Transport: tr}),
+		edgegap.WithRateLimit(rate.Inf, 1),
+		edgegap.WithRetries(2, 20*time.Millisecond, 100*time.Millisecond),
+		edgegap.WithLogger(h.log))
+}
+
+// start starts a matchmaker with its own NATS connection (so that a test can "kill" it).
+func (h *harness) start(t testing.TB, cfg Config) *Matchmaker {
+	t.Helper()
+	nc, err := bus.Connect(context.Background(), h.srv.Config("mm"), h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := New(cfg, Deps{NATS: nc, Edgegap: h.newAPI(), Logger: h.log})
+	if err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := mm.Start(ctx); err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	h.mms = append(h.mms, mm)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = mm.Shutdown(ctx)
+		nc.Close()
+	})
+	return mm
+}
+
+// genReply is the outcome of one session.gensession request.
+type genReply struct {
+	raw     []byte
+	reply   protocol.GenSessionReply
+	errCode string
+	errDesc string
+}
+
+func (h *harness) gensession(t testing.TB, body string) genReply {
+	t.Helper()
+	msg, err := h.nc.Request(protocol.SubjectGenSession, []byte(body), 10*time.Second)
+	if err != nil {
+		t.Fatalf("gensession request: %v", err)
+	}
+	r := genReply{raw: msg.Data, errCode: msg.Header.Get("Nats-Service-Error-Code"), errDesc: msg.Header.Get("Nats-Service-Error")}
+	if r.errCode == "" {
+		if err := json.Unmarshal(msg.Data, &r.reply); err != nil {
+			t.Fatalf("reply %q: %v", msg.Data, err)
+		}
+	}
+	return r
+}
+
+// stream sends a streaming request and collects every message up to the empty terminator.
+func (h *harness) stream(t testing.TB, game, version, body string) (raw [][]byte, fbs []protocol.Feedback) {
+	t.Helper()
+	raw, fbs, err := h.streamE(game, version, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, fbs
+}
+
+// streamE is stream for goroutines other than the test's: it returns errors.
+func (h *harness) streamE(game, version, body string) (raw [][]byte, fbs []protocol.Feedback, err error) {
+	inbox := nats.NewInbox()
+	sub, err := h.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := h.nc.PublishRequest(protocol.SubjectMatchmakerRequestPrefix+"."+game+"."+version, inbox, []byte(body)); err != nil {
+		return nil, nil, err
+	}
+	for {
+		msg, err := sub.NextMsg(15 * time.Second)
+		if err != nil {
+			return raw, fbs, fmt.Errorf("stream: %w after %d messages", err, len(raw))
+		}
+		raw = append(raw, msg.Data)
+		if len(msg.Data) == 0 {
+			return raw, fbs, nil
+		}
+		var f protocol.Feedback
+		if err := json.Unmarshal(msg.Data, &f); err != nil {
+			return raw, fbs, fmt.Errorf("feedback %q: %w", msg.Data, err)
+		}
+		fbs = append(fbs, f)
+	}
+}
+
+// eventually fails t unless cond becomes true within d.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %v waiting for: %s", d, what)
+}
+
+// noLeaks waits until the simulator has no live session.
+func (h *harness) noLeaks(t testing.TB, d time.Duration) {
+	t.Helper()
+	eventually(t, d, "no live session in the simulator", func() bool { return h.sim.LiveSessions() == 0 })
+}
+
+// claim plays the game server: maps the client id to a session and writes active_connections.
+func (h *harness) claim(t testing.TB, clientID string) string {
+	t.Helper()
+	ctx := context.Background()
+	e, err := h.b.SessionsLy2Eg.Get(ctx, clientID)
+	if err != nil {
+		t.Fatalf("sessions_ly2eg[%s]: %v", clientID, err)
+	}
+	sid := string(e.Value())
+	if _, err := h.b.ActiveConnections.Put(ctx, sid, []byte(clientID)); err != nil {
+		t.Fatal(err)
+	}
+	return sid
+}
+
+func (h *harness) disconnect(t testing.TB, sid string) {
+	t.Helper()
+	if err := h.b.ActiveConnections.Delete(context.Background(), sid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clientIDOf opens a token's private part to read the client id.
+func (h *harness) clientIDOf(t testing.TB, token string) uint64 {
+	t.Helper()
+	tok, err := netcode.DecodeConnectTokenBase64(token, h.cfg.TokenFormat)
+	if err != nil {
+		t.Fatalf("decode token: %v", err)
+	}
+	p, err := tok.Open(h.cfg.PrivateKey)
+	if err != nil {
+		t.Fatalf("open token: %v", err)
+	}
+	return p.ClientID
+}
+
+// fmtAll prints v with every fmt verb a log line might use.
+func fmtAll(v any) string { return fmt.Sprintf("%v %+v %#v %s", v, v, v, v) }
+
+// testutilCounter sums every series of a counter family of mm's registry.
+func testutilCounter(t testing.TB, mm *Matchmaker, name string) float64 {
+	t.Helper()
+	mfs, err := mm.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}

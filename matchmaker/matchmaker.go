@@ -1,0 +1,362 @@
+package matchmaker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// ErrAppNotReady is returned (wrapped) by Start when the configured app or app version does not
+// exist on Edgegap or is not active.
+var ErrAppNotReady = errors.New("matchmaker: Edgegap app version not usable")
+
+// ErrStarted is returned by Start when called twice.
+var ErrStarted = errors.New("matchmaker: already started")
+
+// Matchmaker is the session service. Create it with [New], then [Matchmaker.Run] it (or
+// Start + Shutdown). It is safe for concurrent use.
+type Matchmaker struct {
+	cfg    Config
+	nc     *nats.Conn
+	api    EdgegapAPI
+	log    *slog.Logger
+	now    func() time.Time
+	reg    *prometheus.Registry
+	met    *metrics
+	minter *netcode.Minter
+	hooks  *hookRouter
+	admit  *admission
+
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	b       *bus.Buckets
+	svc     micro.Service
+	subs    []*nats.Subscription // request subscriptions (stopped first on shutdown)
+	hookSub *nats.Subscription   // webhooks (kept until in-flight requests are done)
+	unclaim *unclaimedReaper
+
+	// reqCtx is the parent of every request; it outlives the Run context so that in-flight
+	// requests can finish during shutdown, and is canceled when the shutdown timeout expires.
+	reqCtx    context.Context
+	reqCancel context.CancelFunc
+	inflight  sync.WaitGroup
+
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+// New checks cfg and returns a matchmaker that is not running yet.
+func New(cfg Config, deps Deps) (*Matchmaker, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if deps.NATS == nil {
+		return nil, fmt.Errorf("%w: no NATS connection", ErrConfig)
+	}
+	if deps.Edgegap == nil {
+		return nil, fmt.Errorf("%w: no Edgegap API", ErrConfig)
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	met := newMetrics(reg)
+	met.webhookHealthy.Set(1)
+	m := &Matchmaker{
+		cfg:    cfg,
+		nc:     deps.NATS,
+		api:    countingAPI{api: deps.Edgegap, m: met},
+		log:    log.With("component", "matchmaker"),
+		now:    now,
+		reg:    reg,
+		met:    met,
+		minter: &netcode.Minter{Key: cfg.PrivateKey, Format: cfg.TokenFormat},
+		hooks:  newHookRouter(now),
+		admit:  newAdmission(cfg.MaxConcurrentCreates),
+	}
+	m.reqCtx, m.reqCancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// Registry returns the Prometheus registry holding the matchmaker's metrics.
+func (m *Matchmaker) Registry() *prometheus.Registry { return m.reg }
+
+// Buckets returns the opened buckets (nil before Start).
+func (m *Matchmaker) Buckets() *bus.Buckets {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.b
+}
+
+// Run starts the matchmaker, serves until ctx ends, then shuts down gracefully.
+func (m *Matchmaker) Run(ctx context.Context) error {
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), m.cfg.ShutdownTimeout+10*time.Second)
+	defer cancel()
+	return m.Shutdown(sctx)
+}
+
+// Start verifies the Edgegap app version, opens the buckets, starts the lifecycle workers
+// (active-connection watcher, unclaimed reaper, delete worker, reconciler) and then begins
+// answering session.gensession and matchmaker.request.*.*. It returns once everything is
+// subscribed; ctx only bounds the startup.
+func (m *Matchmaker) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return ErrStarted
+	}
+	m.started = true
+	m.mu.Unlock()
+
+	if !m.cfg.SkipAppCheck {
+		if err := m.verifyApp(ctx); err != nil {
+			return err
+		}
+	}
+	b, err := bus.Open(ctx, m.nc, m.cfg.Buckets)
+	if err != nil {
+		return fmt.Errorf("matchmaker: %w", err)
+	}
+	m.mu.Lock()
+	m.b = b
+	m.mu.Unlock()
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	m.bgCancel = cancel
+	fail := func(err error) error {
+		m.mu.Lock()
+		svc, hookSub := m.svc, m.hookSub
+		m.mu.Unlock()
+		if svc != nil {
+			_ = svc.Stop()
+		}
+		m.unsubscribeAll()
+		if hookSub != nil {
+			_ = hookSub.Unsubscribe()
+		}
+		cancel()
+		m.bg.Wait()
+		return err
+	}
+
+	// Lifecycle first, so that no request is answered before the reaper sees the bucket.
+	m.unclaim = newUnclaimedReaper(m)
+	if err := m.unclaim.start(ctx, bgCtx); err != nil {
+		return fail(err)
+	}
+	m.goBackground(func() { m.watchActiveConnections(bgCtx) })
+	cons, err := b.DeleteConsumer(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("matchmaker: %w", err))
+	}
+	m.goBackground(func() { m.runDeleteWorker(bgCtx, cons) })
+	if m.cfg.Reconcile {
+		m.goBackground(func() { m.runReconciler(bgCtx) })
+	}
+
+	hookSub, err := m.nc.Subscribe(m.cfg.WebhookSubject, m.onWebhook)
+	if err != nil {
+		return fail(fmt.Errorf("matchmaker: subscribe %s: %w", m.cfg.WebhookSubject, err))
+	}
+	m.mu.Lock()
+	m.hookSub = hookSub
+	m.mu.Unlock()
+
+	// The reference subscribed exactly matchmaker.request.<app>.<version>. We also answer every
+	// other game/version with a clear error (unless OnlyOwnSubject), and keep the literal subject
+	// for versions with dots (v0.0.1), which the two-token wildcard cannot match.
+	subjects := []string{m.ownStreamSubject()}
+	if !m.cfg.OnlyOwnSubject {
+		wild := protocol.SubjectMatchmakerRequestPrefix + ".*.*"
+		if protocol.ValidateGameVersion(m.cfg.AppName, m.cfg.AppVersion) == nil {
+			subjects = []string{wild}
+		} else {
+			subjects = append(subjects, wild)
+		}
+	}
+	if protocol.ValidateGameVersion(m.cfg.AppName, m.cfg.AppVersion) != nil {
+		m.log.Warn("app name/version is not a valid game/version name for the HTTP front door (letters, digits, space, '_', '-', at most 30); streaming clients must publish on the literal subject",
+			"subject", m.ownStreamSubject())
+	}
+	for _, subj := range subjects {
+		sub, err := m.nc.QueueSubscribe(subj, StreamQueueGroup, m.onStreamRequest)
+		if err != nil {
+			return fail(fmt.Errorf("matchmaker: subscribe %s: %w", subj, err))
+		}
+		m.addSub(sub)
+	}
+	streamSubject := strings.Join(subjects, ",")
+
+	svc, err := m.addGenSessionService()
+	if err != nil {
+		return fail(err)
+	}
+	m.mu.Lock()
+	m.svc = svc
+	m.mu.Unlock()
+	if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
+		return fail(fmt.Errorf("matchmaker: flush subscriptions: %w", err))
+	}
+	m.log.Info("matchmaker ready", "app", m.cfg.AppName, "version", m.cfg.AppVersion,
+		"stream_subject", streamSubject, "service", protocol.SubjectGenSession,
+		"webhook_url_set", m.cfg.SessionWebhookURL != "", "token_format", m.cfg.TokenFormat.String(),
+		"protocol_id", m.cfg.ProtocolID, "private_key", m.cfg.PrivateKey, "buckets_prefix", m.cfg.Buckets.Prefix)
+	return nil
+}
+
+// ownStreamSubject is matchmaker.request.<AppName>.<AppVersion>, the reference's subject.
+func (m *Matchmaker) ownStreamSubject() string {
+	return protocol.SubjectMatchmakerRequestPrefix + "." + m.cfg.AppName + "." + m.cfg.AppVersion
+}
+
+// beginRequest counts a new in-flight request, unless shutdown has begun.
+func (m *Matchmaker) beginRequest() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return false
+	}
+	m.inflight.Add(1)
+	return true
+}
+
+func (m *Matchmaker) goBackground(f func()) {
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		f()
+	}()
+}
+
+func (m *Matchmaker) addSub(s *nats.Subscription) {
+	m.mu.Lock()
+	m.subs = append(m.subs, s)
+	m.mu.Unlock()
+}
+
+func (m *Matchmaker) unsubscribeAll() {
+	m.mu.Lock()
+	subs := m.subs
+	m.subs = nil
+	m.mu.Unlock()
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// verifyApp checks that the app and app version exist and are active.
+func (m *Matchmaker) verifyApp(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+	defer cancel()
+	app, err := m.api.GetApp(cctx, m.cfg.AppName)
+	if err != nil {
+		return fmt.Errorf("%w: Edgegap does not know application %q: %w", ErrAppNotReady, m.cfg.AppName, err)
+	}
+	if !app.IsActive {
+		return fmt.Errorf("%w: application %q is not active on Edgegap", ErrAppNotReady, m.cfg.AppName)
+	}
+	v, err := m.api.GetAppVersion(cctx, m.cfg.AppName, m.cfg.AppVersion)
+	if err != nil {
+		return fmt.Errorf("%w: Edgegap does not know version %q of application %q: %w", ErrAppNotReady, m.cfg.AppVersion, m.cfg.AppName, err)
+	}
+	if !v.Active() {
+		return fmt.Errorf("%w: version %q of application %q is not active on Edgegap, sessions could not be created", ErrAppNotReady, m.cfg.AppVersion, m.cfg.AppName)
+	}
+	m.log.Info("Edgegap application version is active", "app", app.Name, "version", v.Name, "last_updated", app.LastUpdated)
+	return nil
+}
+
+// Shutdown stops taking requests, lets in-flight requests finish for up to
+// Config.ShutdownTimeout (or until ctx ends), then fails the rest cleanly (their sessions are
+// queued for deletion, and stay in unclaimed_sessions for the reaper of a surviving instance
+// if even that fails), and finally stops the lifecycle workers.
+func (m *Matchmaker) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	if m.stopped || !m.started {
+		m.stopped = true
+		m.mu.Unlock()
+		return nil
+	}
+	m.stopped = true
+	svc := m.svc
+	m.mu.Unlock()
+
+	var errs []error
+	if svc != nil {
+		if err := svc.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop gensession service: %w", err))
+		}
+	}
+	m.unsubscribeAll()
+
+	done := make(chan struct{})
+	go func() {
+		m.inflight.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(m.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		m.log.Warn("shutdown timeout: failing in-flight requests")
+		m.reqCancel()
+		<-done
+	case <-ctx.Done():
+		m.reqCancel()
+		<-done
+	}
+	m.reqCancel()
+	m.mu.Lock()
+	hookSub := m.hookSub
+	m.mu.Unlock()
+	if hookSub != nil {
+		_ = hookSub.Unsubscribe()
+	}
+	if m.bgCancel != nil {
+		m.bgCancel()
+	}
+	m.bg.Wait()
+	m.log.Info("matchmaker stopped")
+	return errors.Join(errs...)
+}
+
+// onWebhook routes a session webhook to the waiter that owns the session, if it is ours.
+func (m *Matchmaker) onWebhook(msg *nats.Msg) {
+	w, err := edgegap.ParseSessionWebhook(msg.Data)
+	if err != nil {
+		m.log.Debug("ignoring webhook that is not a session webhook", "subject", msg.Subject, "err", err)
+		return
+	}
+	if m.hooks.deliver(w) {
+		m.met.webhooks.WithLabelValues("owned").Inc()
+	} else {
+		m.met.webhooks.WithLabelValues("other").Inc()
+	}
+}

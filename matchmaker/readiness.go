@@ -1,0 +1,180 @@
+package matchmaker
+
+import (
+	"container/list"
+	"sync"
+	"time"
+
+	"github.com/bevygap-go/bevygap/edgegap"
+)
+
+// hookEvent is what a session webhook tells a waiter.
+type hookEvent struct {
+	ready  bool
+	failed bool // Edgegap reported error / unprocessable
+	status string
+}
+
+// hookRouter hands session webhooks (received by every matchmaker on NATS) to the waiter of
+// this process that owns the session. A webhook that arrives before its waiter registered
+// (Edgegap can be faster than our KV write) is kept for a while in a bounded cache.
+type hookRouter struct {
+	mu      sync.Mutex
+	waiters map[string]chan hookEvent
+	recent  map[string]*list.Element // session id -> element of order (value recentHook)
+	order   *list.List
+	max     int
+	ttl     time.Duration
+	now     func() time.Time
+
+	// healthy is true while webhooks are seen to arrive for our sessions: then the fallback
+	// poll is slow. A session found ready by a poll before its webhook flips it to false.
+	healthy bool
+}
+
+type recentHook struct {
+	id string
+	ev hookEvent
+	at time.Time
+}
+
+func newHookRouter(now func() time.Time) *hookRouter {
+	return &hookRouter{
+		waiters: make(map[string]chan hookEvent),
+		recent:  make(map[string]*list.Element),
+		order:   list.New(),
+		max:     10000,
+		ttl:     2 * time.Minute,
+		now:     now,
+		healthy: true,
+	}
+}
+
+// register returns the channel on which the waiter of sessionID receives webhook events. A
+// cached event for the session is delivered at once.
+func (r *hookRouter) register(sessionID string) <-chan hookEvent {
+	ch := make(chan hookEvent, 4)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waiters[sessionID] = ch
+	if el, ok := r.recent[sessionID]; ok {
+		h := el.Value.(recentHook)
+		r.order.Remove(el)
+		delete(r.recent, sessionID)
+		if r.now().Sub(h.at) <= r.ttl {
+			ch <- h.ev
+		}
+	}
+	return ch
+}
+
+// unregister forgets the waiter of sessionID.
+func (r *hookRouter) unregister(sessionID string) {
+	r.mu.Lock()
+	delete(r.waiters, sessionID)
+	r.mu.Unlock()
+}
+
+// deliver routes one webhook; it reports whether a waiter of this process owned the session.
+func (r *hookRouter) deliver(w edgegap.SessionWebhook) bool {
+	ev := hookEvent{ready: w.Ready, status: w.Status,
+		failed: edgegap.StatusIs(w.Status, edgegap.SessionStatusError) || edgegap.StatusIs(w.Status, edgegap.SessionStatusUnprocessable)}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch, ok := r.waiters[w.SessionID]; ok {
+		if ev.ready || ev.failed {
+			r.healthy = true
+		}
+		select {
+		case ch <- ev:
+		default: // waiter has unread events; it will GET the session anyway
+		}
+		return true
+	}
+	// Not ours (yet): remember it briefly in case our waiter registers after it.
+	now := r.now()
+	for r.order.Len() > 0 {
+		front := r.order.Front()
+		h := front.Value.(recentHook)
+		if r.order.Len() < r.max && now.Sub(h.at) <= r.ttl {
+			break
+		}
+		r.order.Remove(front)
+		delete(r.recent, h.id)
+	}
+	if el, ok := r.recent[w.SessionID]; ok {
+		r.order.Remove(el)
+	}
+	r.recent[w.SessionID] = r.order.PushBack(recentHook{id: w.SessionID, ev: ev, at: now})
+	return false
+}
+
+// markPollFoundReady records that a poll found a session ready before any webhook for it.
+func (r *hookRouter) markPollFoundReady() {
+	r.mu.Lock()
+	r.healthy = false
+	r.mu.Unlock()
+}
+
+func (r *hookRouter) isHealthy() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.healthy
+}
+
+// pollPlan yields the times (from the session's creation) of the fallback polls.
+//
+// With a webhook URL and webhooks seen to work ("late" plan): one early check at
+// min(5 s, 10 % of the limit), skipped when any webhook for the session (e.g. "Linked") has
+// already arrived — it catches a warm deployment whose "Ready" webhook was lost — then polls at
+// 60 %, 80 % and 95 % of the limit. A session that boots within 60 % of the limit thus costs no
+// poll at all. Otherwise ("fast" plan): an immediate poll, then intervals from initial doubling
+// up to max, until the limit.
+type pollPlan struct {
+	limit, initial, max time.Duration
+	late                bool
+	i                   int
+	at, step            time.Duration
+}
+
+func newPollPlan(limit, initial, max time.Duration, withWebhook, healthy bool) *pollPlan {
+	return &pollPlan{limit: limit, initial: initial, max: max, late: withWebhook && healthy, step: initial}
+}
+
+// next returns the next poll time and whether it may be skipped because a webhook for the
+// session has arrived; ok is false when there is no poll left before the limit.
+func (p *pollPlan) next() (at time.Duration, skippable, ok bool) {
+	defer func() { p.i++ }()
+	if p.late {
+		switch p.i {
+		case 0:
+			return min(5*time.Second, p.limit/10), true, true
+		case 1:
+			return p.limit * 60 / 100, false, true
+		case 2:
+			return p.limit * 80 / 100, false, true
+		case 3:
+			return p.limit * 95 / 100, false, true
+		}
+		return 0, false, false
+	}
+	if p.i == 0 {
+		return 0, false, true
+	}
+	p.at += p.step
+	p.step = min(p.step*2, p.max)
+	return p.at, false, p.at < p.limit
+}
+
+// pollSchedule lists the whole plan (for tests and docs).
+func pollSchedule(limit, initial, max time.Duration, withWebhook, healthy bool) []time.Duration {
+	p := newPollPlan(limit, initial, max, withWebhook, healthy)
+	var out []time.Duration
+	for {
+		d, _, ok := p.next()
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}

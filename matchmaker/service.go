@@ -1,0 +1,225 @@
+package matchmaker
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// genSessionStats are the numbers `nats micro stats gensession` shows in its "data" field:
+// micro's own counters see only the dispatch of each request (handled concurrently), so the
+// real errors and in-flight count are reported here.
+type genSessionStats struct {
+	InFlight int64 `json:"in_flight"`
+	Granted  int64 `json:"granted"`
+	Errors   int64 `json:"errors"`
+}
+
+// addGenSessionService registers the NATS micro service gensession, group session (queue group
+// session_queue), endpoint gensession: subject session.gensession.
+func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
+	var inFlight, granted, failed atomic.Int64
+	svc, err := micro.AddService(m.nc, micro.Config{
+		Name:        protocol.GenSessionServiceName,
+		Version:     ServiceVersion,
+		Description: "Generate sessions for clients who want to play",
+		StatsHandler: func(*micro.Endpoint) any {
+			return genSessionStats{InFlight: inFlight.Load(), Granted: granted.Load(), Errors: failed.Load()}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("matchmaker: add gensession service: %w", err)
+	}
+	g := svc.AddGroup(protocol.GenSessionGroup, micro.WithGroupQueueGroup(protocol.GenSessionQueue))
+	handler := micro.HandlerFunc(func(req micro.Request) {
+		// micro calls handlers one at a time per endpoint; each request gets its own goroutine
+		// so that thousands can wait for readiness at once.
+		if !m.beginRequest() {
+			_ = req.Error("503", "matchmaker shutting down", nil)
+			return
+		}
+		inFlight.Add(1)
+		go func() {
+			defer m.inflight.Done()
+			defer inFlight.Add(-1)
+			if m.handleGenSession(req) {
+				granted.Add(1)
+			} else {
+				failed.Add(1)
+			}
+		}()
+	})
+	if err := g.AddEndpoint(protocol.GenSessionEndpoint, handler); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("matchmaker: add gensession endpoint: %w", err)
+	}
+	return svc, nil
+}
+
+// decodeClientIP reads client_ip from a JSON object with any other fields.
+func decodeClientIP(data []byte) (string, *RequestError) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return "", reqErr(http.StatusBadRequest, "error decoding session request: body is not a JSON object", err)
+	}
+	raw, ok := obj["client_ip"]
+	if !ok {
+		return "", reqErr(http.StatusBadRequest, "error decoding session request: Missing client_ip field", nil)
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", reqErr(http.StatusBadRequest, "error decoding session request: client_ip is not a string", err)
+	}
+	return s, nil
+}
+
+// handleGenSession answers one session.gensession request; it reports success.
+func (m *Matchmaker) handleGenSession(req micro.Request) bool {
+	start := time.Now()
+	m.met.inFlight.Inc()
+	defer m.met.inFlight.Dec()
+	g, rerr := m.serve(req.Data(), nil)
+	if rerr != nil {
+		m.finishMetrics("gensession", rerr.Code, start)
+		if err := req.Error(strconv.Itoa(int(rerr.Code)), rerr.Message, nil); err != nil {
+			m.log.Warn("could not send gensession error", "err", err)
+		}
+		return false
+	}
+	reply, err := protocol.Marshal(protocol.GenSessionReply{
+		ConnectToken:   g.ready.Token,
+		GameserverIP:   g.ready.IP,
+		GameserverPort: g.ready.Port,
+		Link:           g.ready.IP + ":" + strconv.Itoa(int(g.ready.Port)),
+		CertDigest:     g.ready.CertDigest,
+	})
+	if err == nil {
+		err = req.Respond(reply)
+	}
+	if err != nil {
+		// The requester will not get its token; the session stays unclaimed and is reaped.
+		m.log.Warn("could not send gensession reply", "session_id", g.sessionID, "err", err)
+	}
+	m.finishMetrics("gensession", http.StatusOK, start)
+	return true
+}
+
+func (m *Matchmaker) finishMetrics(kind string, code uint16, start time.Time) {
+	m.met.requests.WithLabelValues(kind, strconv.Itoa(int(code))).Inc()
+	result := "granted"
+	if code != http.StatusOK {
+		result = "error"
+	}
+	m.met.requestDuration.WithLabelValues(kind, result).Observe(time.Since(start).Seconds())
+}
+
+// serve decodes a request body and runs the session flow.
+func (m *Matchmaker) serve(data []byte, progress progressFunc) (*grant, *RequestError) {
+	s, rerr := decodeClientIP(data)
+	if rerr != nil {
+		return nil, rerr
+	}
+	ip, rerr := parseClientIP(s)
+	if rerr != nil {
+		return nil, rerr
+	}
+	g, rerr := m.requestSession(m.reqCtx, ip, progress)
+	if rerr != nil {
+		level := m.log.Warn
+		if rerr.Code >= 500 {
+			level = m.log.Error
+		}
+		level("session request failed", "client_ip", ip.String(), "code", rerr.Code, "error", rerr.Message, "cause", rerr.Err)
+		return nil, rerr
+	}
+	m.log.Info("session granted", "session_id", g.sessionID, "client_id", g.clientID,
+		"client_ip", ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
+	return g, nil
+}
+
+// streamReply publishes feedback messages on a request's reply inbox.
+type streamReply struct {
+	nc    *nats.Conn
+	inbox string
+	m     *Matchmaker
+}
+
+func (s streamReply) send(f protocol.Feedback) {
+	b, err := protocol.Marshal(f)
+	if err != nil {
+		s.m.log.Error("cannot encode feedback", "err", err)
+		return
+	}
+	if err := s.nc.Publish(s.inbox, b); err != nil {
+		s.m.log.Warn("could not publish feedback", "err", err)
+	}
+}
+
+// finish sends the empty message that ends the stream.
+func (s streamReply) finish() {
+	if err := s.nc.Publish(s.inbox, nil); err != nil {
+		s.m.log.Warn("could not publish end of stream", "err", err)
+	}
+}
+
+// onStreamRequest handles matchmaker.request.<game>.<version>.
+func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
+	if msg.Reply == "" {
+		m.log.Warn("matchmaker request without reply subject, dropped", "subject", msg.Subject)
+		return
+	}
+	r := streamReply{nc: m.nc, inbox: msg.Reply, m: m}
+	if msg.Subject != m.ownStreamSubject() && !m.checkStreamSubject(msg.Subject, r) {
+		return
+	}
+	if !m.beginRequest() {
+		r.send(protocol.Error(http.StatusServiceUnavailable, "matchmaker shutting down"))
+		r.finish()
+		return
+	}
+	go func() {
+		defer m.inflight.Done()
+		start := time.Now()
+		m.met.inFlight.Inc()
+		defer m.met.inFlight.Dec()
+		r.send(protocol.Acknowledged())
+		g, rerr := m.serve(msg.Data, r.send)
+		if rerr != nil {
+			r.send(protocol.Error(rerr.Code, rerr.Message))
+			m.finishMetrics("stream", rerr.Code, start)
+		} else {
+			r.send(protocol.Ready(g.ready))
+			m.finishMetrics("stream", http.StatusOK, start)
+		}
+		r.finish()
+	}()
+}
+
+// checkStreamSubject validates the game and version of a request subject that is not this
+// matchmaker's own; it answers the error itself and reports false for a bad or foreign one.
+func (m *Matchmaker) checkStreamSubject(subject string, r streamReply) bool {
+	game, version, _ := strings.Cut(strings.TrimPrefix(subject, protocol.SubjectMatchmakerRequestPrefix+"."), ".")
+	if err := protocol.ValidateGameVersion(game, version); err != nil {
+		r.send(protocol.Error(http.StatusBadRequest, strings.TrimPrefix(err.Error(), protocol.ErrInvalidName.Error()+": ")))
+		r.finish()
+		m.met.requests.WithLabelValues("stream", "400").Inc()
+		return false
+	}
+	if game != m.cfg.AppName || version != m.cfg.AppVersion {
+		r.send(protocol.Error(http.StatusNotFound, fmt.Sprintf("no matchmaker here serves game %q version %q (this one serves %q version %q)",
+			game, version, m.cfg.AppName, m.cfg.AppVersion)))
+		r.finish()
+		m.met.requests.WithLabelValues("stream", "404").Inc()
+		return false
+	}
+	return true
+}

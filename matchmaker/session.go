@@ -1,0 +1,465 @@
+package matchmaker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+// RequestError is a failed session request: an HTTP-like code and a message for the client.
+// It never holds a secret.
+type RequestError struct {
+	Code    uint16
+	Message string
+	// Err is the cause, for logs.
+	Err error
+}
+
+func (e *RequestError) Error() string {
+	return strconv.Itoa(int(e.Code)) + " " + e.Message
+}
+
+func (e *RequestError) Unwrap() error { return e.Err }
+
+func reqErr(code uint16, msg string, cause error) *RequestError {
+	return &RequestError{Code: code, Message: msg, Err: cause}
+}
+
+// grant is one granted session: what the client needs to connect.
+type grant struct {
+	sessionID string
+	clientID  uint64
+	ready     protocol.SessionReady
+}
+
+// progressFunc receives streaming feedback; nil for the one-shot service.
+type progressFunc func(protocol.Feedback)
+
+// parseClientIP checks a client_ip value.
+func parseClientIP(s string) (netip.Addr, *RequestError) {
+	if s == "" {
+		return netip.Addr{}, reqErr(http.StatusBadRequest, "missing client_ip", nil)
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, reqErr(http.StatusBadRequest, "client_ip is not an IP address", err)
+	}
+	return ip.Unmap(), nil
+}
+
+// requestSession runs the whole flow for one client: admission, create, track, wait, token,
+// KV mappings. On any failure after the session exists, the session is queued for deletion.
+func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, progress progressFunc) (*grant, *RequestError) {
+	send := func(f protocol.Feedback) {
+		if progress != nil {
+			progress(f)
+		}
+	}
+	m.met.queued.Inc()
+	err := m.admit.acquire(ctx, time.Second, func(pos int) {
+		send(protocol.Progress(fmt.Sprintf("Queued: position %d", pos)))
+	})
+	m.met.queued.Dec()
+	if err != nil {
+		return nil, m.contextError(ctx, err)
+	}
+	defer m.admit.release()
+
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+	created, err := m.api.CreateSession(cctx, edgegap.SessionCreateRequest{
+		AppName:    m.cfg.AppName,
+		IPList:     []string{clientIP.String()},
+		WebhookURL: m.cfg.SessionWebhookURL,
+	})
+	cancel()
+	if err != nil {
+		return nil, m.edgegapError("session create", err)
+	}
+	sid := created.SessionID
+	createdAt := m.now()
+	log := m.log.With("session_id", sid)
+	if !bus.ValidSessionID(sid) {
+		// Cannot be a KV key or subject token: delete right away, directly.
+		m.deleteDirectly(sid)
+		return nil, reqErr(http.StatusBadGateway, "Edgegap returned an unusable session id", nil)
+	}
+	// Record the session before anything else can fail: from here on, a crash of this process
+	// leaves an unclaimed_sessions entry that any matchmaker's reaper will delete.
+	if err := m.trackUnclaimed(sid); err != nil {
+		log.Error("could not record session in unclaimed_sessions; deleting it now", "err", err)
+		m.deleteDirectly(sid)
+		return nil, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)
+	}
+	send(protocol.Accepted(sid))
+
+	g, rerr := m.finishSession(ctx, sid, createdAt, clientIP, send)
+	if rerr != nil {
+		m.abandon(sid, "request failed: "+rerr.Message)
+		return nil, rerr
+	}
+	return g, nil
+}
+
+func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt time.Time, clientIP netip.Addr, send progressFunc) (*grant, *RequestError) {
+	sess, waited, rerr := m.waitReady(ctx, sid, createdAt, send)
+	if rerr != nil {
+		return nil, rerr
+	}
+	ip, port, rerr := m.pickAddress(sess)
+	if rerr != nil {
+		return nil, rerr
+	}
+	digest := m.certDigest(ctx, ip, waited)
+
+	clientID, err := randomClientID()
+	if err != nil {
+		return nil, reqErr(http.StatusInternalServerError, "could not pick a client id", err)
+	}
+	tok, err := m.minter.Mint(netcode.TokenParams{
+		ProtocolID:    m.cfg.ProtocolID,
+		ClientID:      clientID,
+		ServerAddrs:   []netip.AddrPort{netip.AddrPortFrom(ip, port)},
+		ExpireSeconds: m.cfg.TokenExpireSeconds,
+	})
+	if err != nil {
+		return nil, reqErr(http.StatusInternalServerError, "could not mint connect token", err)
+	}
+	if err := m.registerIDs(ctx, sid, clientID, waited); err != nil {
+		return nil, m.contextOr(ctx, reqErr(http.StatusServiceUnavailable, "session store unavailable", err))
+	}
+	return &grant{sessionID: sid, clientID: clientID, ready: protocol.SessionReady{
+		Token: tok.Base64(), IP: ip.String(), Port: port, CertDigest: digest,
+	}}, nil
+}
+
+// trackUnclaimed writes unclaimed_sessions[sid] = sid, retrying for a few seconds (NATS may be
+// reconnecting). The write does not use the request context: a shutdown must not skip it.
+func (m *Matchmaker) trackUnclaimed(sid string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return retry(ctx, 100*time.Millisecond, func() error {
+		_, err := m.b.UnclaimedSessions.Put(ctx, sid, []byte(sid))
+		return err
+	})
+}
+
+// registerIDs writes sessions_ly2eg and sessions_eg2ly (and refreshes unclaimed_sessions when
+// the readiness wait was long, so that the client gets the whole grace to connect).
+func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint64, waited time.Duration) error {
+	cid := strconv.FormatUint(clientID, 10)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if waited > m.cfg.ClaimGrace/2 {
+		if _, err := m.b.UnclaimedSessions.Put(ctx, sid, []byte(sid)); err != nil {
+			return fmt.Errorf("refresh unclaimed_sessions: %w", err)
+		}
+	}
+	if _, err := m.b.SessionsLy2Eg.Put(ctx, cid, []byte(sid)); err != nil {
+		return fmt.Errorf("put sessions_ly2eg: %w", err)
+	}
+	if _, err := m.b.SessionsEg2Ly.Put(ctx, sid, []byte(cid)); err != nil {
+		return fmt.Errorf("put sessions_eg2ly: %w", err)
+	}
+	return nil
+}
+
+// waitReady waits until the session is ready: woken by its webhook, with a slow poll as
+// fallback. It returns the ready session and how long the wait took.
+func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.Time, send progressFunc) (*edgegap.Session, time.Duration, *RequestError) {
+	hooks := m.hooks.register(sid)
+	defer m.hooks.unregister(sid)
+
+	withHook := m.cfg.SessionWebhookURL != ""
+	plan := newPollPlan(m.cfg.ReadinessLimit, m.cfg.PollInitial, m.cfg.PollMax, withHook, m.hooks.isHealthy())
+	limit := time.NewTimer(m.cfg.ReadinessLimit - m.now().Sub(createdAt))
+	defer limit.Stop()
+	first, skippable, _ := plan.next()
+	poll := time.NewTimer(first)
+	defer poll.Stop()
+	sawHook := false
+	progress := time.NewTicker(2 * time.Second)
+	defer progress.Stop()
+	start := m.now()
+
+	check := func(via string) (*edgegap.Session, *RequestError, bool) {
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+		s, err := m.api.GetSession(cctx, sid)
+		cancel()
+		if err != nil {
+			if errors.Is(err, edgegap.ErrNotFound) {
+				return nil, reqErr(http.StatusBadGateway, "session disappeared on Edgegap while waiting", err), true
+			}
+			if ctx.Err() != nil {
+				return nil, m.contextError(ctx, ctx.Err()), true
+			}
+			m.log.Warn("session get failed, will retry", "session_id", sid, "err", err)
+			return nil, nil, false
+		}
+		if s.Ready && s.Deployment != nil {
+			m.met.readyVia.WithLabelValues(via).Inc()
+			return s, nil, true
+		}
+		if failedStatus(s.Status) {
+			msg := "session failed on Edgegap: " + s.Status
+			if s.Error != nil && *s.Error != "" {
+				msg += ": " + *s.Error
+			}
+			return nil, reqErr(http.StatusBadGateway, msg, nil), true
+		}
+		send(protocol.Progress(fmt.Sprintf("%s (%d)", s.Status, s.Elapsed)))
+		return nil, nil, false
+	}
+
+	for {
+		select {
+		case ev := <-hooks:
+			sawHook = true
+			if ev.failed {
+				return nil, 0, reqErr(http.StatusBadGateway, "session failed on Edgegap: "+ev.status, nil)
+			}
+			if !ev.ready {
+				send(protocol.Progress(ev.status))
+				continue
+			}
+			s, rerr, done := check("webhook")
+			if done {
+				return s, m.now().Sub(start), rerr
+			}
+		case <-poll.C:
+			if !(skippable && sawHook) {
+				s, rerr, done := check("poll")
+				if done {
+					if s != nil && withHook {
+						m.hooks.markPollFoundReady()
+						m.met.webhookHealthy.Set(0)
+					}
+					return s, m.now().Sub(start), rerr
+				}
+			}
+			var at time.Duration
+			var ok bool
+			if at, skippable, ok = plan.next(); ok {
+				poll.Reset(max(0, at-m.now().Sub(createdAt)))
+			}
+		case <-progress.C:
+			send(protocol.Progress(fmt.Sprintf("Waiting for game server (%ds)", int(m.now().Sub(createdAt).Seconds()))))
+		case <-limit.C:
+			m.met.readyTimeouts.Inc()
+			return nil, 0, reqErr(http.StatusGatewayTimeout, "session still not ready, timed out.", nil)
+		case <-ctx.Done():
+			return nil, 0, m.contextError(ctx, ctx.Err())
+		}
+		if m.hooks.isHealthy() {
+			m.met.webhookHealthy.Set(1)
+		}
+	}
+}
+
+func failedStatus(s string) bool {
+	return edgegap.StatusIs(s, edgegap.SessionStatusError) || edgegap.StatusIs(s, edgegap.SessionStatusUnprocessable)
+}
+
+// pickAddress returns the game server's public IP and the external port of the configured
+// port (or the only/first one by name).
+func (m *Matchmaker) pickAddress(s *edgegap.Session) (netip.Addr, uint16, *RequestError) {
+	d := s.Deployment
+	ip, err := netip.ParseAddr(d.PublicIP)
+	if err != nil {
+		return netip.Addr{}, 0, reqErr(http.StatusBadGateway, "deployment public_ip is not an IP address", err)
+	}
+	if len(d.Ports) == 0 {
+		return netip.Addr{}, 0, reqErr(http.StatusBadGateway, "No ports found in deployment", nil)
+	}
+	name := m.cfg.PortName
+	if name == "" {
+		names := make([]string, 0, len(d.Ports))
+		for n := range d.Ports {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		name = names[0]
+		if len(names) > 1 {
+			m.log.Warn("deployment has several ports, using the first by name; set the port name to choose", "port", name, "ports", names)
+		}
+	}
+	pm, ok := d.Ports[name]
+	if !ok {
+		return netip.Addr{}, 0, reqErr(http.StatusBadGateway, fmt.Sprintf("deployment has no port named %q", name), nil)
+	}
+	if pm.External == nil || *pm.External <= 0 || *pm.External > 65535 {
+		return netip.Addr{}, 0, reqErr(http.StatusBadGateway, fmt.Sprintf("deployment port %q has no external port", name), nil)
+	}
+	return ip.Unmap(), uint16(*pm.External), nil
+}
+
+// freshDeploymentWait: a readiness wait at least this long means the game server has just
+// booted and may not have published its cert digest yet.
+const freshDeploymentWait = 500 * time.Millisecond
+
+// certDigest reads cert_digests[ip]. If it is missing and the session had to boot (the game
+// server may not have published yet), it watches the key for up to CertDigestWait.
+func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, waited time.Duration) string {
+	key := ip.String()
+	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	e, err := m.b.CertDigests.Get(gctx, key)
+	if err == nil {
+		return string(e.Value())
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		m.log.Warn("cert digest lookup failed", "ip", key, "err", err)
+		return ""
+	}
+	if m.cfg.CertDigestWait <= 0 || waited < freshDeploymentWait {
+		return "" // a warm deployment published its digest long ago: it has none
+	}
+	wctx, wcancel := context.WithTimeout(ctx, m.cfg.CertDigestWait)
+	defer wcancel()
+	w, err := m.b.CertDigests.Watch(wctx, key, jetstream.UpdatesOnly())
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = w.Stop() }()
+	// The digest may have arrived between Get and Watch.
+	if e, err := m.b.CertDigests.Get(wctx, key); err == nil {
+		return string(e.Value())
+	}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return ""
+			}
+			if e != nil && e.Operation() == jetstream.KeyValuePut {
+				return string(e.Value())
+			}
+		case <-wctx.Done():
+			return ""
+		}
+	}
+}
+
+// abandon gives a session up: it is queued for deletion and dropped from unclaimed_sessions.
+// If queuing fails, the unclaimed entry stays and a reaper deletes the session later.
+func (m *Matchmaker) abandon(sid, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := retry(ctx, 200*time.Millisecond, func() error { return m.b.EnqueueSessionDelete(ctx, sid) })
+	if err != nil {
+		m.log.Error("could not queue session deletion; the unclaimed reaper will delete it", "session_id", sid, "err", err)
+		return
+	}
+	m.met.deleteEnqueued.WithLabelValues("abandoned").Inc()
+	m.log.Info("session abandoned, deletion queued", "session_id", sid, "reason", reason)
+	_ = m.b.UnclaimedSessions.Delete(ctx, sid)
+}
+
+// deleteDirectly deletes a session through the API, bypassing NATS (used when NATS itself is
+// failing right after a create).
+func (m *Matchmaker) deleteDirectly(sid string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := retry(ctx, 500*time.Millisecond, func() error {
+		cctx, c := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+		defer c()
+		_, err := m.api.DeleteSession(cctx, sid)
+		if errors.Is(err, edgegap.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		m.log.Error("direct session delete failed; reconciliation will catch it", "session_id", sid, "err", err)
+	}
+}
+
+// edgegapError maps an Edgegap failure to the client's error.
+func (m *Matchmaker) edgegapError(what string, err error) *RequestError {
+	code := edgegap.StatusCode(err)
+	msg := what + " failed"
+	var ae *edgegap.APIError
+	if errors.As(err, &ae) && ae.Message != "" {
+		msg = ae.Message
+	}
+	switch {
+	case code == http.StatusBadRequest, code == http.StatusUnauthorized, code == http.StatusForbidden,
+		code == http.StatusConflict, code == http.StatusTooManyRequests, code == http.StatusNotFound,
+		code == http.StatusUnprocessableEntity:
+		return reqErr(uint16(code), msg, err)
+	case code >= 500:
+		return reqErr(http.StatusBadGateway, "Edgegap error: "+msg, err)
+	case code != 0:
+		return reqErr(http.StatusBadGateway, "Edgegap error: "+msg, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return reqErr(http.StatusGatewayTimeout, "Edgegap did not answer in time", err)
+	default:
+		return reqErr(http.StatusServiceUnavailable, "Edgegap unreachable", err)
+	}
+}
+
+// contextError maps the end of a request context (shutdown) to an error.
+func (m *Matchmaker) contextError(ctx context.Context, err error) *RequestError {
+	if errors.Is(context.Cause(ctx), errShuttingDown) || m.reqCtx.Err() != nil {
+		return reqErr(http.StatusServiceUnavailable, "matchmaker shutting down", err)
+	}
+	return reqErr(http.StatusServiceUnavailable, "request canceled", err)
+}
+
+func (m *Matchmaker) contextOr(ctx context.Context, e *RequestError) *RequestError {
+	if ctx.Err() != nil {
+		return m.contextError(ctx, ctx.Err())
+	}
+	return e
+}
+
+var errShuttingDown = errors.New("matchmaker shutting down")
+
+// randomClientID returns a random non-zero u64.
+func randomClientID() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		if id := binary.LittleEndian.Uint64(b[:]); id != 0 {
+			return id, nil
+		}
+	}
+}
+
+// retry calls f until it succeeds or ctx ends, with exponential backoff from base (max 2 s).
+func retry(ctx context.Context, base time.Duration, f func() error) error {
+	d := base
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return err // permanent: this process lost NATS for good
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		d = min(d*2, 2*time.Second)
+	}
+}
