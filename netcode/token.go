@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -128,24 +129,28 @@ type Minter struct {
 	pool atomic.Pointer[randomPool]
 }
 
-// keyedAEAD is a cached cipher together with the key it was built from.
+// keyedAEAD is a cached cipher together with the key it was built from, and a pool of
+// associated-data buffers for sealing with it.
 type keyedAEAD struct {
-	key  Key
-	aead cipher.AEAD
+	key    Key
+	aead   cipher.AEAD
+	adPool sync.Pool // of *[associatedDataBytes]byte
 }
 
 // cipher returns the XChaCha20-Poly1305 AEAD for m.Key, building and caching it on first use
 // or after Key changed.
-func (m *Minter) cipher() (cipher.AEAD, error) {
+func (m *Minter) cipher() (*keyedAEAD, error) {
 	if c := m.aead.Load(); c != nil && c.key == m.Key {
-		return c.aead, nil
+		return c, nil
 	}
 	a, err := chacha20poly1305.NewX(m.Key[:])
 	if err != nil {
 		return nil, fmt.Errorf("netcode: %w", err)
 	}
-	m.aead.Store(&keyedAEAD{key: m.Key, aead: a})
-	return a, nil
+	c := &keyedAEAD{key: m.Key, aead: a}
+	c.adPool.New = func() any { return new([associatedDataBytes]byte) }
+	m.aead.Store(c)
+	return c, nil
 }
 
 // randomPoolBytes is how much crypto/rand output a Minter fetches at once: enough for 46
@@ -180,47 +185,60 @@ func (r *randomPool) read(p []byte) error {
 }
 
 // mintBuffer is the single allocation Mint makes for a token with one server address (the
-// bevygap case): the token, its scratch space and its address list live together.
+// bevygap case): the token and its address list live together.
 type mintBuffer struct {
 	addrs [1]netip.AddrPort
-	ad    [associatedDataBytes]byte
 	token ConnectToken
 }
 
 // Mint builds and seals a new connect token for p. It fails (wrapping ErrAddress or
 // ErrFormat) on bad parameters, or when the random source fails.
 //
-// The returned token has Format m.Format; encode it with Bytes or Base64.
+// The returned token has Format m.Format; encode it with Bytes or Base64. Mint allocates only
+// the token; MintInto reuses a token and allocates nothing.
 func (m *Minter) Mint(p TokenParams) (*ConnectToken, error) {
-	if err := checkFormat(m.Format); err != nil {
+	buf := new(mintBuffer)
+	t := &buf.token
+	if len(p.ServerAddrs) == 1 {
+		t.ServerAddrs = buf.addrs[:0]
+	}
+	if err := m.MintInto(t, p); err != nil {
 		return nil, err
 	}
+	return t, nil
+}
+
+// MintInto is Mint writing into t, which it overwrites completely (t.ServerAddrs' backing
+// array is reused when it is large enough). It allocates nothing for tokens of at most
+// cap(t.ServerAddrs) addresses, so a service can mint from a pool of tokens: mint, encode
+// with AppendBase64, put the token back. On error t is left zeroed but for ServerAddrs.
+func (m *Minter) MintInto(t *ConnectToken, p TokenParams) error {
+	addrs := t.ServerAddrs[:0]
+	*t = ConnectToken{}
+	if err := checkFormat(m.Format); err != nil {
+		return err
+	}
 	if err := checkAddressList("server", p.ServerAddrs); err != nil {
-		return nil, err
+		return err
 	}
 	private := p.ServerAddrs
 	if len(p.InternalAddrs) > 0 {
 		if err := checkAddressList("internal", p.InternalAddrs); err != nil {
-			return nil, err
+			return err
 		}
 		private = p.InternalAddrs
 	}
-	aead, err := m.cipher()
+	c, err := m.cipher()
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	buf := new(mintBuffer)
-	t := &buf.token
-	if len(p.ServerAddrs) == 1 {
-		buf.addrs[0] = p.ServerAddrs[0]
-		t.ServerAddrs = buf.addrs[:]
-	} else {
-		t.ServerAddrs = append([]netip.AddrPort(nil), p.ServerAddrs...)
-	}
+	t.ServerAddrs = append(addrs, p.ServerAddrs...)
 
 	if err := m.random(t); err != nil {
-		return nil, err
+		clear(t.Nonce[:])
+		clear(t.ClientToServerKey[:])
+		clear(t.ServerToClientKey[:])
+		return err
 	}
 
 	var now time.Time
@@ -248,9 +266,13 @@ func (m *Minter) Mint(p TokenParams) (*ConnectToken, error) {
 	n += copy(plain[n:], t.ServerToClientKey[:])
 	copy(plain[n:], p.UserData[:])
 
-	putAssociatedData(&buf.ad, t.ProtocolID, t.ExpireTimestamp, m.Format)
-	aead.Seal(plain[:0], t.Nonce[:], plain, buf.ad[:])
-	return t, nil
+	// The associated data lives in the cipher cache entry's scratch pool: a slice passed to an
+	// interface method escapes, and a fresh one per token would be an allocation.
+	ad := c.adPool.Get().(*[associatedDataBytes]byte)
+	putAssociatedData(ad, t.ProtocolID, t.ExpireTimestamp, m.Format)
+	c.aead.Seal(plain[:0], t.Nonce[:], plain, ad[:])
+	c.adPool.Put(ad)
+	return nil
 }
 
 // random fills the nonce and both keys of t, in that order, from m.Rand or crypto/rand.
@@ -328,6 +350,10 @@ func putAddressList(b []byte, list []netip.AddrPort, f Format) int {
 // ConnectToken is the public (client-visible) part of a connect token, plus its sealed
 // private part, which only the game servers' private key opens.
 type ConnectToken struct {
+	// ServerAddrs are the 1..32 addresses the client tries, in order. (It is the first field
+	// on purpose: the garbage collector then scans only the start of a token, not its 1 KiB
+	// of sealed bytes, which keeps minting cheap.)
+	ServerAddrs []netip.AddrPort
 	// Format is the byte order the token is encoded in.
 	Format Format
 	// ProtocolID identifies the game.
@@ -343,8 +369,6 @@ type ConnectToken struct {
 	PrivateData [PrivateTokenBytes]byte
 	// TimeoutSeconds is the connection timeout; negative means never time out.
 	TimeoutSeconds int32
-	// ServerAddrs are the 1..32 addresses the client tries, in order.
-	ServerAddrs []netip.AddrPort
 	// ClientToServerKey encrypts packets from the client to the server.
 	ClientToServerKey Key
 	// ServerToClientKey encrypts packets from the server to the client.
@@ -388,6 +412,34 @@ func (t *ConnectToken) Base64() string {
 	t.put(raw)
 	base64.StdEncoding.Encode(text, raw)
 	return string(text)
+}
+
+// AppendBase64Scratch is the spare capacity AppendBase64 needs to allocate nothing: the 2732
+// characters of text and the 2048 bytes of the binary token behind them.
+const AppendBase64Scratch = 2732 + ConnectTokenBytes
+
+// AppendBase64 appends the standard base64 encoding, with padding, of the token's
+// ConnectTokenBytes bytes to dst (2732 characters) and returns the extended buffer. It fails like
+// MarshalBinary, leaving dst unchanged. It allocates nothing when dst has at least
+// AppendBase64Scratch bytes of spare capacity (the text plus room to lay out the binary token).
+func (t *ConnectToken) AppendBase64(dst []byte) ([]byte, error) {
+	if err := checkFormat(t.Format); err != nil {
+		return dst, err
+	}
+	if err := checkAddressList("server", t.ServerAddrs); err != nil {
+		return dst, err
+	}
+	// The binary token is written to scratch space behind the text in dst's capacity (a local
+	// array would escape through put's byte-order interface and cost an allocation), then wiped.
+	n := len(dst)
+	textLen := base64.StdEncoding.EncodedLen(ConnectTokenBytes)
+	dst = slices.Grow(dst, textLen+ConnectTokenBytes)
+	raw := dst[n+textLen : n+textLen+ConnectTokenBytes]
+	clear(raw)
+	t.put(raw)
+	base64.StdEncoding.Encode(dst[n:n+textLen], raw)
+	clear(raw)
+	return dst[:n+textLen], nil
 }
 
 // put writes t into b (ConnectTokenBytes long, zeroed); t must be valid.

@@ -153,7 +153,7 @@ func TestOpenBadPrivateAddresses(t *testing.T) {
 				t.Fatal(err)
 			}
 			var sealed [PrivateTokenBytes]byte
-			aead.Seal(sealed[:0], nonce[:], plain, ad[:])
+			aead.aead.Seal(sealed[:0], nonce[:], plain, ad[:])
 			if _, err := OpenPrivateToken(&sealed, &nonce, 1, 2, key, FormatLightyear017); !errors.Is(err, ErrAddress) {
 				t.Fatalf("got %v, want ErrAddress", err)
 			}

@@ -157,6 +157,74 @@ func TestVectorsMint(t *testing.T) {
 	}
 }
 
+// TestVectorsMintInto reproduces every vector with MintInto into a token that already holds
+// another token (it must be overwritten completely) and encodes it with AppendBase64.
+func TestVectorsMintInto(t *testing.T) {
+	vs := loadVectors(t)
+	for _, v := range vs {
+		t.Run(v.Name, func(t *testing.T) {
+			// Start from a dirty token: the last vector, minted with its own inputs.
+			om, op, _ := vs[len(vs)-1].minter(t)
+			var tok ConnectToken
+			if err := om.MintInto(&tok, op); err != nil {
+				t.Fatal(err)
+			}
+			m, p, d := v.minter(t)
+			if err := m.MintInto(&tok, p); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(tok.Bytes(), d.token) {
+				t.Fatal("MintInto differs from vector")
+			}
+			prefix := []byte("token=")
+			got, err := tok.AppendBase64(prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != "token="+v.TokenBase64 {
+				t.Fatal("AppendBase64 differs from vector")
+			}
+		})
+	}
+}
+
+func TestMintIntoAllocations(t *testing.T) {
+	m := &Minter{Key: Key{1, 2, 3}}
+	p := TokenParams{ProtocolID: 1982, ClientID: 7, ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("203.0.113.7:31500")}}
+	var tok ConnectToken
+	buf := make([]byte, 0, AppendBase64Scratch)
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := m.MintInto(&tok, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tok.AppendBase64(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("MintInto + AppendBase64 allocate %.1f times per token, want 0", allocs)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = m.Mint(p) }); allocs != 1 {
+		t.Fatalf("Mint allocates %.1f times, want 1 (the token)", allocs)
+	}
+}
+
+func TestMintIntoErrorsLeaveNoKeys(t *testing.T) {
+	m := &Minter{Key: Key{1, 2, 3}, Rand: bytes.NewReader(make([]byte, 30))} // too short: fails in the keys
+	var tok ConnectToken
+	tok.ClientToServerKey = Key{9}
+	err := m.MintInto(&tok, TokenParams{ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("1.2.3.4:5")}})
+	if err == nil {
+		t.Fatal("short random source accepted")
+	}
+	if !tok.ClientToServerKey.IsZero() || !tok.ServerToClientKey.IsZero() || tok.Nonce != [NonceBytes]byte{} {
+		t.Fatal("a failed MintInto left key material in the token")
+	}
+	if _, err := (&ConnectToken{}).AppendBase64(nil); err == nil {
+		t.Fatal("AppendBase64 of an empty token succeeded")
+	}
+}
+
 func TestVectorsDecodeAndOpen(t *testing.T) {
 	for _, v := range loadVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {

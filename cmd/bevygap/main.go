@@ -53,6 +53,7 @@ func commands() []command {
 		{"httpd", "run the HTTP/WebSocket front door of the matchmaker", runHTTPD},
 		{"webhook-sink", "receive webhooks over HTTP and publish them on NATS", runWebhookSink},
 		{"matchmaker", "run the session service: Edgegap sessions + connect tokens over NATS", runMatchmaker},
+		{"dev", "run everything locally in one process: NATS, Edgegap simulator, example game, matchmaker, httpd", runDev},
 	}
 }
 

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bevygap-go/bevygap/devstack"
+	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/protocol"
+)
+
+const devSynopsis = "[flags] [-- game-server-args...]"
+
+// devSmokeCleanup bounds how long --smoke waits for the played session to be deleted.
+const devSmokeCleanup = 15 * time.Second
+
+// devShutdownTimeout bounds the whole ordered shutdown after Ctrl-C.
+const devShutdownTimeout = 30 * time.Second
+
+// runDev is "bevygap dev": the whole backend in one process (see package devstack).
+func runDev(ctx context.Context, env *Env, args []string) error {
+	cfg := devstack.Config{}
+	fs := newFlagSet(env, "dev", devSynopsis)
+	natsAddr := fs.String("nats-addr", "127.0.0.1:4222", "embedded NATS listen address (port 0 = random)")
+	fs.StringVar(&cfg.NATSStoreDir, "store", "", "JetStream store directory (default: a temporary one, removed on exit)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:3000", "front door (httpd) listen address")
+	fs.StringVar(&cfg.WebhookAddr, "webhook-addr", "127.0.0.1:3001", "webhook sink listen address")
+	fs.StringVar(&cfg.SimAddr, "sim-addr", "127.0.0.1:3080", "Edgegap simulator listen address")
+	fs.StringVar(&cfg.AppName, "app", devstack.DefaultAppName, "Edgegap app name (the game name clients send)")
+	fs.StringVar(&cfg.AppVersion, "version", devstack.DefaultAppVersion, "Edgegap app version (letters, digits, _ and -)")
+	fs.IntVar(&cfg.Sockets, "sockets", edgegapsim.DefaultSockets, "sockets (players) per deployment")
+	fs.StringVar(&cfg.Kind, "kind", "Seat", "session kind: Seat or Match")
+	fs.DurationVar(&cfg.BootTime, "boot-time", devstack.DefaultBootTime, "time a new deployment takes to become ready")
+	bootJitter := fs.Duration("boot-jitter", devstack.DefaultBootJitter, "random extra boot time, up to this (0 = none)")
+	fs.DurationVar(&cfg.EmptyTTL, "empty-ttl", devstack.DefaultEmptyTTL, "how long a deployment without sessions lives")
+	faults := fs.String("faults", "", `fault injection JSON (or @file), e.g. {"boot_failure_rate":0.2} — see docs/edgegap-simulator.md`)
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "simulator random seed (0 = random)")
+	execPath := fs.String("exec", "", "run this game server program per deployment instead of the built-in dotroom (arguments after --)")
+	execGrace := fs.Duration("exec-grace", 5*time.Second, "time a stopping game server program gets before it is killed")
+	fs.DurationVar(&cfg.GameTick, "game-tick", 0, "tick interval of the built-in dotroom servers (default 100ms)")
+	fs.DurationVar(&cfg.ReadinessLimit, "readiness-limit", 0, "matchmaker: how long a session may take to become ready (default 60s)")
+	fs.DurationVar(&cfg.ClaimGrace, "claim-grace", 0, "matchmaker: extra time before an unclaimed session is deleted (default 2s)")
+	fs.Uint64Var(&cfg.ProtocolID, "protocol-id", game.DefaultProtocolID, "Lightyear protocol id")
+	fs.Var(&cfg.TokenFormat, "token-format", "connect token byte order: lightyear-0.17 (bevygap) or lightyear-0.20")
+	keyFlag := fs.String("private-key", "", "netcode private key shared with the game servers (default $"+game.EnvPrivateKey+", else a fresh random key)")
+	cors := fs.String("cors", "*", `browser origins the front door accepts, comma separated ("*" = any)`)
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	smoke := fs.Bool("smoke", false, "start, run one `bevygap play` against the stack, shut down; exit 0 only if all went well and no session leaked")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 && *execPath == "" {
+		return &usageError{message: "game server arguments given without --exec", hint: "bevygap dev --exec ./server -- --flag"}
+	}
+
+	if *smoke { // random ports unless given: a smoke run must not collide with a running dev
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, addr := range map[string]*string{"nats-addr": natsAddr, "http-addr": &cfg.HTTPAddr,
+			"webhook-addr": &cfg.WebhookAddr, "sim-addr": &cfg.SimAddr} {
+			if !set[name] {
+				*addr = "127.0.0.1:0"
+			}
+		}
+	}
+	host, portStr, err := net.SplitHostPort(*natsAddr)
+	port, perr := strconv.Atoi(portStr)
+	if err != nil || perr != nil || port < 0 || port > 65535 {
+		return &usageError{message: fmt.Sprintf("--nats-addr %q is not host:port", *natsAddr), hint: "--nats-addr 127.0.0.1:4222"}
+	}
+	cfg.NATSHost, cfg.NATSPort = host, port
+	cfg.BootJitter = *bootJitter
+	if cfg.BootJitter == 0 {
+		cfg.BootJitter = -1 // none
+	}
+	if *faults != "" {
+		f, err := parseFaults(*faults)
+		if err != nil {
+			return &usageError{message: "--faults: " + err.Error(), hint: `--faults '{"endpoints":{"session_create":{"error_rate":0.1}}}'`}
+		}
+		cfg.Faults = f
+	}
+	keyText := *keyFlag
+	if keyText == "" {
+		keyText = env.Getenv(game.EnvPrivateKey)
+	}
+	keySource := "generated for this run"
+	if strings.TrimSpace(keyText) != "" {
+		k, err := netcode.ParseKey(keyText)
+		if err == nil {
+			err = netcode.ValidateKey(k, false)
+		}
+		if err != nil {
+			return &usageError{message: "private key: " + err.Error(), hint: `--private-key "1,2,3,...,32" (32 bytes), 64 hex characters or base64`}
+		}
+		cfg.PrivateKey = k
+		keySource = "given"
+	}
+	cfg.AllowedOrigins = httpd.ParseOrigins(*cors)
+	if err := (httpd.Config{AllowedOrigins: cfg.AllowedOrigins}).Validate(); err != nil {
+		return &usageError{message: "--cors: " + err.Error(), hint: "--cors http://localhost:8000"}
+	}
+	if *execPath != "" {
+		cfg.Exec = &devstack.Exec{Path: *execPath, Args: fs.Args(), Output: env.Stderr, StopGrace: *execGrace}
+	}
+	log, err := newDevLogger(env.Stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+	if err := protocol.ValidateGameVersion(cfg.AppName, cfg.AppVersion); err != nil {
+		return &usageError{message: err.Error(), hint: "bevygap dev --app dotroom --version 1"}
+	}
+
+	st, err := devstack.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	printDevBanner(env.Stdout, st.Info(), cfg, keySource)
+
+	var runErr error
+	if *smoke {
+		runErr = devSmoke(ctx, env, st)
+	} else {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(env.Stdout, "\nShutting down (stopping the front door, the matchmaker, every session and game server) ...")
+		case <-st.Failed():
+			runErr = st.Err()
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), devShutdownTimeout)
+	defer cancel()
+	if err := st.Shutdown(sctx); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if runErr == nil {
+		fmt.Fprintf(env.Stdout, "Stopped cleanly: %d live sessions left in the simulator.\n", st.Sim().LiveSessions())
+	}
+	return runErr
+}
+
+// devSmoke runs one "bevygap play" against the stack: session over WebSocket, netcode
+// connection, a few echoed packets.
+func devSmoke(ctx context.Context, env *Env, st *devstack.Stack) error {
+	info := st.Info()
+	fmt.Fprintln(env.Stdout, "\nSmoke test: bevygap play ...")
+	err := runPlay(ctx, env, []string{"--url", info.HTTPURL, "--game", info.AppName, "--version", info.AppVersion,
+		"--packets", "3", "--timeout", "60s"})
+	if err != nil {
+		return fmt.Errorf("smoke test: %w", err)
+	}
+	// The player left: the game server reports it, the matchmaker deletes the session. Wait for
+	// that normal path (not the shutdown sweep) to finish.
+	deadline := time.Now().Add(devSmokeCleanup)
+	for st.Sim().LiveSessions() > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("smoke test: the session was not deleted within %s of the player leaving", devSmokeCleanup)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	fmt.Fprintln(env.Stdout, "Session deleted by the matchmaker after the player left.")
+	return nil
+}
+
+// parseFaults reads the simulator's fault JSON, inline or from @file.
+func parseFaults(s string) (edgegapsim.Faults, error) {
+	var f edgegapsim.Faults
+	data := []byte(s)
+	if path, ok := strings.CutPrefix(s, "@"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return f, err
+		}
+		data = b
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// newDevLogger builds the one logger every component of the stack writes to.
+func newDevLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, &usageError{message: fmt.Sprintf("--log-level %q: want debug, info, warn or error", level), hint: "--log-level debug"}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, &usageError{message: fmt.Sprintf("--log-format %q: want text or json", format), hint: "--log-format json"}
+}
+
+// printDevBanner says what runs where and how to try it.
+func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySource string) {
+	store := info.StoreDir
+	if store == "" {
+		store = "temporary"
+	}
+	gameServer := "dotroom (built-in example, in-process)"
+	if cfg.Exec != nil {
+		gameServer = "program " + cfg.Exec.Path
+	}
+	host := strings.TrimPrefix(info.HTTPURL, "http://")
+	fmt.Fprintf(w, `bevygap dev is running — Ctrl-C stops everything and deletes every session.
+
+  NATS          %s   (JetStream store: %s)
+  HTTP          %s   (WebSocket: %s)
+  Edgegap sim   %s   (state: %s/admin/state, faults: PUT %s/admin/faults)
+  Webhook sink  %s
+  Game          app %q version %q, %s
+  Tokens        protocol id %d, private key %s
+
+Try it:
+  bevygap play --url %s --game %s --version %s
+  go run ./examples/dotroom/client --url %s --game %s --version %s
+  nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
+  echo '{"game":"%s","version":"%s","client_ip":null}' | websocat -n ws://%s/matchmaker/ws
+  curl -s %s/admin/state
+`,
+		info.NATSURL, store,
+		info.HTTPURL, info.WebSocketURL,
+		info.SimURL, info.SimURL, info.SimURL,
+		info.WebhookURL,
+		info.AppName, info.AppVersion, gameServer,
+		info.ProtocolID, keySource,
+		info.HTTPURL, info.AppName, info.AppVersion,
+		info.HTTPURL, info.AppName, info.AppVersion,
+		info.NATSURL,
+		info.AppName, info.AppVersion, host,
+		info.SimURL)
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bevygap-go/bevygap/client"
+	"github.com/bevygap-go/bevygap/devstack"
+	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+)
+
+// TestDevUsageErrors: bad flags are refused with exit code 2 before anything starts (the
+// whole stack itself is tested by package devstack, and `bevygap dev --smoke` in CI).
+func TestDevUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"nats_addr", []string{"--nats-addr", "nowhere"}, nil, "--nats-addr"},
+		{"faults_json", []string{"--faults", `{"boot_failure_rate":`}, nil, "--faults"},
+		{"faults_unknown_field", []string{"--faults", `{"boot_failure":0.5}`}, nil, "--faults"},
+		{"faults_file", []string{"--faults", "@/nonexistent/faults.json"}, nil, "--faults"},
+		{"log_level", []string{"--log-level", "loud"}, nil, "--log-level"},
+		{"log_format", []string{"--log-format", "xml"}, nil, "--log-format"},
+		{"version_with_dot", []string{"--version", "v0.1"}, nil, "invalid name"},
+		{"args_without_exec", []string{"--", "--flag"}, nil, "without --exec"},
+		{"bad_key_flag", []string{"--private-key", "1,2,3"}, nil, "private key"},
+		{"zero_key_env", nil, map[string]string{"BEVYGAP_LIGHTYEAR_PRIVATE_KEY": strings.Repeat("00", 32)}, "private key"},
+		{"unknown_flag", []string{"--nope"}, nil, "nope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
+				Getenv: func(k string) string { return tt.env[k] }}
+			code := run(context.Background(), append([]string{"dev"}, tt.args...), env)
+			if code != 2 {
+				t.Fatalf("exit code %d, want 2 (stderr: %s)", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr %q does not mention %q", stderr.String(), tt.want)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("something started: %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestParseFaultsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "faults.json")
+	if err := os.WriteFile(path, []byte(`{"boot_failure_rate":0.25,"endpoints":{"session_create":{"fail_next":2}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := parseFaults("@" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.BootFailureRate != 0.25 || f.Endpoints["session_create"].FailNext != 2 {
+		t.Fatalf("parsed %+v", f)
+	}
+}
+
+func TestDevBannerHasCopyPasteLines(t *testing.T) {
+	info := devstack.Info{NATSURL: "nats://127.0.0.1:4222", HTTPURL: "http://127.0.0.1:3000",
+		WebSocketURL: "ws://127.0.0.1:3000/matchmaker/ws", SimURL: "http://127.0.0.1:3080",
+		WebhookURL: "http://127.0.0.1:3001/hook/session", AppName: "dotroom", AppVersion: "1", ProtocolID: 1982}
+	var b bytes.Buffer
+	printDevBanner(&b, info, devstack.Config{}, "generated for this run")
+	for _, want := range []string{
+		"bevygap play --url http://127.0.0.1:3000 --game dotroom --version 1",
+		`nats --server nats://127.0.0.1:4222 req session.gensession '{"client_ip":"81.128.157.100"}'`,
+		`echo '{"game":"dotroom","version":"1","client_ip":null}' | websocat -n ws://127.0.0.1:3000/matchmaker/ws`,
+		"http://127.0.0.1:3080/admin/state",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// devBuffer is a bytes.Buffer safe for the concurrent writes of a running command and reads of
+// the test.
+type devBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (d *devBuffer) Write(p []byte) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.Write(p)
+}
+
+func (d *devBuffer) String() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.b.String()
+}
+
+// TestDevCtrlCMidFlight runs `bevygap dev` for real (random ports), with a player connected and
+// requests stuck in Edgegap's session create, then cancels its context as Ctrl-C does: the
+// command must exit 0 with no session left in the simulator, and the player must be
+// disconnected.
+func TestDevCtrlCMidFlight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole stack")
+	}
+	ctx, ctrlC := context.WithCancel(t.Context())
+	defer ctrlC()
+	stdout, stderr := &devBuffer{}, &devBuffer{}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(string) string { return "" }}
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run(ctx, []string{"dev", "--nats-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+			"--webhook-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--boot-time", "200ms",
+			"--log-level", "error", "--faults", `{"endpoints":{"session_create":{"latency":"1500ms"}}}`}, env)
+	}()
+
+	httpRE := regexp.MustCompile(`HTTP\s+(http://\S+)`)
+	var url string
+	for deadline := time.Now().Add(20 * time.Second); url == ""; {
+		if m := httpRE.FindStringSubmatch(stdout.String()); m != nil {
+			url = m[1]
+			break
+		}
+		select {
+		case code := <-exit:
+			t.Fatalf("bevygap dev exited early with %d: %s", code, stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no banner: %s", stderr.String())
+		}
+	}
+
+	pctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	player, _, err := game.Join(pctx, url, devstack.DefaultAppName, devstack.DefaultAppVersion, client.Options{})
+	if err != nil {
+		t.Fatalf("player: %v", err)
+	}
+	defer player.Close()
+	inflight := make(chan error, 3)
+	for range cap(inflight) {
+		go func() {
+			_, err := client.Request(pctx, url, devstack.DefaultAppName, devstack.DefaultAppVersion, client.Options{})
+			inflight <- err
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the requests are inside their 1.5 s session create
+
+	ctrlC()
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit code %d after Ctrl-C; stderr: %s", code, stderr.String())
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("bevygap dev did not stop within 40 s of Ctrl-C")
+	}
+	if !strings.Contains(stdout.String(), "Stopped cleanly: 0 live sessions left in the simulator.") {
+		t.Errorf("no clean-stop line in the output:\n%s", stdout.String())
+	}
+	select {
+	case <-player.Done():
+	case <-time.After(10 * time.Second):
+		t.Error("the player is still connected after bevygap dev stopped")
+	}
+	for range cap(inflight) {
+		select {
+		case <-inflight:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a session request still hangs after bevygap dev stopped")
+		}
+	}
+}

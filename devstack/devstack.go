@@ -1,0 +1,590 @@
+// Package devstack runs the whole of bevygap in one process, with no accounts and no Docker:
+// what `bevygap dev` starts and what the end-to-end tests drive.
+//
+//	embedded NATS (JetStream) ◄──────────────┬──────────────┬────────────────┐
+//	        ▲                                │              │                │
+//	httpd (HTTP + WebSocket) ── NATS ──► matchmaker ── REST ──► Edgegap simulator
+//	                                         ▲                     │  per deployment, after the
+//	webhook sink ◄── session webhooks ───────┼─────────────────────┘  boot time: a game server
+//	   └── webhook.session ──────────────────┘                        (dotroom in-process, or
+//	                                                                   any program: Config.Exec)
+//
+// Start brings the pieces up in dependency order and returns a Stack; Shutdown takes them down
+// in the order that leaves no Edgegap session behind:
+//
+//  1. the front door stops taking requests (open streams are told the server is going away);
+//  2. the matchmaker finishes or fails its in-flight requests and stops its workers;
+//  3. every session still in the simulator is deleted through the Edgegap API (players still
+//     connected lose their sessions, as they would if the operator deleted them);
+//  4. the simulator stops every game server (they disconnect their players and write the
+//     disconnects to NATS) and closes;
+//  5. the webhook sink, the NATS connections and the NATS server stop.
+//
+// Shutdown returns an error matching ErrLeakedSessions if the simulator still has a session.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/matchmaker"
+	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/webhooksink"
+)
+
+// Defaults of Config. Addresses default to a random loopback port; `bevygap dev` passes the
+// well-known ports (NATS 4222, httpd 3000, webhook sink 3001, simulator 3080).
+const (
+	DefaultAppName    = "dotroom"
+	DefaultAppVersion = "1"
+	DefaultBootTime   = time.Second
+	DefaultBootJitter = 200 * time.Millisecond
+	DefaultEmptyTTL   = 2 * time.Minute
+	// DefaultShutdownTimeout is how long in-flight matchmaker requests may finish on shutdown.
+	DefaultShutdownTimeout = 5 * time.Second
+	// SimAPIKey is the Edgegap API key the simulator accepts and the matchmaker sends.
+	SimAPIKey = "token bevygap-dev"
+	// WebhookName is the hook name of session webhooks (POST /hook/session → webhook.session).
+	WebhookName = "session"
+)
+
+// ErrLeakedSessions is returned (wrapped) by Shutdown when the simulator still has sessions
+// after everything was stopped.
+var ErrLeakedSessions = errors.New("devstack: sessions leaked")
+
+// Exec runs a program as the game server of every deployment instead of the in-process dotroom
+// server. The program gets the simulator's ARBITRIUM_* environment plus NATS_HOST,
+// NATS_INSECURE and the dotroom variables (BEVYGAP_LIGHTYEAR_PRIVATE_KEY, ...), on top of this
+// process's environment.
+type Exec struct {
+	Path string
+	Args []string
+	// Output receives the program's output, each line prefixed with the deployment id (nil:
+	// through the logger).
+	Output io.Writer
+	// StopGrace is how long a stopping program may take before it is killed (0 = 5 s).
+	StopGrace time.Duration
+}
+
+// Config configures a Stack. The zero value runs dotroom on random loopback ports.
+type Config struct {
+	// NATSHost and NATSPort are where the embedded NATS listens ("" = 127.0.0.1, 0 = random).
+	NATSHost string
+	NATSPort int
+	// NATSStoreDir is the JetStream store ("" = a temporary directory removed on shutdown).
+	NATSStoreDir string
+	// HTTPAddr, WebhookAddr and SimAddr are the listen addresses of the front door, the
+	// webhook sink and the simulator ("" = 127.0.0.1:0).
+	HTTPAddr, WebhookAddr, SimAddr string
+
+	// AppName and AppVersion are the Edgegap app the simulator knows and the matchmaker serves.
+	// Keep the version free of dots: the front door only accepts letters, digits, ' ', '_', '-'.
+	AppName, AppVersion string
+	// Sockets per deployment (0 = the simulator's 6) and session Kind ("" = Seat).
+	Sockets int
+	Kind    string
+	// BootTime and BootJitter of new deployments (0 = defaults; negative jitter = none).
+	BootTime, BootJitter time.Duration
+	// EmptyTTL is how long a deployment without sessions lives (0 = DefaultEmptyTTL).
+	EmptyTTL time.Duration
+	// Faults is the simulator's initial fault injection (change it later with Sim().SetFaults
+	// or PUT /admin/faults).
+	Faults edgegapsim.Faults
+	// Seed seeds the simulator (0 = random).
+	Seed uint64
+
+	// Exec, when set, runs this program per deployment instead of the in-process dotroom.
+	Exec *Exec
+	// GameTick and GameIdleTimeout configure the in-process dotroom servers (0 = their
+	// defaults: 100 ms, and 10 min idle self-destruct).
+	GameTick, GameIdleTimeout time.Duration
+
+	// PrivateKey is the netcode key of the matchmaker and the game servers (zero = a fresh
+	// random key). ProtocolID defaults to 1982, TokenFormat to lightyear-0.17.
+	PrivateKey  netcode.Key
+	ProtocolID  uint64
+	TokenFormat netcode.Format
+
+	// ReadinessLimit, ClaimGrace and ShutdownTimeout tune the matchmaker (0 = its defaults,
+	// and DefaultShutdownTimeout).
+	ReadinessLimit, ClaimGrace, ShutdownTimeout time.Duration
+	// Matchmaker, when set, may adjust the matchmaker's configuration last.
+	Matchmaker func(*matchmaker.Config)
+
+	// AllowedOrigins are the browser origins the front door accepts (nil = any: "*").
+	AllowedOrigins []string
+
+	// Logger receives every component's logs, each with a "component" attribute (nil = discard).
+	Logger *slog.Logger
+}
+
+// Info says where everything runs.
+type Info struct {
+	NATSURL      string // nats://127.0.0.1:4222
+	HTTPURL      string // http://127.0.0.1:3000
+	WebSocketURL string // ws://127.0.0.1:3000/matchmaker/ws
+	SimURL       string // http://127.0.0.1:3080 (admin: /admin/state)
+	WebhookURL   string // http://127.0.0.1:3001/hook/session
+	AppName      string
+	AppVersion   string
+	ProtocolID   uint64
+	StoreDir     string // "" for a temporary store
+}
+
+// Stack is a running bevygap: NATS, the simulator with its game servers, the webhook sink, the
+// matchmaker and the front door.
+type Stack struct {
+	cfg  Config
+	log  *slog.Logger
+	info Info
+	key  netcode.Key
+
+	nats   *bus.Embedded
+	conns  []*nats.Conn
+	sim    *edgegapsim.Simulator
+	api    *edgegap.Client
+	mm     *matchmaker.Matchmaker
+	front  *httpd.Server
+	probes *nats.Conn
+
+	// one cancel + done per served component, stopped in order by Shutdown
+	httpStop, sinkStop, simStop context.CancelFunc
+	httpDone, sinkDone, simDone chan struct{}
+
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Start runs a stack and returns once every component serves. ctx bounds the start only: the
+// stack runs until Shutdown (or until a component fails: see Failed). On error everything
+// already started is stopped again.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	s := &Stack{cfg: cfg, failed: make(chan struct{})}
+	s.applyDefaults()
+	if err := s.start(ctx); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		_ = s.Shutdown(cctx)
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) applyDefaults() {
+	c := &s.cfg
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	s.log = c.Logger
+	if c.NATSHost == "" {
+		c.NATSHost = "127.0.0.1"
+	}
+	for _, a := range []*string{&c.HTTPAddr, &c.WebhookAddr, &c.SimAddr} {
+		if *a == "" {
+			*a = "127.0.0.1:0"
+		}
+	}
+	if c.AppName == "" {
+		c.AppName = DefaultAppName
+	}
+	if c.AppVersion == "" {
+		c.AppVersion = DefaultAppVersion
+	}
+	if c.BootTime == 0 {
+		c.BootTime = DefaultBootTime
+	}
+	if c.BootJitter == 0 {
+		c.BootJitter = DefaultBootJitter
+	}
+	if c.EmptyTTL == 0 {
+		c.EmptyTTL = DefaultEmptyTTL
+	}
+	if c.ProtocolID == 0 {
+		c.ProtocolID = game.DefaultProtocolID
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.AllowedOrigins == nil {
+		c.AllowedOrigins = []string{"*"}
+	}
+}
+
+func (s *Stack) start(ctx context.Context) error {
+	c := &s.cfg
+	s.key = c.PrivateKey
+	if s.key.IsZero() {
+		k, err := netcode.GenerateKey()
+		if err != nil {
+			return fmt.Errorf("devstack: generating the private key: %w", err)
+		}
+		s.key = k
+	}
+
+	// Listeners first: a port in use fails before anything runs.
+	httpLn, err := listen(c.HTTPAddr, "front door")
+	if err != nil {
+		return err
+	}
+	sinkLn, err := listen(c.WebhookAddr, "webhook sink")
+	if err != nil {
+		_ = httpLn.Close()
+		return err
+	}
+	simLn, err := listen(c.SimAddr, "Edgegap simulator")
+	if err != nil {
+		_ = httpLn.Close()
+		_ = sinkLn.Close()
+		return err
+	}
+	s.info = Info{
+		HTTPURL:      "http://" + httpLn.Addr().String(),
+		WebSocketURL: "ws://" + httpLn.Addr().String() + "/matchmaker/ws",
+		SimURL:       "http://" + simLn.Addr().String(),
+		WebhookURL:   "http://" + sinkLn.Addr().String() + "/hook/" + WebhookName,
+		AppName:      c.AppName,
+		AppVersion:   c.AppVersion,
+		ProtocolID:   c.ProtocolID,
+		StoreDir:     c.NATSStoreDir,
+	}
+	// From here on, a listener not yet handed to its server is closed on error.
+	pending := []net.Listener{httpLn, sinkLn, simLn}
+	defer func() {
+		for _, ln := range pending {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+	}()
+
+	// 1. NATS with JetStream.
+	s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{
+		Host: c.NATSHost, Port: c.NATSPort, StoreDir: c.NATSStoreDir,
+		Logger: s.log.With("component", "nats-server"), // its own lines, at debug level
+	})
+	if err != nil {
+		return fmt.Errorf("devstack: NATS on %s:%d: %w", c.NATSHost, c.NATSPort, err)
+	}
+	s.info.NATSURL = s.nats.ClientURL()
+
+	// 2. The Edgegap simulator, launching a game server per deployment.
+	version := edgegapsim.VersionConfig{
+		Name: c.AppVersion, Kind: c.Kind, Sockets: c.Sockets, EmptyTTL: edgegapsim.Duration(c.EmptyTTL),
+	}
+	s.sim, err = edgegapsim.New(edgegapsim.Config{
+		Apps:       []edgegapsim.AppConfig{{Name: c.AppName, Versions: []edgegapsim.VersionConfig{version}}},
+		APIKeys:    []string{SimAPIKey},
+		BaseURL:    s.info.SimURL,
+		BootTime:   edgegapsim.Duration(c.BootTime),
+		BootJitter: edgegapsim.Duration(c.BootJitter),
+		Seed:       c.Seed,
+		Faults:     c.Faults,
+		Launcher:   s.launcher(),
+		Logger:     s.log.With("component", "edgegap-sim"),
+	})
+	if err != nil {
+		return fmt.Errorf("devstack: simulator: %w", err)
+	}
+	s.simStop, s.simDone = s.serve("edgegap-sim", func(ctx context.Context) error { return s.sim.Serve(ctx, simLn) })
+	pending[2] = nil
+	// The simulator is local: no client-side rate limit (50 players at once must not queue).
+	s.api = edgegap.NewClient(s.info.SimURL, SimAPIKey, edgegap.WithRateLimit(rate.Inf, 0),
+		edgegap.WithLogger(s.log.With("component", "edgegap-client")))
+
+	// 3. The webhook sink: simulator → HTTP → NATS webhook.session → matchmaker.
+	sinkNC, err := s.connect(ctx, "bevygap-webhook-sink")
+	if err != nil {
+		return err
+	}
+	sink, err := webhooksink.New(webhooksink.Config{}, sinkNC, s.log.With("component", "webhook-sink"), nil)
+	if err != nil {
+		return fmt.Errorf("devstack: webhook sink: %w", err)
+	}
+	s.sinkStop, s.sinkDone = s.serve("webhook-sink", func(ctx context.Context) error { return sink.Serve(ctx, sinkLn) })
+	pending[1] = nil
+
+	// 4. The matchmaker.
+	mmNC, err := s.connect(ctx, "bevygap-matchmaker")
+	if err != nil {
+		return err
+	}
+	mc := matchmaker.DefaultConfig()
+	mc.AppName, mc.AppVersion = c.AppName, c.AppVersion
+	mc.PrivateKey, mc.ProtocolID, mc.TokenFormat = s.key, c.ProtocolID, c.TokenFormat
+	mc.SessionWebhookURL = s.info.WebhookURL
+	mc.ShutdownTimeout = c.ShutdownTimeout
+	if c.Exec == nil {
+		// dotroom is UDP only and never publishes a WebTransport cert digest: do not wait for one.
+		mc.CertDigestWait = 0
+	}
+	if c.ReadinessLimit > 0 {
+		mc.ReadinessLimit = c.ReadinessLimit
+	}
+	if c.ClaimGrace > 0 {
+		mc.ClaimGrace = c.ClaimGrace
+	}
+	if c.Matchmaker != nil {
+		c.Matchmaker(&mc)
+	}
+	mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: mmNC, Edgegap: s.api, Logger: s.log}) // it adds component=matchmaker
+	if err != nil {
+		return fmt.Errorf("devstack: matchmaker: %w", err)
+	}
+	if err := mm.Start(ctx); err != nil {
+		return fmt.Errorf("devstack: matchmaker: %w", err)
+	}
+	s.mm = mm
+
+	// 5. The front door. Every local client comes from 127.0.0.1, so the per-IP limits are off.
+	httpNC, err := s.connect(ctx, "bevygap-httpd")
+	if err != nil {
+		return err
+	}
+	s.front, err = httpd.New(httpd.Config{
+		AllowedOrigins:    c.AllowedOrigins,
+		SessionsPerMinute: -1,
+		MaxStreamsPerIP:   -1,
+	}, httpNC, s.log.With("component", "httpd"), nil)
+	if err != nil {
+		return fmt.Errorf("devstack: httpd: %w", err)
+	}
+	s.httpStop, s.httpDone = s.serve("httpd", func(ctx context.Context) error { return s.front.Serve(ctx, httpLn) })
+	pending[0] = nil
+
+	s.probes, err = s.connect(ctx, "bevygap-dev")
+	if err != nil {
+		return err
+	}
+	s.log.Info("bevygap dev stack running", "nats", s.info.NATSURL, "http", s.info.HTTPURL, "sim", s.info.SimURL,
+		"webhooks", s.info.WebhookURL, "app", c.AppName, "version", c.AppVersion)
+	return nil
+}
+
+// launcher returns the simulator's game-server launcher: the in-process dotroom server, or
+// Config.Exec. Both get the deployment's ARBITRIUM_* environment plus gameEnv.
+func (s *Stack) launcher() edgegapsim.Launcher {
+	if e := s.cfg.Exec; e != nil {
+		el := &edgegapsim.ExecLauncher{Path: e.Path, Args: e.Args, Output: e.Output, StopGrace: e.StopGrace,
+			Logger: s.log.With("component", "gameserver")}
+		return edgegapsim.LauncherFunc(func(ctx context.Context, spec edgegapsim.LaunchSpec) (edgegapsim.Process, error) {
+			spec.Env = s.withGameEnv(spec.Env)
+			return el.Launch(ctx, spec)
+		})
+	}
+	log := s.log // the SDK agent and the netcode server add their own "component"
+	return edgegapsim.FuncLauncher(func(ctx context.Context, env map[string]string) error {
+		env = s.withGameEnv(env)
+		cfg, err := game.ServerConfigFromEnv(func(k string) string { return env[k] })
+		if err != nil {
+			return err
+		}
+		cfg.Logger = log
+		return game.RunServer(ctx, cfg)
+	})
+}
+
+// withGameEnv returns env plus what a game server needs besides ARBITRIUM_*: how to reach NATS,
+// the private key and protocol id, and (for dotroom) to bind loopback only.
+func (s *Stack) withGameEnv(env map[string]string) map[string]string {
+	out := maps.Clone(env)
+	if out == nil {
+		out = map[string]string{}
+	}
+	out["NATS_HOST"] = s.info.NATSURL
+	out["NATS_INSECURE"] = "1"
+	out[game.EnvPrivateKey] = string(s.key.AppendHex(nil))
+	out[game.EnvProtocolID] = strconv.FormatUint(s.cfg.ProtocolID, 10)
+	out[game.EnvTokenFormat] = s.cfg.TokenFormat.String()
+	out[game.EnvListenHost] = "127.0.0.1"
+	if s.cfg.GameTick > 0 {
+		out[game.EnvTick] = s.cfg.GameTick.String()
+	}
+	if s.cfg.GameIdleTimeout > 0 {
+		out[game.EnvIdleTimeout] = s.cfg.GameIdleTimeout.String()
+	}
+	return out
+}
+
+// connect opens one NATS connection to the embedded server, closed by Shutdown.
+func (s *Stack) connect(ctx context.Context, name string) (*nats.Conn, error) {
+	nc, err := bus.Connect(ctx, s.nats.Config(name), s.log.With("component", "nats-client", "name", name))
+	if err != nil {
+		return nil, fmt.Errorf("devstack: NATS connection %s: %w", name, err)
+	}
+	s.conns = append(s.conns, nc)
+	return nc, nil
+}
+
+// serve runs one server until its context is cancelled. A server that stops on its own fails
+// the stack (Failed, Err).
+func (s *Stack) serve(name string, run func(context.Context) error) (context.CancelFunc, chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		err := run(ctx)
+		if ctx.Err() == nil {
+			if err == nil {
+				err = errors.New("stopped")
+			}
+			s.fail(fmt.Errorf("devstack: %s: %w", name, err))
+		} else if err != nil {
+			s.log.Warn("stopped with an error", "component", name, "err", err)
+		}
+	}()
+	return cancel, done
+}
+
+func (s *Stack) fail(err error) {
+	s.failOnce.Do(func() {
+		s.failErr = err
+		s.log.Error("component failed", "err", err)
+		close(s.failed)
+	})
+}
+
+// listen opens a TCP listener, naming the component in the error.
+func listen(addr, what string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %s on %s: %w", what, addr, err)
+	}
+	return ln, nil
+}
+
+// Info returns where everything runs.
+func (s *Stack) Info() Info { return s.info }
+
+// Failed is closed when a component stopped on its own; Err then says which and why.
+func (s *Stack) Failed() <-chan struct{} { return s.failed }
+
+// Err returns why the stack failed, or nil.
+func (s *Stack) Err() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
+// Sim returns the Edgegap simulator (state, faults, call counts).
+func (s *Stack) Sim() *edgegapsim.Simulator { return s.sim }
+
+// Edgegap returns a client of the simulator's Edgegap API.
+func (s *Stack) Edgegap() *edgegap.Client { return s.api }
+
+// NATS returns a NATS connection of the stack's own, for probes (do not close it).
+func (s *Stack) NATS() *nats.Conn { return s.probes }
+
+// Matchmaker returns the matchmaker (its metrics registry, buckets).
+func (s *Stack) Matchmaker() *matchmaker.Matchmaker { return s.mm }
+
+// Buckets returns the shared KV buckets as the matchmaker opened them.
+func (s *Stack) Buckets() *bus.Buckets { return s.mm.Buckets() }
+
+// PrivateKey returns the netcode key shared by the matchmaker and the game servers. It prints
+// as [REDACTED]; it is for tests that mint tokens of their own.
+func (s *Stack) PrivateKey() netcode.Key { return s.key }
+
+// Shutdown stops everything in the order described in the package documentation, within ctx.
+// It returns an error matching ErrLeakedSessions when the simulator still has sessions at the
+// end. Calling it again returns the first result.
+func (s *Stack) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Stack) shutdown(ctx context.Context) error {
+	var errs []error
+	wait := func(done chan struct{}) {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	// 1. No new requests.
+	if s.httpStop != nil {
+		s.httpStop()
+		wait(s.httpDone)
+	}
+	// 2. In-flight requests finish or fail; the matchmaker's workers stop.
+	if s.mm != nil {
+		if err := s.mm.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("devstack: matchmaker shutdown: %w", err))
+		}
+	}
+	// 3. Delete what is left on "Edgegap".
+	leaked := 0
+	if s.sim != nil {
+		leaked = s.deleteAllSessions(ctx)
+	}
+	// 4. Game servers and the simulator.
+	if s.simStop != nil {
+		s.simStop()
+		wait(s.simDone)
+	}
+	// 5. The rest.
+	if s.sinkStop != nil {
+		s.sinkStop()
+		wait(s.sinkDone)
+	}
+	for _, nc := range s.conns {
+		nc.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+	}
+	if leaked > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d session(s) still in the simulator", ErrLeakedSessions, leaked))
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("devstack: shutdown: %w", err))
+	}
+	s.log.Info("bevygap dev stack stopped")
+	return errors.Join(errs...)
+}
+
+// deleteAllSessions deletes every session the simulator has, through its API (as an operator
+// would), and returns how many are left.
+func (s *Stack) deleteAllSessions(ctx context.Context) int {
+	for attempt := 0; attempt < 5 && s.sim.LiveSessions() > 0 && ctx.Err() == nil; attempt++ {
+		sessions, err := s.api.ListAllSessions(ctx)
+		if err != nil {
+			s.log.Warn("listing sessions for the shutdown sweep", "err", err)
+			continue
+		}
+		deleted := 0
+		for _, ss := range sessions {
+			if _, err := s.api.DeleteSession(ctx, ss.SessionID); err != nil && !errors.Is(err, edgegap.ErrNotFound) {
+				s.log.Warn("deleting a session left at shutdown", "session_id", ss.SessionID, "err", err)
+				continue
+			}
+			deleted++
+		}
+		if deleted > 0 {
+			s.log.Info("deleted sessions left at shutdown (players still connected or requests cut short)", "count", deleted)
+		}
+	}
+	return s.sim.LiveSessions()
+}
