@@ -107,7 +107,7 @@ type Buckets struct {
 // TTLs and limits of the design (the reference's configuration), and returns handles to them.
 // It works the same against the embedded server and an external one.
 func Open(ctx context.Context, nc *nats.Conn, opts BucketOptions) (*Buckets, error) {
-	if err := validPrefix(opts.Prefix); err != nil {
+	if err := ValidatePrefix(opts.Prefix); err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(nc)
@@ -209,7 +209,10 @@ func placement(opts BucketOptions) (int, jetstream.StorageType) {
 	return replicas, storage
 }
 
-func validPrefix(p string) error {
+// ValidatePrefix checks a bucket prefix ([BucketOptions.Prefix]): letters, digits, '_' and '-'
+// only, the characters JetStream allows in bucket and stream names. The error wraps
+// ErrBucketPrefix.
+func ValidatePrefix(p string) error {
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -48,7 +47,8 @@ func PortEnvName(port, suffix string) string {
 	return EnvPortPrefix + name + "_" + suffix
 }
 
-// ArbitriumEnv is what a game server learns from its ARBITRIUM_* environment.
+// ArbitriumEnv is the raw ARBITRIUM_* environment of a deployment, as the simulator writes it
+// ([ArbitriumEnv.Vars]). A game server reads and checks it with [ArbitriumFromEnv].
 type ArbitriumEnv struct {
 	RequestID   string
 	DeleteURL   string
@@ -73,36 +73,6 @@ type EnvPort struct {
 // PortsMappingJSON is the shape of ARBITRIUM_PORTS_MAPPING: {"ports": {"<name>": {...}}}.
 type PortsMappingJSON struct {
 	Ports map[string]EnvPort `json:"ports"`
-}
-
-// ArbitriumFromEnv reads the eight mandatory ARBITRIUM_* variables through getenv (e.g.
-// os.Getenv). It fails, naming every missing variable, if any is empty.
-func ArbitriumFromEnv(getenv func(string) string) (ArbitriumEnv, error) {
-	e := ArbitriumEnv{
-		RequestID:          getenv(EnvRequestID),
-		DeleteURL:          getenv(EnvDeleteURL),
-		DeleteToken:        getenv(EnvDeleteToken),
-		DeploymentLocation: getenv(EnvDeploymentLocation),
-		ContextURL:         getenv(EnvContextURL),
-		ContextToken:       getenv(EnvContextToken),
-		PublicIP:           getenv(EnvPublicIP),
-		PortsMapping:       getenv(EnvPortsMapping),
-	}
-	var missing []string
-	for name, v := range map[string]string{EnvRequestID: e.RequestID, EnvDeleteURL: e.DeleteURL,
-		EnvDeleteToken: e.DeleteToken, EnvDeploymentLocation: e.DeploymentLocation,
-		EnvContextURL: e.ContextURL, EnvContextToken: e.ContextToken, EnvPublicIP: e.PublicIP,
-		EnvPortsMapping: e.PortsMapping} {
-		if v == "" {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		slices.Sort(missing)
-		return ArbitriumEnv{}, fmt.Errorf("edgegap: missing environment variables: %s",
-			strings.Join(missing, ", "))
-	}
-	return e, nil
 }
 
 // Vars returns the eight mandatory variables as a map, ready to be added to a process

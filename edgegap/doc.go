@@ -18,6 +18,9 @@
 //	...
 //	if _, err := c.DeleteSession(ctx, id); err != nil && !edgegap.IsNotFound(err) { ... }
 //
+// Inside a deployment, ArbitriumFromEnv reads and checks the ARBITRIUM_* environment (one
+// *EnvError naming every missing or malformed variable); package gameserver builds on it.
+//
 // Errors from the API are *APIError values carrying the HTTP status and Edgegap's message; use
 // errors.Is with ErrNotFound (404/410), ErrUnauthorized, ErrConflict, ErrRateLimited,
 // ErrServer, ErrBadRequest.

@@ -117,7 +117,7 @@ func TestAPIErrorIs(t *testing.T) {
 	}
 }
 
-func TestArbitriumFromEnv(t *testing.T) {
+func TestArbitriumEnv(t *testing.T) {
 	env := map[string]string{
 		edgegap.EnvRequestID:          "9170f5211e17",
 		edgegap.EnvDeleteURL:          "https://api.edgegap.com/v1/self/stop/9f511e17/660",
@@ -128,9 +128,14 @@ func TestArbitriumFromEnv(t *testing.T) {
 		edgegap.EnvPublicIP:           "162.254.141.66",
 		edgegap.EnvPortsMapping:       `{"ports":{"5000":{"name":"game_port","internal":5000,"external":31500,"protocol":"HTTP"}}}`,
 	}
-	arb, err := edgegap.ArbitriumFromEnv(func(k string) string { return env[k] })
-	if err != nil {
+	if _, err := edgegap.ArbitriumFromEnv(func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
+	}
+	arb := edgegap.ArbitriumEnv{
+		RequestID: env[edgegap.EnvRequestID], DeleteURL: env[edgegap.EnvDeleteURL],
+		DeleteToken: env[edgegap.EnvDeleteToken], DeploymentLocation: env[edgegap.EnvDeploymentLocation],
+		ContextURL: env[edgegap.EnvContextURL], ContextToken: env[edgegap.EnvContextToken],
+		PublicIP: env[edgegap.EnvPublicIP], PortsMapping: env[edgegap.EnvPortsMapping],
 	}
 	rid, sec, err := arb.ContextParts()
 	if err != nil || rid != "9170f5211e17" || sec != 17 {
@@ -150,7 +155,7 @@ func TestArbitriumFromEnv(t *testing.T) {
 	delete(env, edgegap.EnvPublicIP)
 	delete(env, edgegap.EnvContextToken)
 	_, err = edgegap.ArbitriumFromEnv(func(k string) string { return env[k] })
-	if err == nil || err.Error() != "edgegap: missing environment variables: ARBITRIUM_CONTEXT_TOKEN, ARBITRIUM_PUBLIC_IP" {
+	if err == nil || err.Error() != "edgegap: ARBITRIUM_* environment: missing ARBITRIUM_CONTEXT_TOKEN, ARBITRIUM_PUBLIC_IP (is this process running in an Edgegap deployment?)" {
 		t.Errorf("missing vars: %v", err)
 	}
 	if got := edgegap.PortEnvName("game-port", "EXTERNAL"); got != "ARBITRIUM_PORT_GAME_PORT_EXTERNAL" {

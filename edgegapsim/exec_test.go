@@ -35,9 +35,9 @@ func testGameServer() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	ports, err := arb.Ports()
-	if err != nil || os.Getenv(edgegap.PortEnvName("server", "EXTERNAL")) != strconv.Itoa(ports["server"].External) {
-		fmt.Fprintln(os.Stderr, "bad ports", err)
+	ports := arb.Ports
+	if os.Getenv(edgegap.PortEnvName("server", "EXTERNAL")) != strconv.Itoa(int(ports["server"].External)) {
+		fmt.Fprintln(os.Stderr, "bad ports", ports)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -52,7 +52,7 @@ func testGameServer() int {
 		fmt.Fprintln(os.Stderr, "context:", err)
 		return 2
 	}
-	pc, err := net.ListenPacket("udp4", net.JoinHostPort(arb.PublicIP, strconv.Itoa(ports["server"].Internal)))
+	pc, err := net.ListenPacket("udp4", net.JoinHostPort(arb.PublicIP.String(), strconv.Itoa(int(ports["server"].Internal))))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -127,11 +127,8 @@ func (c Config) validate() error {
 	if c.IdleTimeout > 0 && (a.DeleteURL == "" || a.DeleteToken == "") {
 		problems = append(problems, "IdleTimeout is set but Arbitrium.DeleteURL or DeleteToken is empty")
 	}
-	for _, r := range c.Buckets.Prefix {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			problems = append(problems, "Buckets.Prefix may only have letters, digits, '_' and '-'")
-			break
-		}
+	if bus.ValidatePrefix(c.Buckets.Prefix) != nil {
+		problems = append(problems, "Buckets.Prefix may only have letters, digits, '_' and '-'")
 	}
 	if c.IdleTimeout < 0 {
 		problems = append(problems, "IdleTimeout is negative")
@@ -191,7 +188,7 @@ type Agent struct {
 	log *slog.Logger
 
 	bmu sync.Mutex // guards bk; held while opening the buckets
-	bk  *buckets
+	bk  *bus.GameServerBuckets
 
 	// pmu serialises event processing (the worker, or a flush after it stopped).
 	pmu sync.Mutex
@@ -364,12 +361,12 @@ func (a *Agent) lookupSession(ctx context.Context, key string, timeout time.Dura
 	if err != nil {
 		return "", err
 	}
-	entry, err := bk.sessionsLy2Eg.Get(ctx, key)
+	entry, err := bk.SessionsLy2Eg.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", ErrUnknownClient
 	}
 	if err != nil {
-		return "", fmt.Errorf("get %s[%s]: %w", bk.sessionsLy2Eg.Bucket(), key, err)
+		return "", fmt.Errorf("get %s[%s]: %w", bk.SessionsLy2Eg.Bucket(), key, err)
 	}
 	if len(entry.Value()) == 0 {
 		return "", ErrUnknownClient
@@ -639,14 +636,14 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 			sessionID, err = a.lookupSession(ctx, strconv.FormatUint(ev.clientID, 10), a.cfg.OpTimeout)
 			if errors.Is(err, ErrUnknownClient) {
 				return permanent(fmt.Errorf("connected client %d has no session in %s; it was never authorized",
-					ev.clientID, bk.sessionsLy2Eg.Bucket()))
+					ev.clientID, bk.SessionsLy2Eg.Bucket()))
 			}
 			if err != nil {
 				return err
 			}
 		}
-		if _, err := bk.activeConnections.Put(ctx, sessionID, []byte(strconv.FormatUint(ev.clientID, 10))); err != nil {
-			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.activeConnections.Bucket(), sessionID, err))
+		if _, err := bk.ActiveConnections.Put(ctx, sessionID, []byte(strconv.FormatUint(ev.clientID, 10))); err != nil {
+			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
 		}
 		a.applied[ev.clientID] = sessionID
 		a.log.Info("client connected; session claimed", "client_id", ev.clientID, "session_id", sessionID)
@@ -658,8 +655,8 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 		if sessionID == "" {
 			return permanent(fmt.Errorf("disconnected client %d has no known session", ev.clientID))
 		}
-		if err := bk.activeConnections.Delete(ctx, sessionID); err != nil {
-			return classifyKV(fmt.Errorf("delete %s[%s]: %w", bk.activeConnections.Bucket(), sessionID, err))
+		if err := bk.ActiveConnections.Delete(ctx, sessionID); err != nil {
+			return classifyKV(fmt.Errorf("delete %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
 		}
 		delete(a.applied, ev.clientID)
 		a.log.Info("client disconnected; session released", "client_id", ev.clientID, "session_id", sessionID)
@@ -668,13 +665,13 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 }
 
 // buckets opens the KV buckets on first use.
-func (a *Agent) buckets(ctx context.Context) (*buckets, error) {
+func (a *Agent) buckets(ctx context.Context) (*bus.GameServerBuckets, error) {
 	a.bmu.Lock()
 	defer a.bmu.Unlock()
 	if a.bk != nil {
 		return a.bk, nil
 	}
-	bk, err := openBuckets(ctx, a.js, a.cfg.Buckets)
+	bk, err := bus.OpenGameServer(ctx, a.js, a.cfg.Buckets)
 	if err != nil {
 		return nil, err
 	}

@@ -247,6 +247,11 @@ func TestEventsSurviveNATSOutageInOrder(t *testing.T) {
 	a.ClientConnected(1)
 	eventually(t, 5*time.Second, "first connect written", func() bool { return a.Pending() == 0 })
 
+	// Client 4's session exists, but the agent has not looked it up (4 is never authorized):
+	// the lookup happens when its connect event is written, after the outage. (It is stored
+	// before the outage because the writer may drain the queue as soon as NATS is back, before
+	// the test could write it.)
+	putSession(t, js, 4, "s4")
 	testNATS.stop(t)
 	eventually(t, 5*time.Second, "agent notices the outage", func() bool { return !nc.IsConnected() })
 
@@ -270,7 +275,6 @@ func TestEventsSurviveNATSOutageInOrder(t *testing.T) {
 	}
 
 	testNATS.start(t)
-	putSession(t, js, 4, "s4")
 	eventually(t, 15*time.Second, "buffered events written", func() bool { return a.Pending() == 0 })
 
 	want := []kvOp{
@@ -439,7 +443,7 @@ func TestBucketPrefix(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := bus.BucketOptions{Prefix: "spacepit_"}
-	for _, c := range gameServerBuckets(opts) {
+	for _, c := range bus.GameServerBucketConfigs(opts) {
 		_ = js.DeleteKeyValue(t.Context(), c.Bucket)
 		if _, err := js.CreateKeyValue(t.Context(), c); err != nil {
 			t.Fatal(err)

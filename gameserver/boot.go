@@ -52,8 +52,8 @@ func (a *Agent) storeCertDigest(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if _, err := bk.certDigests.Put(ctx, key, []byte(a.cfg.CertDigest)); err != nil {
-			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.certDigests.Bucket(), key, err))
+		if _, err := bk.CertDigests.Put(ctx, key, []byte(a.cfg.CertDigest)); err != nil {
+			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.CertDigests.Bucket(), key, err))
 		}
 		a.log.Info("cert digest stored", "public_ip", key, "digest", a.cfg.CertDigest)
 		return nil

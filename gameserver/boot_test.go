@@ -210,7 +210,7 @@ func TestCertDigestStoredInReferenceBuckets(t *testing.T) {
 	if string(e.Value()) != cfg.CertDigest {
 		t.Fatalf("digest %q, want %q", e.Value(), cfg.CertDigest)
 	}
-	for _, want := range gameServerBuckets(bus.BucketOptions{}) {
+	for _, want := range bus.GameServerBucketConfigs(bus.BucketOptions{}) {
 		st, err := kv(t, js, want.Bucket).Status(t.Context())
 		if err != nil {
 			t.Fatal(err)

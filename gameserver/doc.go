@@ -39,11 +39,11 @@
 //			case err == nil:
 //				return nil
 //			case errors.Is(err, gameserver.ErrUnknownClient):
-//				return fmt.Errorf("%w: %w", netcode.DeniedInvalidToken, err)
+//				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInvalidToken}, err)
 //			case errors.Is(err, gameserver.ErrAlreadyConnected):
-//				return fmt.Errorf("%w: %w", netcode.DeniedAlreadyConnected, err)
+//				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedAlreadyConnected}, err)
 //			default: // ErrNATSUnavailable, ErrClosed
-//				return fmt.Errorf("%w: %w", netcode.DeniedInternalError, err)
+//				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInternalError}, err)
 //			}
 //		},
 //		OnConnect:    func(id uint64, _ netip.AddrPort) { agent.ClientConnected(id) },

@@ -2,9 +2,6 @@ package gameserver
 
 import (
 	"errors"
-	"fmt"
-	"log/slog"
-	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -26,189 +23,47 @@ func fullEnv() map[string]string {
 	}
 }
 
+// TestEnvFromEnvironComplete: the SDK returns what edgegap.ArbitriumFromEnv decodes (whose test
+// pins every field).
 func TestEnvFromEnvironComplete(t *testing.T) {
 	env := fullEnv()
-	a, err := EnvFromEnviron(func(k string) string { return env[k] })
+	getenv := func(k string) string { return env[k] }
+	a, err := EnvFromEnviron(getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Arbitrium{
-		RequestID:   "f0000000000f",
-		DeleteURL:   "https://api.edgegap.com/v1/self/stop/9f511e17/660",
-		DeleteToken: testDeleteToken,
-		Location: edgegap.DeploymentLocation{City: "Montreal", Country: "Canada", Continent: "North America",
-			AdministrativeDivision: "Quebec", Timezone: "Eastern Time", Latitude: 45.513707, Longitude: -73.619073},
-		ContextURL:   "https://api.edgegap.com/v1/context/9170f5211e17/17",
-		ContextToken: testContextToken,
-		PublicIP:     netip.MustParseAddr("162.254.141.66"),
-		Ports:        map[string]Port{"5000": {Name: "game_port", Internal: 5000, External: 31500, Protocol: "HTTP"}},
+	want, err := edgegap.ArbitriumFromEnv(getenv)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(a, want) {
-		t.Fatalf("got  %#v\nwant %#v", a.Ports, want.Ports)
+	if !reflect.DeepEqual(a, want) || a.RequestID != "f0000000000f" || a.ContextToken != testContextToken {
+		t.Fatalf("got  %v\nwant %v", a, want)
 	}
 	if p, ok := a.Port("5000"); !ok || p.External != 31500 {
 		t.Fatalf("Port(5000) = %+v, %v", p, ok)
 	}
-	if _, ok := a.Port("nope"); ok {
-		t.Fatal("Port(nope) found")
-	}
 }
 
+// TestEnvFromEnvironErrors: the checks themselves are tested with edgegap.ArbitriumFromEnv; the
+// game server SDK adds ErrConfig and keeps the *EnvError reachable.
 func TestEnvFromEnvironErrors(t *testing.T) {
-	tests := []struct {
-		name        string
-		change      map[string]string // "" deletes the variable
-		wantMissing []string
-		wantInvalid []string
-		wantText    []string
-	}{
-		{
-			name:        "two missing",
-			change:      map[string]string{edgegap.EnvContextToken: "", edgegap.EnvRequestID: ""},
-			wantMissing: []string{edgegap.EnvRequestID, edgegap.EnvContextToken},
-			wantText:    []string{"missing ARBITRIUM_REQUEST_ID, ARBITRIUM_CONTEXT_TOKEN"},
-		},
-		{
-			name:        "blank counts as missing",
-			change:      map[string]string{edgegap.EnvPublicIP: "   "},
-			wantMissing: []string{edgegap.EnvPublicIP},
-		},
-		{
-			name: "all missing",
-			change: map[string]string{edgegap.EnvRequestID: "", edgegap.EnvDeleteURL: "", edgegap.EnvDeleteToken: "", edgegap.EnvDeploymentLocation: "",
-				edgegap.EnvContextURL: "", edgegap.EnvContextToken: "", edgegap.EnvPublicIP: "", edgegap.EnvPortsMapping: ""},
-			wantMissing: envVars(),
-		},
-		{
-			name:        "location is not JSON",
-			change:      map[string]string{edgegap.EnvDeploymentLocation: `{"city":"Montreal",`},
-			wantInvalid: []string{edgegap.EnvDeploymentLocation},
-			wantText:    []string{"ARBITRIUM_DEPLOYMENT_LOCATION (bad JSON"},
-		},
-		{
-			name:        "location is a string",
-			change:      map[string]string{edgegap.EnvDeploymentLocation: `"Montreal"`},
-			wantInvalid: []string{edgegap.EnvDeploymentLocation},
-		},
-		{
-			name:        "location latitude has the wrong type",
-			change:      map[string]string{edgegap.EnvDeploymentLocation: `{"latitude":"north"}`},
-			wantInvalid: []string{edgegap.EnvDeploymentLocation},
-			wantText:    []string{`field "latitude"`},
-		},
-		{
-			name:        "ports mapping is not JSON",
-			change:      map[string]string{edgegap.EnvPortsMapping: `{"ports":{`},
-			wantInvalid: []string{edgegap.EnvPortsMapping},
-		},
-		{
-			name:        "ports mapping without ports",
-			change:      map[string]string{edgegap.EnvPortsMapping: `{"server":{"external":1}}`},
-			wantInvalid: []string{edgegap.EnvPortsMapping},
-			wantText:    []string{`no "ports" object`},
-		},
-		{
-			name:        "port out of range",
-			change:      map[string]string{edgegap.EnvPortsMapping: `{"ports":{"server":{"internal":6420,"external":70000}}}`},
-			wantInvalid: []string{edgegap.EnvPortsMapping},
-		},
-		{
-			name:        "port without external",
-			change:      map[string]string{edgegap.EnvPortsMapping: `{"ports":{"server":{"internal":6420}}}`},
-			wantInvalid: []string{edgegap.EnvPortsMapping},
-			wantText:    []string{`port "server" has no external port`},
-		},
-		{
-			name:        "bad IP and bad URLs, plus one missing",
-			change:      map[string]string{edgegap.EnvPublicIP: "gameserver.example.com", edgegap.EnvContextURL: "ftp://x/y", edgegap.EnvDeleteURL: "/v1/self/stop", edgegap.EnvRequestID: ""},
-			wantMissing: []string{edgegap.EnvRequestID},
-			wantInvalid: []string{edgegap.EnvDeleteURL, edgegap.EnvContextURL, edgegap.EnvPublicIP},
-			wantText:    []string{"missing ARBITRIUM_REQUEST_ID;", "ARBITRIUM_PUBLIC_IP (not an IP address)"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			env := fullEnv()
-			for k, v := range tt.change {
-				env[k] = v
-			}
-			_, err := EnvFromEnviron(func(k string) string { return env[k] })
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if !errors.Is(err, ErrConfig) {
-				t.Errorf("error does not match ErrConfig: %v", err)
-			}
-			var ee *EnvError
-			if !errors.As(err, &ee) {
-				t.Fatalf("not an *EnvError: %T", err)
-			}
-			if !reflect.DeepEqual(ee.Missing, tt.wantMissing) {
-				t.Errorf("Missing = %v, want %v", ee.Missing, tt.wantMissing)
-			}
-			var invalid []string
-			for _, name := range envVars() {
-				if _, ok := ee.Invalid[name]; ok {
-					invalid = append(invalid, name)
-				}
-			}
-			if !reflect.DeepEqual(invalid, tt.wantInvalid) {
-				t.Errorf("Invalid = %v, want %v", ee.Invalid, tt.wantInvalid)
-			}
-			msg := err.Error()
-			for _, name := range append(append([]string{}, tt.wantMissing...), tt.wantInvalid...) {
-				if !strings.Contains(msg, name) {
-					t.Errorf("message does not name %s: %s", name, msg)
-				}
-			}
-			for _, s := range tt.wantText {
-				if !strings.Contains(msg, s) {
-					t.Errorf("message lacks %q: %s", s, msg)
-				}
-			}
-			for _, secret := range []string{testContextToken, testDeleteToken} {
-				if strings.Contains(msg, secret) {
-					t.Errorf("message leaks a token: %s", msg)
-				}
-			}
-		})
-	}
-}
-
-func TestArbitriumNeverPrintsTokens(t *testing.T) {
 	env := fullEnv()
-	a, err := EnvFromEnviron(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
+	env[edgegap.EnvRequestID] = ""
+	env[edgegap.EnvPublicIP] = "not-an-ip"
+	_, err := EnvFromEnviron(func(k string) string { return env[k] })
+	if !errors.Is(err, ErrConfig) || !errors.Is(err, edgegap.ErrEnvironment) {
+		t.Fatalf("error does not match ErrConfig and edgegap.ErrEnvironment: %v", err)
 	}
-	var logged strings.Builder
-	slog.New(slog.NewTextHandler(&logged, nil)).Info("boot", "arbitrium", a)
-	slog.New(slog.NewJSONHandler(&logged, nil)).Info("boot", "arbitrium", a)
-	for _, out := range []string{fmt.Sprint(a), fmt.Sprintf("%v %+v %#v %s", a, a, a, a), logged.String()} {
-		for _, secret := range []string{testContextToken, testDeleteToken} {
-			if strings.Contains(out, secret) {
-				t.Fatalf("token printed: %s", out)
-			}
+	var ee *EnvError
+	if !errors.As(err, &ee) {
+		t.Fatalf("not an *EnvError: %T", err)
+	}
+	if !reflect.DeepEqual(ee.Missing, []string{edgegap.EnvRequestID}) || len(ee.Invalid) != 1 || ee.Invalid[edgegap.EnvPublicIP] == "" {
+		t.Errorf("Missing = %v, Invalid = %v", ee.Missing, ee.Invalid)
+	}
+	for _, s := range []string{"missing ARBITRIUM_REQUEST_ID;", "ARBITRIUM_PUBLIC_IP (not an IP address)"} {
+		if msg := err.Error(); !strings.Contains(msg, s) {
+			t.Errorf("message lacks %q: %s", s, msg)
 		}
 	}
-	if !strings.Contains(fmt.Sprint(a), "f0000000000f") || !strings.Contains(logged.String(), "Montreal, Canada") {
-		t.Fatalf("useful fields missing: %s / %s", a, logged.String())
-	}
-}
-
-func FuzzParsePorts(f *testing.F) {
-	f.Add(fullEnv()[edgegap.EnvPortsMapping])
-	f.Add(`{"ports":{"gameport":{"name":"gameport","internal":7777,"external":32013,"protocol":"UDP"}}}`)
-	f.Add(`{"ports":null}`)
-	f.Fuzz(func(t *testing.T, s string) {
-		ports, err := parsePorts(s)
-		if err != nil {
-			return
-		}
-		for key, p := range ports {
-			if p.External == 0 || p.Name == "" {
-				t.Fatalf("accepted port %q = %+v", key, p)
-			}
-		}
-	})
 }

@@ -3,6 +3,7 @@ package gameserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/gameserver"
+	"github.com/bevygap-go/bevygap/netcode"
 )
 
 // The wiring of a Go game server: read the Edgegap environment, connect to NATS, run the agent
@@ -64,4 +66,36 @@ func Example() {
 	if err := agent.Close(closeCtx); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+}
+
+// refusal maps an AuthorizeClient error to the error a netcode.ServerConfig.OnConnectRequest hook
+// returns: it wraps a *netcode.DeniedError, whose reason the server sends to the client (a bare
+// netcode.DeniedReason is not an error and would be lost), and the cause, for the logs.
+func refusal(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gameserver.ErrUnknownClient):
+		return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInvalidToken}, err)
+	case errors.Is(err, gameserver.ErrAlreadyConnected):
+		return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedAlreadyConnected}, err)
+	default: // ErrNATSUnavailable, ErrClosed
+		return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInternalError}, err)
+	}
+}
+
+// The connect-request hook of package netcode's server: the reason the client sees is the one of
+// the *netcode.DeniedError in the returned error.
+func Example_connectRequestHook() {
+	for _, authErr := range []error{gameserver.ErrUnknownClient, gameserver.ErrAlreadyConnected, gameserver.ErrNATSUnavailable} {
+		err := refusal(fmt.Errorf("authorize client 42: %w", authErr))
+		var denied *netcode.DeniedError
+		if errors.As(err, &denied) {
+			fmt.Printf("%s -> client told %q\n", authErr, denied.Reason)
+		}
+	}
+	// Output:
+	// gameserver: client id has no session -> client told "invalid token"
+	// gameserver: client id already connected -> client told "already connected"
+	// gameserver: NATS unavailable -> client told "internal error"
 }

@@ -106,7 +106,7 @@ func resetBuckets(t testing.TB, nc *nats.Conn, history uint8) jetstream.JetStrea
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, spec := range gameServerBuckets(bus.BucketOptions{}) {
+	for _, spec := range bus.GameServerBucketConfigs(bus.BucketOptions{}) {
 		if err := js.DeleteKeyValue(ctx, spec.Bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 			t.Fatalf("delete bucket %s: %v", spec.Bucket, err)
 		}

@@ -3,12 +3,10 @@ package httpd
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,34 +18,20 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/internal/bustest"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // testNATS is the one embedded nats-server of this package's tests.
 var testNATS *bus.Embedded
 
-func TestMain(m *testing.M) {
-	var err error
-	testNATS, err = bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testNATS.Shutdown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func connect(tb testing.TB) *nats.Conn {
 	tb.Helper()
-	nc, err := bus.Connect(context.Background(), testNATS.Config("httpd-test"), quietLog())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
+	return bustest.Connect(tb, testNATS, "httpd-test")
 }
 
 // fakeMatchmaker stands in for the matchmaker: a NATS micro service answering

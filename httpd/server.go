@@ -46,8 +46,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 )
 
 // Server is the front door. It is an http.Handler; run it with [Server.Serve] or mount it in
@@ -94,9 +95,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		return nil, err
 	}
 	if reg == nil {
-		r := prometheus.NewRegistry()
-		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		reg = r
+		reg = svcmetrics.NewRegistry()
 	}
 	m, err := newMetrics(reg)
 	if err != nil {

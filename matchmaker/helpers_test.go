@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,7 @@ import (
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/internal/bustest"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -29,17 +29,7 @@ import (
 // testNATS is the one embedded nats-server of this test package.
 var testNATS *bus.Embedded
 
-func TestMain(m *testing.M) {
-	var err error
-	testNATS, err = bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testNATS.Shutdown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
 
 const testAPIKey = "token sim-secret-4f1c2b"
 

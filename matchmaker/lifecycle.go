@@ -274,7 +274,11 @@ func (m *Matchmaker) onActiveConnection(bg context.Context, e jetstream.KeyValue
 		}
 		err := retry(ctx, 200*time.Millisecond, func() error { return m.b.EnqueueSessionDelete(ctx, sid) })
 		if err != nil {
-			m.log.Error("could not queue deletion of a session whose player left", "session_id", sid, "err", err)
+			// Not lost (e.g. a disconnect during shutdown): the next matchmaker start replays this
+			// delete marker (replayDeleteWindow), and the reconciler deletes a session that no
+			// bucket knows any more.
+			m.log.Warn("could not queue deletion of a session whose player left", "session_id", sid, "err", err,
+				"note", "the next matchmaker start or the reconciler deletes it")
 			return
 		}
 		m.met.deleteEnqueued.WithLabelValues("disconnected").Inc()

@@ -30,9 +30,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -111,9 +111,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		cfg.FlushTimeout = DefaultFlushTimeout
 	}
 	if reg == nil {
-		r := prometheus.NewRegistry()
-		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		reg = r
+		reg = svcmetrics.NewRegistry()
 	}
 	s := &Sink{
 		cfg: cfg,

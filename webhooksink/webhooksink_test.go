@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,30 +18,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/internal/bustest"
 )
 
 var testNATS *bus.Embedded
 
-func TestMain(m *testing.M) {
-	var err error
-	testNATS, err = bus.StartEmbedded(bus.EmbeddedConfig{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testNATS.Shutdown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
 
 func connect(t *testing.T) *nats.Conn {
 	t.Helper()
-	nc, err := bus.Connect(context.Background(), testNATS.Config("sink-test"), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return bustest.Connect(t, testNATS, "sink-test")
 }
 
 func newSink(t *testing.T, cfg Config, nc *nats.Conn) (*httptest.Server, *strings.Builder) {

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -130,7 +132,7 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	printDevBanner(env.Stdout, st.Info(), cfg, keySource)
+	printDevBanner(env.Stdout, st.Info(), cfg, keySource, selfCommand())
 
 	var runErr error
 	if *smoke {
@@ -216,8 +218,46 @@ func newDevLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, &usageError{message: fmt.Sprintf("--log-format %q: want text or json", format), hint: "--log-format json"}
 }
 
-// printDevBanner says what runs where and how to try it.
-func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySource string) {
+// selfCommand is how the user runs this program again, for the copy-paste lines of the banner.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "bevygap"
+	}
+	return commandFor(exe, exec.LookPath)
+}
+
+// commandFor returns the command that runs the executable at exe: "go run ./cmd/bevygap" for a
+// `go run` build (exe is <tmp>/go-build…/…/exe/<name>, gone when go run ends), the bare name when
+// lookPath finds that same file on $PATH, else the path itself.
+func commandFor(exe string, lookPath func(string) (string, error)) string {
+	if filepath.Base(filepath.Dir(exe)) == "exe" {
+		for _, part := range strings.Split(filepath.ToSlash(exe), "/") {
+			if strings.HasPrefix(part, "go-build") {
+				return "go run ./cmd/bevygap"
+			}
+		}
+	}
+	name := filepath.Base(exe)
+	if found, err := lookPath(name); err == nil && sameFile(found, exe) {
+		return strings.TrimSuffix(name, ".exe")
+	}
+	return exe
+}
+
+// sameFile reports whether paths a and b name the same existing file.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
+// printDevBanner says what runs where and how to try it; self is the command that runs this
+// program (see selfCommand).
+func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySource, self string) {
 	store := info.StoreDir
 	if store == "" {
 		store = "temporary"
@@ -237,7 +277,7 @@ func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySou
   Tokens        protocol id %d, private key %s
 
 Try it:
-  bevygap play --url %s --game %s --version %s
+  %s play --url %s --game %s --version %s
   go run ./examples/dotroom/client --url %s --game %s --version %s
   nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
   echo '{"game":"%s","version":"%s","client_ip":null}' | websocat -n ws://%s/matchmaker/ws
@@ -249,7 +289,7 @@ Try it:
 		info.WebhookURL,
 		info.AppName, info.AppVersion, gameServer,
 		info.ProtocolID, keySource,
-		info.HTTPURL, info.AppName, info.AppVersion,
+		self, info.HTTPURL, info.AppName, info.AppVersion,
 		info.HTTPURL, info.AppName, info.AppVersion,
 		info.NATSURL,
 		info.AppName, info.AppVersion, host,

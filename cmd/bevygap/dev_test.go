@@ -74,16 +74,52 @@ func TestDevBannerHasCopyPasteLines(t *testing.T) {
 	info := devstack.Info{NATSURL: "nats://127.0.0.1:4222", HTTPURL: "http://127.0.0.1:3000",
 		WebSocketURL: "ws://127.0.0.1:3000/matchmaker/ws", SimURL: "http://127.0.0.1:3080",
 		WebhookURL: "http://127.0.0.1:3001/hook/session", AppName: "dotroom", AppVersion: "1", ProtocolID: 1982}
-	var b bytes.Buffer
-	printDevBanner(&b, info, devstack.Config{}, "generated for this run")
-	for _, want := range []string{
-		"bevygap play --url http://127.0.0.1:3000 --game dotroom --version 1",
-		`nats --server nats://127.0.0.1:4222 req session.gensession '{"client_ip":"81.128.157.100"}'`,
-		`echo '{"game":"dotroom","version":"1","client_ip":null}' | websocat -n ws://127.0.0.1:3000/matchmaker/ws`,
-		"http://127.0.0.1:3080/admin/state",
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("banner lacks %q:\n%s", want, b.String())
+	for _, self := range []string{"bevygap", "go run ./cmd/bevygap", "/opt/bin/bevygap"} {
+		var b bytes.Buffer
+		printDevBanner(&b, info, devstack.Config{}, "generated for this run", self)
+		for _, want := range []string{
+			"\n  " + self + " play --url http://127.0.0.1:3000 --game dotroom --version 1\n",
+			`nats --server nats://127.0.0.1:4222 req session.gensession '{"client_ip":"81.128.157.100"}'`,
+			`echo '{"game":"dotroom","version":"1","client_ip":null}' | websocat -n ws://127.0.0.1:3000/matchmaker/ws`,
+			"http://127.0.0.1:3080/admin/state",
+		} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("banner lacks %q:\n%s", want, b.String())
+			}
+		}
+	}
+}
+
+// TestCommandFor: the banner's copy-paste lines name a command that works: `go run` for a
+// go-run build (its binary is deleted when go run ends), the bare name when $PATH finds the
+// same file, else the path.
+func TestCommandFor(t *testing.T) {
+	dir := t.TempDir()
+	onPath := filepath.Join(dir, "bevygap")
+	other := filepath.Join(dir, "other", "bevygap")
+	for _, p := range []string{onPath, other} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookPath := func(name string) (string, error) {
+		if name == "bevygap" {
+			return onPath, nil
+		}
+		return "", os.ErrNotExist
+	}
+	tests := []struct{ exe, want string }{
+		{filepath.Join(os.TempDir(), "go-build2281520841", "b001", "exe", "bevygap"), "go run ./cmd/bevygap"},
+		{onPath, "bevygap"},
+		{other, other},
+		{filepath.Join(dir, "missing"), filepath.Join(dir, "missing")},
+	}
+	for _, tt := range tests {
+		if got := commandFor(tt.exe, lookPath); got != tt.want {
+			t.Errorf("commandFor(%q) = %q, want %q", tt.exe, got, tt.want)
 		}
 	}
 }

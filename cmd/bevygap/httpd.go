@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 )
 
 // httpdEnvPrefix prefixes the environment variable of every httpd flag: --stream-timeout is
@@ -82,7 +79,7 @@ func runHTTPD(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	reg := newServiceRegistry()
+	reg := svcmetrics.NewRegistry()
 	srv, err := httpd.New(cfg, nc, log, reg)
 	if err != nil {
 		return err
@@ -93,48 +90,4 @@ func runHTTPD(ctx context.Context, env *Env, args []string) error {
 	}
 	log.Info("bevygap httpd listening", "addr", ln.Addr().String())
 	return srv.Serve(ctx, ln)
-}
-
-// newServiceRegistry is the Prometheus registry of one service process: its own metrics plus
-// the Go runtime and process collectors (never the global default registry).
-func newServiceRegistry() *prometheus.Registry {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
-}
-
-// addNATSClientFlags adds --nats-host, --nats-user, --nats-ca and --nats-insecure with defaults
-// from the reference's environment (NATS_HOST, NATS_USER, NATS_CA, NATS_INSECURE). The password
-// (NATS_PASSWORD or NATS_PASS) and NATS_CA_CONTENTS come from the environment only, so that they
-// never show in a process list. Call the returned function after parsing.
-func addNATSClientFlags(fs *flag.FlagSet, env *Env, name string) func() bus.Config {
-	base := bus.ConfigFromEnv(env.Getenv)
-	host := fs.String("nats-host", base.Host, "NATS server: host, host:port or URL, comma separated ($NATS_HOST)")
-	user := fs.String("nats-user", base.User, "NATS user ($NATS_USER; password only via $NATS_PASSWORD)")
-	ca := fs.String("nats-ca", base.CAFile, "PEM file of the CA of the NATS server ($NATS_CA)")
-	insecure := fs.Bool("nats-insecure", base.Insecure, "plain TCP to NATS, no TLS ($NATS_INSECURE)")
-	return func() bus.Config {
-		c := base
-		c.Host, c.User, c.CAFile, c.Insecure, c.Name = *host, *user, *ca, *insecure, name
-		return c
-	}
-}
-
-// flagsFromEnv sets every flag of fs (except those starting with skipPrefix) from the variable
-// prefix + NAME_IN_CAPS when that variable is set. Call it before parseFlags, so that the
-// command line still wins.
-func flagsFromEnv(fs *flag.FlagSet, env *Env, prefix, skipPrefix string) error {
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || (skipPrefix != "" && strings.HasPrefix(f.Name, skipPrefix)) {
-			return
-		}
-		key := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := env.Getenv(key); v != "" {
-			if e := f.Value.Set(v); e != nil {
-				err = &usageError{message: fmt.Sprintf("%s=%q: %v", key, v, e), hint: fs.Name() + " -h"}
-			}
-		}
-	})
-	return err
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/matchmaker"
 	"github.com/bevygap-go/bevygap/netcode"
 )
@@ -89,7 +90,7 @@ func runMatchmaker(ctx context.Context, env *Env, args []string) error {
 	}
 	defer nc.Close()
 	api := edgegap.NewClient(*apiURL, apiKey, edgegap.WithLogger(log))
-	reg := newServiceRegistry()
+	reg := svcmetrics.NewRegistry()
 	mm, err := matchmaker.New(cfg, matchmaker.Deps{NATS: nc, Edgegap: api, Logger: log, Registry: reg})
 	if err != nil {
 		if errors.Is(err, matchmaker.ErrConfig) {

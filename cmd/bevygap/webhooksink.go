@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/webhooksink"
 )
 
@@ -48,7 +49,7 @@ func runWebhookSink(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	sink, err := webhooksink.New(cfg, nc, log, newServiceRegistry())
+	sink, err := webhooksink.New(cfg, nc, log, svcmetrics.NewRegistry())
 	if err != nil {
 		return err
 	}

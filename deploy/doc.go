@@ -1,0 +1,13 @@
+// Package deploy holds bevygap's production deployment files and the test that proves them:
+//
+//   - compose.yaml: a 3-node NATS cluster with JetStream, two matchmakers, the HTTP front door,
+//     the webhook sink and the Edgegap simulator, all from the repository's Dockerfile;
+//   - nats/nats.conf: the cluster configuration; nats/auth.conf: one NATS user per role
+//     (matchmaker, httpd, webhook sink, game server) with least-privilege permissions;
+//   - .env.example: the secrets compose reads (never written into compose.yaml).
+//
+// The package has no Go API. Its test starts an embedded NATS server with exactly the users
+// and permissions of nats/auth.conf, runs the real services against it, each with its own
+// role, and checks both the full session flow and what each role must not be able to do.
+// See docs/deploy.md.
+package deploy

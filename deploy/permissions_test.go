@@ -1,0 +1,712 @@
+package deploy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
+	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/gameserver"
+	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/matchmaker"
+	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/protocol"
+	"github.com/bevygap-go/bevygap/webhooksink"
+)
+
+// The roles of nats/auth.conf and the environment variables holding their passwords.
+const (
+	roleMatchmaker = "matchmaker"
+	roleHTTPD      = "httpd"
+	roleWebhook    = "webhook"
+	roleGameServer = "gameserver"
+
+	testApp     = "permgame"
+	testVersion = "v1"
+	testAPIKey  = "token perm-test"
+	testDigest  = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+)
+
+var rolePasswordEnv = map[string]string{
+	roleMatchmaker: "NATS_MATCHMAKER_PASSWORD",
+	roleHTTPD:      "NATS_HTTPD_PASSWORD",
+	roleWebhook:    "NATS_WEBHOOK_PASSWORD",
+	roleGameServer: "NATS_GAMESERVER_PASSWORD",
+}
+
+// violationLog records the server's permission-violation log lines.
+type violationLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *violationLog) add(format string, v ...any) {
+	line := fmt.Sprintf(format, v...)
+	if !strings.Contains(line, "Violation") {
+		return
+	}
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+}
+
+func (l *violationLog) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
+}
+
+func (l *violationLog) Noticef(format string, v ...any) { l.add(format, v...) }
+func (l *violationLog) Warnf(format string, v ...any)   { l.add(format, v...) }
+func (l *violationLog) Fatalf(format string, v ...any)  { l.add(format, v...) }
+func (l *violationLog) Errorf(format string, v ...any)  { l.add(format, v...) }
+func (l *violationLog) Debugf(format string, v ...any)  { l.add(format, v...) }
+func (l *violationLog) Tracef(format string, v ...any)  {}
+
+// env is the test's NATS server and role passwords.
+type env struct {
+	srv       *server.Server
+	passwords map[string]string
+	log       *slog.Logger
+	viol      *violationLog
+}
+
+// startNATS starts an embedded JetStream server on a random loopback port whose users and
+// permissions are nats/auth.conf, included unchanged (only listen address and store differ from
+// nats/nats.conf).
+func startNATS(t *testing.T) *env {
+	t.Helper()
+	e := &env{passwords: map[string]string{}, viol: &violationLog{},
+		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	for role, v := range rolePasswordEnv {
+		e.passwords[role] = "pw-" + randomHex(t, 16) // a NATS config $VAR that looks like a number or bool would not be a string
+		t.Setenv(v, e.passwords[role])
+	}
+	dir := t.TempDir()
+	auth, err := filepath.Abs(filepath.Join("nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(dir, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("listen: \"127.0.0.1:-1\"\njetstream {\n  store_dir: %q\n  max_memory_store: 64MB\n  max_file_store: 256MB\n}\ninclude %q\n",
+		filepath.Join(dir, "js"), filepath.ToSlash(rel))
+	path := filepath.Join(dir, "test.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatalf("nats/auth.conf does not load: %v", err)
+	}
+	opts.NoSigs, opts.NoLog = true, false
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetLogger(e.viol, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		t.Fatal("NATS server not ready")
+	}
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	e.srv = srv
+	return e
+}
+
+// connect opens a service connection as role through bus.Connect, as the services do.
+func (e *env) connect(t *testing.T, role, name string) *nats.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, bus.Config{Host: e.srv.ClientURL(), User: role, Password: e.passwords[role],
+		Insecure: true, Name: name, ConnectWait: 5 * time.Second}, e.log.With("component", name))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", role, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// probe is a connection as role that records the permission violations the server reports.
+type probe struct {
+	nc   *nats.Conn
+	errs chan error
+}
+
+func (e *env) probe(t *testing.T, role string) *probe {
+	t.Helper()
+	p := &probe{errs: make(chan error, 64)}
+	nc, err := nats.Connect(e.srv.ClientURL(), nats.UserInfo(role, e.passwords[role]), nats.Name("probe-"+role),
+		nats.Timeout(5*time.Second), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case p.errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("probe connect as %s: %v", role, err)
+	}
+	t.Cleanup(nc.Close)
+	p.nc = nc
+	return p
+}
+
+// expectViolation waits for the server's permission violation naming subject.
+func (p *probe) expectViolation(t *testing.T, subject string) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-p.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), subject) {
+				return
+			}
+			t.Logf("other async error: %v", err)
+		case <-timeout:
+			t.Fatalf("no permissions violation for %q", subject)
+		}
+	}
+}
+
+// TestNATSConfigShipsTheTestedPermissions checks that the cluster config loads (with the
+// environment compose gives it) and carries exactly the users of auth.conf.
+func TestNATSConfigShipsTheTestedPermissions(t *testing.T) {
+	for _, v := range rolePasswordEnv {
+		t.Setenv(v, "x-"+v)
+	}
+	t.Setenv("NATS_SERVER_NAME", "nats-1")
+	cluster, err := server.ProcessConfigFile(filepath.Join("nats", "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats/nats.conf: %v", err)
+	}
+	if !cluster.JetStream || cluster.Cluster.Name == "" || len(cluster.Routes) != 3 || cluster.ServerName != "nats-1" {
+		t.Errorf("nats.conf: jetstream=%t cluster=%q routes=%d server_name=%q; want JetStream, a named cluster, 3 routes, server_name from $NATS_SERVER_NAME",
+			cluster.JetStream, cluster.Cluster.Name, len(cluster.Routes), cluster.ServerName)
+	}
+	dir := t.TempDir()
+	auth, err := filepath.Abs(filepath.Join("nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "only-auth.conf")
+	// include paths are relative to the including file.
+	rel, err := filepath.Rel(dir, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("include %q\n", filepath.ToSlash(rel))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	only, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := func(o *server.Options) map[string]string {
+		m := map[string]string{}
+		for _, u := range o.Users {
+			b, _ := json.Marshal(u.Permissions)
+			m[u.Username] = string(b)
+		}
+		return m
+	}
+	got, want := users(cluster), users(only)
+	if len(want) != len(rolePasswordEnv) {
+		t.Fatalf("auth.conf has users %v, want the %d roles", want, len(rolePasswordEnv))
+	}
+	for role := range rolePasswordEnv {
+		if got[role] == "" || got[role] != want[role] {
+			t.Errorf("user %s: nats.conf permissions %s, auth.conf %s", role, got[role], want[role])
+		}
+	}
+	for _, u := range cluster.Users {
+		if u.Password != "x-"+rolePasswordEnv[u.Username] {
+			t.Errorf("user %s: password not taken from $%s", u.Username, rolePasswordEnv[u.Username])
+		}
+	}
+}
+
+// gameServers hands the test the agent of each deployment the simulator launches.
+type gameServers struct {
+	agents chan *gameserver.Agent
+}
+
+// TestRolePermissions runs the whole stack, each service with its own NATS role, grants a
+// session end to end, claims and releases it from a game server agent, and checks what each
+// role must not be able to do.
+func TestRolePermissions(t *testing.T) {
+	e := startNATS(t)
+	ctx := t.Context()
+
+	// The Edgegap simulator; each deployment runs a gameserver.Agent as the gameserver role.
+	simLn := listen(t)
+	simURL := "http://" + simLn.Addr().String()
+	gs := &gameServers{agents: make(chan *gameserver.Agent, 8)}
+	sim, err := edgegapsim.New(edgegapsim.Config{
+		Apps: []edgegapsim.AppConfig{{Name: testApp, Versions: []edgegapsim.VersionConfig{{
+			Name: testVersion, Kind: "Seat", Sockets: 4, EmptyTTL: edgegapsim.Duration(time.Minute)}}}},
+		APIKeys:    []string{testAPIKey},
+		BaseURL:    simURL,
+		BootTime:   edgegapsim.Duration(700 * time.Millisecond),
+		BootJitter: edgegapsim.Duration(50 * time.Millisecond),
+		Launcher: edgegapsim.FuncLauncher(func(ctx context.Context, env map[string]string) error {
+			arb, err := gameserver.EnvFromEnviron(func(k string) string { return env[k] })
+			if err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			nc, err := bus.Connect(cctx, bus.Config{Host: e.srv.ClientURL(), User: roleGameServer,
+				Password: e.passwords[roleGameServer], Insecure: true, Name: "gameserver-" + arb.RequestID}, e.log)
+			cancel()
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			agent, err := gameserver.New(gameserver.Config{Arbitrium: arb, CertDigest: testDigest}, nc, e.log.With("component", "gameserver"))
+			if err != nil {
+				return err
+			}
+			gs.agents <- agent // the matchmaker waits for cert digests only of deployments that booted ≥ 0.5 s
+			if err := agent.Run(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
+			return nil
+		}),
+		Logger: e.log.With("component", "edgegap-sim"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, "edgegap-sim", func(ctx context.Context) error { return sim.Serve(ctx, simLn) })
+	api := edgegap.NewClient(simURL, testAPIKey, edgegap.WithRateLimit(rate.Inf, 0))
+
+	// The webhook sink, with a shared secret in the session webhook URL.
+	secret := randomHex(t, 16)
+	sinkLn := listen(t)
+	sink, err := webhooksink.New(webhooksink.Config{Secret: secret}, e.connect(t, roleWebhook, "bevygap-webhook-sink"), e.log.With("component", "webhook-sink"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, "webhook-sink", func(ctx context.Context) error { return sink.Serve(ctx, sinkLn) })
+
+	// Two matchmakers: the first creates the buckets and the stream, the second updates them.
+	key, err := netcode.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mms []*matchmaker.Matchmaker
+	for i := range 2 {
+		mc := matchmaker.DefaultConfig()
+		mc.AppName, mc.AppVersion, mc.PrivateKey = testApp, testVersion, key
+		mc.SessionWebhookURL = "http://" + sinkLn.Addr().String() + "/hook/session?token=" + secret
+		mc.ReadinessLimit, mc.ClaimGrace, mc.CertDigestWait = 4*time.Second, time.Second, 5*time.Second
+		mc.ShutdownTimeout = 2 * time.Second
+		mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: e.connect(t, roleMatchmaker, fmt.Sprintf("bevygap-matchmaker-%d", i)),
+			Edgegap: api, Logger: e.log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err = mm.Start(sctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("matchmaker %d with the matchmaker role: %v", i, err)
+		}
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = mm.Shutdown(cctx)
+		})
+		mms = append(mms, mm)
+	}
+
+	// The front door.
+	httpLn := listen(t)
+	front, err := httpd.New(httpd.Config{AllowedOrigins: []string{"*"}, SessionsPerMinute: -1, MaxStreamsPerIP: -1},
+		e.connect(t, roleHTTPD, "bevygap-httpd"), e.log.With("component", "httpd"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, "httpd", func(ctx context.Context) error { return front.Serve(ctx, httpLn) })
+	httpURL := "http://" + httpLn.Addr().String()
+
+	t.Run("readyz_pings_the_matchmaker", func(t *testing.T) {
+		waitFor(t, 10*time.Second, "httpd /readyz = 200", func() (bool, string) {
+			code, body := httpDo(t, http.MethodGet, httpURL+"/readyz")
+			return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
+		})
+	})
+
+	var sessionID string
+	var clientID uint64
+	t.Run("websocket_grant", func(t *testing.T) {
+		frames := wsSession(t, "ws://"+httpLn.Addr().String()+"/matchmaker/ws")
+		var ready *protocol.SessionReady
+		for _, f := range frames {
+			switch f.Kind {
+			case protocol.FeedbackSessionRequestAccepted:
+				sessionID = f.Text
+			case protocol.FeedbackSessionReady:
+				ready = f.Ready
+			case protocol.FeedbackError:
+				t.Fatalf("matchmaker error %d: %s", f.Code, f.Text)
+			}
+		}
+		if sessionID == "" || ready == nil {
+			t.Fatalf("frames %v: want SessionRequestAccepted and SessionReady", frames)
+		}
+		if ready.CertDigest != testDigest {
+			t.Errorf("cert_digest %q, want the game server's %q (cert_digests put by the gameserver role, read by the matchmaker)", ready.CertDigest, testDigest)
+		}
+		raw, err := base64.StdEncoding.DecodeString(ready.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := netcode.DecodeConnectToken(raw, netcode.FormatLightyear017)
+		if err != nil {
+			t.Fatal(err)
+		}
+		priv, err := tok.Open(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientID = priv.ClientID
+	})
+	if sessionID == "" {
+		t.FailNow()
+	}
+
+	var agent *gameserver.Agent
+	select {
+	case agent = <-gs.agents:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no game server launched")
+	}
+	select {
+	case <-agent.Ready(): // context published on gameserver.contexts, cert digest stored
+	case <-time.After(10 * time.Second):
+		t.Fatal("game server agent not ready: context publish or cert digest put failed")
+	}
+
+	mmJS, err := jetstream.New(e.connect(t, roleMatchmaker, "probe-matchmaker-kv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("gameserver_claims_and_releases", func(t *testing.T) {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		got, err := agent.AuthorizeClient(actx, clientID)
+		if err != nil || got != sessionID {
+			t.Fatalf("AuthorizeClient(%d) = %q, %v; want %q (sessions_ly2eg read by the gameserver role)", clientID, got, err, sessionID)
+		}
+		if _, err := agent.AuthorizeClient(actx, clientID^0x5a5a5a5a); !errors.Is(err, gameserver.ErrUnknownClient) {
+			t.Errorf("AuthorizeClient(forged id) = %v, want ErrUnknownClient", err)
+		}
+		agent.ClientConnected(clientID)
+		active, err := mmJS.KeyValue(actx, protocol.BucketActiveConnections)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "active_connections[session] = client id", func() (bool, string) {
+			e, err := active.Get(actx, sessionID)
+			if err != nil {
+				return false, err.Error()
+			}
+			return string(e.Value()) == fmt.Sprint(clientID), string(e.Value())
+		})
+		agent.ClientDisconnected(clientID)
+		waitFor(t, 15*time.Second, "session deleted on Edgegap after the player left", func() (bool, string) {
+			_, err := api.GetSession(actx, sessionID)
+			return errors.Is(err, edgegap.ErrNotFound), fmt.Sprint(err)
+		})
+	})
+
+	t.Run("wannaplay_grant_then_reaped", func(t *testing.T) {
+		code, body := httpDo(t, http.MethodPost, httpURL+"/matchmaker/wannaplay?client_ip=81.2.69.160")
+		if code != http.StatusOK || !strings.Contains(body, `"connect_token"`) {
+			t.Fatalf("wannaplay: %d %s", code, body)
+		}
+		// Nobody connects: the unclaimed reaper queues the delete (readiness limit + grace).
+		waitFor(t, 20*time.Second, "unclaimed session reaped", func() (bool, string) {
+			n := sim.LiveSessions()
+			return n == 0, fmt.Sprintf("%d live sessions", n)
+		})
+	})
+
+	if v := e.viol.snapshot(); len(v) > 0 {
+		t.Fatalf("the services needed rights the roles do not have:\n%s", strings.Join(v, "\n"))
+	}
+	streamsBefore := streamCount(t, e.srv)
+
+	// What each role must not do.
+	cases := []struct {
+		name string
+		role string
+		run  func(t *testing.T, p *probe)
+	}{
+		{"gameserver_cannot_publish_webhook", roleGameServer, func(t *testing.T, p *probe) {
+			mmNC := e.connect(t, roleMatchmaker, "probe-matchmaker-webhooks")
+			sub, err := mmNC.SubscribeSync("webhook.session")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := mmNC.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.nc.Publish("webhook.session", []byte(`{"session_id":"forged","status":"Ready"}`)); err != nil {
+				t.Fatal(err)
+			}
+			p.expectViolation(t, "webhook.session")
+			if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+				t.Fatalf("forged webhook delivered: %s", m.Data)
+			}
+		}},
+		{"gameserver_cannot_write_session_maps", roleGameServer, func(t *testing.T, p *probe) {
+			js, _ := jetstream.New(p.nc)
+			for _, bucket := range []string{protocol.BucketSessionsLy2Eg, protocol.BucketSessionsEg2Ly, protocol.BucketUnclaimedSessions} {
+				kctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				_, err := js.Publish(kctx, "$KV."+bucket+".42", []byte("forged"))
+				cancel()
+				if err == nil {
+					t.Errorf("put into %s succeeded", bucket)
+				}
+				p.expectViolation(t, "$KV."+bucket+".42")
+			}
+			kv, err := js.KeyValue(ctx, protocol.BucketSessionsLy2Eg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kv.Get(ctx, "42"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				t.Errorf("sessions_ly2eg[42] after the forged put: %v, want not found", err)
+			}
+		}},
+		{"gameserver_cannot_serve_matchmaking", roleGameServer, func(t *testing.T, p *probe) {
+			for _, s := range []struct{ subj, queue string }{
+				{protocol.SubjectGenSession, protocol.GenSessionQueue},
+				{"matchmaker.request.*.*", matchmaker.StreamQueueGroup},
+				{"webhook.*", ""},
+			} {
+				if _, err := p.nc.QueueSubscribe(s.subj, s.queue, func(*nats.Msg) {}); err != nil {
+					t.Fatal(err)
+				}
+				_ = p.nc.Flush()
+				p.expectViolation(t, s.subj)
+			}
+		}},
+		{"gameserver_cannot_queue_deletes", roleGameServer, func(t *testing.T, p *probe) {
+			if err := p.nc.Publish(protocol.DeleteSessionSubjectPrefix+".victim", []byte("victim")); err != nil {
+				t.Fatal(err)
+			}
+			p.expectViolation(t, protocol.DeleteSessionSubjectPrefix+".victim")
+		}},
+		{"gameserver_cannot_manage_streams", roleGameServer, func(t *testing.T, p *probe) {
+			js, _ := jetstream.New(p.nc)
+			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			if _, err := js.CreateStream(sctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}}); err == nil {
+				t.Error("stream create succeeded")
+			}
+			p.expectViolation(t, "$JS.API.STREAM.CREATE.EVIL")
+			dctx, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel2()
+			if err := js.DeleteStream(dctx, "KV_"+protocol.BucketSessionsLy2Eg); err == nil {
+				t.Error("stream delete succeeded")
+			}
+			p.expectViolation(t, "$JS.API.STREAM.DELETE.KV_"+protocol.BucketSessionsLy2Eg)
+			cctx, cancel3 := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel3()
+			if _, err := js.CreateOrUpdateConsumer(cctx, protocol.DeleteSessionStream, jetstream.ConsumerConfig{Durable: protocol.DeleteSessionConsumer}); err == nil {
+				t.Error("delete-queue consumer create succeeded")
+			}
+			p.expectViolation(t, "$JS.API.CONSUMER")
+		}},
+		{"webhook_cannot_read_kv", roleWebhook, func(t *testing.T, p *probe) {
+			js, _ := jetstream.New(p.nc)
+			kctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			defer cancel()
+			if _, err := js.KeyValue(kctx, protocol.BucketSessionsLy2Eg); err == nil {
+				t.Error("webhook role opened sessions_ly2eg")
+			}
+			p.expectViolation(t, "_INBOX")
+			if err := p.nc.Publish("$JS.API.DIRECT.GET.KV_sessions_ly2eg.$KV.sessions_ly2eg.1", nil); err != nil {
+				t.Fatal(err)
+			}
+			p.expectViolation(t, "$JS.API.DIRECT.GET.KV_sessions_ly2eg")
+		}},
+		{"httpd_cannot_impersonate_matchmaker", roleHTTPD, func(t *testing.T, p *probe) {
+			if _, err := p.nc.QueueSubscribe(protocol.SubjectGenSession, protocol.GenSessionQueue, func(*nats.Msg) {}); err != nil {
+				t.Fatal(err)
+			}
+			_ = p.nc.Flush()
+			p.expectViolation(t, protocol.SubjectGenSession)
+			if err := p.nc.Publish("$KV.sessions_ly2eg.1", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			p.expectViolation(t, "$KV.sessions_ly2eg.1")
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { c.run(t, e.probe(t, c.role)) })
+	}
+	if n := streamCount(t, e.srv); n != streamsBefore {
+		t.Errorf("streams: %d before the negative cases, %d after", streamsBefore, n)
+	}
+	// The negative cases only broke rules on their probe connections (and the server's log,
+	// which names the connection, saw them: the recorder works).
+	lines := e.viol.snapshot()
+	probes := 0
+	for _, line := range lines {
+		if strings.Contains(line, ":probe-") {
+			probes++
+		} else {
+			t.Errorf("a service hit a permission violation: %s", line)
+		}
+	}
+	if probes < len(cases) {
+		t.Errorf("the server logged %d probe violations, want at least %d (one per case)", probes, len(cases))
+	}
+	// Both matchmakers still serve after everything above.
+	for i, mm := range mms {
+		if mm.Buckets() == nil {
+			t.Errorf("matchmaker %d has no buckets", i)
+		}
+	}
+}
+
+func streamCount(t *testing.T, srv *server.Server) int {
+	t.Helper()
+	jsz, err := srv.Jsz(&server.JSzOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jsz.Streams
+}
+
+// wsSession requests a session over the front door's WebSocket and returns the feedback frames.
+func wsSession(t *testing.T, url string) []protocol.Feedback {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	req := `{"game":"` + testApp + `","version":"` + testVersion + `","client_ip":"81.2.69.160"}`
+	if err := c.Write(ctx, websocket.MessageText, []byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	var out []protocol.Feedback
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Fatalf("WebSocket ended with %v after %v", err, out)
+			}
+			return out
+		}
+		var f protocol.Feedback
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("frame %q: %v", b, err)
+		}
+		out = append(out, f)
+	}
+}
+
+func httpDo(t *testing.T, method, url string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, string(b)
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// serve runs a server until the test ends.
+func serve(t *testing.T, name string, run func(context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, http.ErrServerClosed) {
+				t.Logf("%s stopped: %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s did not stop", name)
+		}
+	})
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, s := cond()
+		if ok {
+			return
+		}
+		last = s
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s (last: %s)", what, last)
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
