@@ -32,10 +32,10 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{
 		"NATS_HOST": "nats.example.com:4222", "NATS_USER": "u", "NATS_PASS": "p2",
-		"NATS_CA": "/ca.pem", "NATS_INSECURE": "1",
+		"NATS_CA": "/ca.pem", "NATS_INSECURE": "1", "NATS_INBOX_PREFIX": "_INBOX_httpd",
 	}
 	c := ConfigFromEnv(func(k string) string { return env[k] })
-	want := Config{Host: "nats.example.com:4222", User: "u", Password: "p2", CAFile: "/ca.pem", Insecure: true}
+	want := Config{Host: "nats.example.com:4222", User: "u", Password: "p2", CAFile: "/ca.pem", Insecure: true, InboxPrefix: "_INBOX_httpd"}
 	if c != want {
 		t.Fatalf("got %+v, want %+v", c, want)
 	}
@@ -43,8 +43,8 @@ func TestConfigFromEnv(t *testing.T) {
 	if c := ConfigFromEnv(func(k string) string { return env[k] }); c.Password != "p1" {
 		t.Fatalf("NATS_PASSWORD must win over NATS_PASS, got %q", c.Password)
 	}
-	if c := ConfigFromEnv(func(string) string { return "" }); c.Insecure {
-		t.Fatal("insecure without NATS_INSECURE")
+	if c := ConfigFromEnv(func(string) string { return "" }); c.Insecure || c.InboxPrefix != "" {
+		t.Fatalf("from an empty environment: %+v, want secure and the default inbox prefix", c)
 	}
 }
 
@@ -84,6 +84,75 @@ func TestConfigNeverPrintsSecrets(t *testing.T) {
 		if strings.Contains(s, "hunter2") {
 			t.Fatalf("secret leaked: %s", s)
 		}
+	}
+}
+
+func TestConfigShowsInboxPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		prefix, wantString, wantLog string
+	}{
+		{"", `InboxPrefix:""`, `"inbox_prefix":"_INBOX"`},
+		{"_INBOX_mm", `InboxPrefix:"_INBOX_mm"`, `"inbox_prefix":"_INBOX_mm"`},
+	} {
+		c := Config{Host: "h", InboxPrefix: tt.prefix}
+		var buf strings.Builder
+		slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "nats", c)
+		if !strings.Contains(c.String(), tt.wantString) || !strings.Contains(buf.String(), tt.wantLog) {
+			t.Errorf("prefix %q: String %s, log %s; want %s and %s", tt.prefix, c.String(), buf.String(), tt.wantString, tt.wantLog)
+		}
+	}
+}
+
+func TestValidateInboxPrefix(t *testing.T) {
+	tests := []struct {
+		prefix string
+		ok     bool
+	}{
+		{"", true},
+		{"_INBOX", true},
+		{"_INBOX_httpd", true},
+		{"_I.httpd.eu-1", true},
+		{"$R.mm", true},
+		{"_INBOX.>", false},
+		{"_INBOX.*", false},
+		{"_INBOX*", false},
+		{">", false},
+		{"_INBOX.", false},
+		{".x", false},
+		{"a..b", false},
+		{"_INBOX httpd", false},
+		{"_INBOX\thttpd", false},
+		{"_INBOX\n", false},
+		{"_INBOX\x00", false},
+		{"\xff\xfe", false},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+	}
+	for _, tt := range tests {
+		err := ValidateInboxPrefix(tt.prefix)
+		if (err == nil) != tt.ok {
+			t.Errorf("ValidateInboxPrefix(%q) = %v, want ok=%t", tt.prefix, err, tt.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInboxPrefix) {
+			t.Errorf("ValidateInboxPrefix(%q) = %v, want it to wrap ErrInboxPrefix", tt.prefix, err)
+		}
+	}
+}
+
+func TestConnectRefusesBadInboxPrefix(t *testing.T) {
+	cfg := testServer.Config("test")
+	cfg.InboxPrefix = "_INBOX.>"
+	cfg.ConnectWait = 10 * time.Second
+	start := time.Now()
+	nc, err := Connect(context.Background(), cfg, quietLogger())
+	if err == nil {
+		nc.Close()
+	}
+	if !errors.Is(err, ErrInboxPrefix) || !strings.Contains(err.Error(), "_INBOX.>") {
+		t.Fatalf("err = %v, want ErrInboxPrefix naming the prefix", err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatal("a bad prefix was retried instead of refused")
 	}
 }
 

@@ -4,11 +4,23 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 )
+
+// DefaultInboxPrefix is nats.go's (and async-nats') reply inbox prefix, used when
+// [Config.InboxPrefix] is empty.
+const DefaultInboxPrefix = "_INBOX"
+
+// maxInboxPrefixLen bounds [Config.InboxPrefix]; every reply subject carries it.
+const maxInboxPrefixLen = 128
+
+// ErrInboxPrefix is returned (wrapped) for an invalid [Config.InboxPrefix].
+var ErrInboxPrefix = errors.New("bus: invalid NATS inbox prefix")
 
 // Config says how to reach NATS. Fill it with [ConfigFromEnv] and override with flags.
 // The zero value connects to nats://127.0.0.1:4222 with TLS required, which is rarely what you want:
@@ -30,16 +42,60 @@ type Config struct {
 	Name string
 	// ConnectWait bounds how long [Connect] keeps retrying the first connection. Zero means 30 s.
 	ConnectWait time.Duration
+	// InboxPrefix is NATS_INBOX_PREFIX: the first token(s) of every reply subject this
+	// connection creates (requests, JetStream API calls and acks, KV watches, consumer
+	// fetches), e.g. "_INBOX_httpd" gives replies on "_INBOX_httpd.<id>...". Empty means
+	// [DefaultInboxPrefix], "_INBOX", as in the Rust services. Give each NATS role its own prefix
+	// and allow it to subscribe only "<prefix>.>", so that no other role can read its replies
+	// (docs/deploy.md). Checked by [ValidateInboxPrefix].
+	InboxPrefix string
 }
 
-// ConfigFromEnv reads the reference's environment variables with getenv (usually os.Getenv).
+// ValidateInboxPrefix checks an inbox prefix ([Config.InboxPrefix]): empty (the default), or
+// one or more NATS subject tokens separated by single dots, without wildcards ('*', '>'),
+// whitespace or control characters, at most 128 bytes, not ending in a dot. The error wraps
+// [ErrInboxPrefix].
+func ValidateInboxPrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if len(p) > maxInboxPrefixLen {
+		return fmt.Errorf("%w: NATS_INBOX_PREFIX is %d bytes, at most %d", ErrInboxPrefix, len(p), maxInboxPrefixLen)
+	}
+	for _, r := range p {
+		switch {
+		case r == '*' || r == '>':
+			return fmt.Errorf("%w %q: no wildcards ('*', '>'); use subject tokens like _INBOX_httpd", ErrInboxPrefix, p)
+		case unicode.IsSpace(r) || unicode.IsControl(r) || r == unicode.ReplacementChar:
+			return fmt.Errorf("%w %q: no spaces or control characters; use subject tokens like _INBOX_httpd", ErrInboxPrefix, p)
+		}
+	}
+	for _, tok := range strings.Split(p, ".") {
+		if tok == "" {
+			return fmt.Errorf("%w %q: empty token (leading, trailing or double '.'); use e.g. _INBOX_httpd", ErrInboxPrefix, p)
+		}
+	}
+	return nil
+}
+
+// inboxPrefix is the prefix the connection uses: InboxPrefix or the default.
+func (c Config) inboxPrefix() string {
+	if c.InboxPrefix == "" {
+		return DefaultInboxPrefix
+	}
+	return c.InboxPrefix
+}
+
+// ConfigFromEnv reads the reference's environment variables with getenv (usually os.Getenv),
+// plus NATS_INBOX_PREFIX (a Go addition; unset keeps the reference's "_INBOX").
 func ConfigFromEnv(getenv func(string) string) Config {
 	c := Config{
-		Host:       getenv("NATS_HOST"),
-		User:       getenv("NATS_USER"),
-		Password:   getenv("NATS_PASSWORD"),
-		CAFile:     getenv("NATS_CA"),
-		CAContents: getenv("NATS_CA_CONTENTS"),
+		Host:        getenv("NATS_HOST"),
+		User:        getenv("NATS_USER"),
+		Password:    getenv("NATS_PASSWORD"),
+		CAFile:      getenv("NATS_CA"),
+		CAContents:  getenv("NATS_CA_CONTENTS"),
+		InboxPrefix: getenv("NATS_INBOX_PREFIX"),
 	}
 	if c.Password == "" {
 		c.Password = getenv("NATS_PASS")
@@ -94,8 +150,8 @@ func (c Config) String() string {
 	if ca == "" && c.CAContents != "" {
 		ca = fmt.Sprintf("(inline PEM, %d bytes)", len(c.CAContents))
 	}
-	return fmt.Sprintf("bus.Config{Host:%q User:%q Password:%q CA:%q Insecure:%t Name:%q}",
-		redactURL(c.Host), c.User, pw, ca, c.Insecure, c.Name)
+	return fmt.Sprintf("bus.Config{Host:%q User:%q Password:%q CA:%q Insecure:%t Name:%q InboxPrefix:%q}",
+		redactURL(c.Host), c.User, pw, ca, c.Insecure, c.Name, c.InboxPrefix)
 }
 
 // GoString is String, so that %#v does not print the password either.
@@ -109,6 +165,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("password_set", c.Password != ""),
 		slog.Bool("tls", !c.Insecure),
 		slog.Bool("custom_ca", c.CAFile != "" || c.CAContents != ""),
+		slog.String("inbox_prefix", c.inboxPrefix()),
 	)
 }
 

@@ -22,13 +22,17 @@ var ErrAuth = errors.New("bus: NATS authorization failed")
 // Connect dials NATS as cfg says. It retries the first connection with backoff for at most
 // cfg.ConnectWait (30 s by default) or until ctx ends, and fails fast on errors that retrying cannot
 // fix (bad CA, wrong password). Once connected, nats.go reconnects forever on its own and every
-// disconnect/reconnect is logged.
+// disconnect/reconnect is logged. An invalid cfg.InboxPrefix is refused before dialing (the
+// error wraps [ErrInboxPrefix]).
 func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	servers, err := cfg.servers()
 	if err != nil {
+		return nil, err
+	}
+	if err := ValidateInboxPrefix(cfg.InboxPrefix); err != nil {
 		return nil, err
 	}
 	opts := []nats.Option{
@@ -56,6 +60,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 	if cfg.User != "" || cfg.Password != "" {
 		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
 	}
+	if cfg.InboxPrefix != "" {
+		// Every reply subject of this connection: nc.NewInbox, the request mux, and through
+		// them JetStream API replies, publish acks, KV watch and pull consumer inboxes.
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
+	}
 	if !cfg.Insecure {
 		tc, err := tlsConfig(cfg)
 		if err != nil {
@@ -74,7 +83,8 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 	for attempt := 1; ; attempt++ {
 		nc, err := nats.Connect(joinServers(servers), opts...)
 		if err == nil {
-			log.Info("NATS connected", "server", redactURL(nc.ConnectedUrl()), "tls", !cfg.Insecure, "user", cfg.User)
+			log.Info("NATS connected", "server", redactURL(nc.ConnectedUrl()), "tls", !cfg.Insecure, "user", cfg.User,
+				"inbox_prefix", cfg.inboxPrefix())
 			return nc, nil
 		}
 		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {

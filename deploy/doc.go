@@ -3,7 +3,8 @@
 //   - compose.yaml: a 3-node NATS cluster with JetStream, two matchmakers, the HTTP front door,
 //     the webhook sink and the Edgegap simulator, all from the repository's Dockerfile;
 //   - nats/nats.conf: the cluster configuration; nats/auth.conf: one NATS user per role
-//     (matchmaker, httpd, webhook sink, game server) with least-privilege permissions;
+//     (matchmaker, httpd, webhook sink, Go game server, Rust game server) with least-privilege
+//     permissions, each reading replies only on its own inbox prefix (NATS_INBOX_PREFIX);
 //   - .env.example: the secrets compose reads (never written into compose.yaml).
 //
 // The package has no Go API. Its test starts an embedded NATS server with exactly the users

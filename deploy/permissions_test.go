@@ -39,10 +39,11 @@ import (
 
 // The roles of nats/auth.conf and the environment variables holding their passwords.
 const (
-	roleMatchmaker = "matchmaker"
-	roleHTTPD      = "httpd"
-	roleWebhook    = "webhook"
-	roleGameServer = "gameserver"
+	roleMatchmaker     = "matchmaker"
+	roleHTTPD          = "httpd"
+	roleWebhook        = "webhook"
+	roleGameServer     = "gameserver"
+	roleRustGameServer = "rust_gameserver"
 
 	testApp     = "permgame"
 	testVersion = "v1"
@@ -51,10 +52,19 @@ const (
 )
 
 var rolePasswordEnv = map[string]string{
-	roleMatchmaker: "NATS_MATCHMAKER_PASSWORD",
-	roleHTTPD:      "NATS_HTTPD_PASSWORD",
-	roleWebhook:    "NATS_WEBHOOK_PASSWORD",
-	roleGameServer: "NATS_GAMESERVER_PASSWORD",
+	roleMatchmaker:     "NATS_MATCHMAKER_PASSWORD",
+	roleHTTPD:          "NATS_HTTPD_PASSWORD",
+	roleWebhook:        "NATS_WEBHOOK_PASSWORD",
+	roleGameServer:     "NATS_GAMESERVER_PASSWORD",
+	roleRustGameServer: "NATS_RUST_GAMESERVER_PASSWORD",
+}
+
+// roleInboxPrefix is each role's NATS_INBOX_PREFIX, as compose.yaml sets it ("" = the default
+// _INBOX: the webhook sink never subscribes, the Rust game server plugin cannot change it).
+var roleInboxPrefix = map[string]string{
+	roleMatchmaker: "_INBOX_mm",
+	roleHTTPD:      "_INBOX_httpd",
+	roleGameServer: "_INBOX_gs",
 }
 
 // violationLog records the server's permission-violation log lines.
@@ -149,7 +159,7 @@ func (e *env) connect(t *testing.T, role, name string) *nats.Conn {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	nc, err := bus.Connect(ctx, bus.Config{Host: e.srv.ClientURL(), User: role, Password: e.passwords[role],
-		Insecure: true, Name: name, ConnectWait: 5 * time.Second}, e.log.With("component", name))
+		Insecure: true, Name: name, ConnectWait: 5 * time.Second, InboxPrefix: roleInboxPrefix[role]}, e.log.With("component", name))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", role, err)
 	}
@@ -157,7 +167,8 @@ func (e *env) connect(t *testing.T, role, name string) *nats.Conn {
 	return nc
 }
 
-// probe is a connection as role that records the permission violations the server reports.
+// probe is a connection as role (with the role's inbox prefix) that records the permission
+// violations the server reports.
 type probe struct {
 	nc   *nats.Conn
 	errs chan error
@@ -166,13 +177,17 @@ type probe struct {
 func (e *env) probe(t *testing.T, role string) *probe {
 	t.Helper()
 	p := &probe{errs: make(chan error, 64)}
-	nc, err := nats.Connect(e.srv.ClientURL(), nats.UserInfo(role, e.passwords[role]), nats.Name("probe-"+role),
-		nats.Timeout(5*time.Second), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+	opts := []nats.Option{nats.UserInfo(role, e.passwords[role]), nats.Name("probe-" + role),
+		nats.Timeout(5 * time.Second), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case p.errs <- err:
 			default:
 			}
-		}))
+		})}
+	if prefix := roleInboxPrefix[role]; prefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(prefix))
+	}
+	nc, err := nats.Connect(e.srv.ClientURL(), opts...)
 	if err != nil {
 		t.Fatalf("probe connect as %s: %v", role, err)
 	}
@@ -255,6 +270,79 @@ func TestNATSConfigShipsTheTestedPermissions(t *testing.T) {
 	}
 }
 
+// TestInboxPrefixesMatch checks that compose.yaml gives each service the inbox prefix that
+// auth.conf lets its user read (the prefixes TestRolePermissions runs with), and that no role
+// but rust_gameserver may read another prefix.
+func TestInboxPrefixesMatch(t *testing.T) {
+	for _, v := range rolePasswordEnv {
+		t.Setenv(v, "x-"+v)
+	}
+	dir := t.TempDir()
+	auth, err := filepath.Abs(filepath.Join("nats", "auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(dir, auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "only-auth.conf")
+	if err := os.WriteFile(path, []byte(fmt.Sprintf("include %q\n", filepath.ToSlash(rel))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range opts.Users {
+		var inboxes []string
+		if u.Permissions != nil && u.Permissions.Subscribe != nil {
+			for _, s := range u.Permissions.Subscribe.Allow {
+				if strings.HasPrefix(s, "_INBOX") {
+					inboxes = append(inboxes, s)
+				}
+			}
+		}
+		want := []string{roleInboxPrefix[u.Username] + ".>"}
+		switch u.Username {
+		case roleWebhook:
+			want = nil
+		case roleRustGameServer:
+			want = []string{"_INBOX.>"}
+		}
+		if !slices.Equal(inboxes, want) {
+			t.Errorf("user %s may subscribe %v, want %v", u.Username, inboxes, want)
+		}
+	}
+
+	compose, err := os.ReadFile("compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(compose), "\n")
+	for _, role := range []string{roleMatchmaker, roleHTTPD} {
+		found := false
+		for i, line := range lines {
+			if strings.TrimSpace(line) != "NATS_USER: "+role {
+				continue
+			}
+			found = true
+			ok := false
+			for _, next := range lines[i+1 : min(i+8, len(lines))] {
+				if strings.TrimSpace(next) == "NATS_INBOX_PREFIX: "+roleInboxPrefix[role] {
+					ok = true
+				}
+			}
+			if !ok {
+				t.Errorf("compose.yaml: the service with NATS_USER %s lacks NATS_INBOX_PREFIX: %s", role, roleInboxPrefix[role])
+			}
+		}
+		if !found {
+			t.Errorf("compose.yaml: no service with NATS_USER %s", role)
+		}
+	}
+}
+
 // gameServers hands the test the agent of each deployment the simulator launches.
 type gameServers struct {
 	agents chan *gameserver.Agent
@@ -285,7 +373,8 @@ func TestRolePermissions(t *testing.T) {
 			}
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			nc, err := bus.Connect(cctx, bus.Config{Host: e.srv.ClientURL(), User: roleGameServer,
-				Password: e.passwords[roleGameServer], Insecure: true, Name: "gameserver-" + arb.RequestID}, e.log)
+				Password: e.passwords[roleGameServer], Insecure: true, Name: "gameserver-" + arb.RequestID,
+				InboxPrefix: roleInboxPrefix[roleGameServer]}, e.log)
 			cancel()
 			if err != nil {
 				return err
@@ -462,6 +551,28 @@ func TestRolePermissions(t *testing.T) {
 		})
 	})
 
+	t.Run("rust_gameserver_default_inbox", func(t *testing.T) {
+		// A Rust game server keeps async-nats' _INBOX prefix; its user allows exactly that.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		js, err := jetstream.New(e.connect(t, roleRustGameServer, "rust-gameserver"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv := map[string]jetstream.KeyValue{}
+		for _, bucket := range []string{protocol.BucketSessionsLy2Eg, protocol.BucketActiveConnections, protocol.BucketCertDigests} {
+			if kv[bucket], err = js.KeyValue(rctx, bucket); err != nil {
+				t.Fatalf("open %s as rust_gameserver: %v", bucket, err)
+			}
+		}
+		if _, err := kv[protocol.BucketSessionsLy2Eg].Get(rctx, fmt.Sprint(clientID^0x5a5a5a5a)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("get from sessions_ly2eg as rust_gameserver: %v, want not found", err)
+		}
+		if _, err := kv[protocol.BucketCertDigests].Put(rctx, "198.51.100.77", []byte(testDigest)); err != nil {
+			t.Errorf("put into cert_digests as rust_gameserver: %v", err)
+		}
+	})
+
 	if v := e.viol.snapshot(); len(v) > 0 {
 		t.Fatalf("the services needed rights the roles do not have:\n%s", strings.Join(v, "\n"))
 	}
@@ -561,6 +672,82 @@ func TestRolePermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.expectViolation(t, "$JS.API.DIRECT.GET.KV_sessions_ly2eg")
+		}},
+		{"gameserver_cannot_read_replies", roleGameServer, func(t *testing.T, p *probe) {
+			// Neither the Go nor the Rust game server role may listen where connect tokens
+			// travel (matchmaker -> httpd) or where the matchmaker's KV reads come back.
+			var stolen []*nats.Subscription
+			for _, subj := range []string{"_INBOX_httpd.>", "_INBOX_mm.>", "_INBOX.>"} {
+				sub, err := p.nc.SubscribeSync(subj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = p.nc.Flush()
+				p.expectViolation(t, subj)
+				stolen = append(stolen, sub)
+			}
+			rust := e.probe(t, roleRustGameServer)
+			for _, subj := range []string{"_INBOX_httpd.>", "_INBOX_mm.>"} {
+				sub, err := rust.nc.SubscribeSync(subj)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = rust.nc.Flush()
+				rust.expectViolation(t, subj)
+				stolen = append(stolen, sub)
+			}
+			rustInbox, err := rust.nc.SubscribeSync("_INBOX.>") // allowed: its own replies
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The control: httpd's role may read its own inbox, and sees the token go by.
+			control := e.probe(t, roleHTTPD)
+			seen, err := control.nc.SubscribeSync("_INBOX_httpd.>")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, nc := range []*nats.Conn{p.nc, rust.nc, control.nc} {
+				if err := nc.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			code, body := httpDo(t, http.MethodPost, httpURL+"/matchmaker/wannaplay?client_ip=81.2.69.160")
+			var reply protocol.GenSessionReply
+			if err := json.Unmarshal([]byte(body), &reply); code != http.StatusOK || err != nil || reply.ConnectToken == "" {
+				t.Fatalf("wannaplay: %d %s (%v)", code, body, err)
+			}
+			sawToken := false
+			for !sawToken {
+				m, err := seen.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatalf("control on _INBOX_httpd.> never saw the token: %v", err)
+				}
+				sawToken = strings.Contains(string(m.Data), reply.ConnectToken)
+			}
+			for _, sub := range stolen {
+				if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
+					t.Errorf("game server role received %s on %s: %.80s", m.Subject, sub.Subject, m.Data)
+				}
+			}
+			for {
+				m, err := rustInbox.NextMsg(100 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				if strings.Contains(string(m.Data), reply.ConnectToken) || strings.Contains(string(m.Data), "connect_token") {
+					t.Errorf("rust_gameserver read a connect token on %s", m.Subject)
+				}
+			}
+		}},
+		{"httpd_cannot_read_matchmaker_replies", roleHTTPD, func(t *testing.T, p *probe) {
+			for _, subj := range []string{"_INBOX_mm.>", "_INBOX_gs.>", "_INBOX.>"} {
+				if _, err := p.nc.SubscribeSync(subj); err != nil {
+					t.Fatal(err)
+				}
+				_ = p.nc.Flush()
+				p.expectViolation(t, subj)
+			}
 		}},
 		{"httpd_cannot_impersonate_matchmaker", roleHTTPD, func(t *testing.T, p *probe) {
 			if _, err := p.nc.QueueSubscribe(protocol.SubjectGenSession, protocol.GenSessionQueue, func(*nats.Msg) {}); err != nil {

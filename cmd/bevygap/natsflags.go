@@ -11,21 +11,44 @@ import (
 	"github.com/bevygap-go/bevygap/bus"
 )
 
-// addNATSClientFlags adds --nats-host, --nats-user, --nats-ca and --nats-insecure with defaults
-// from the reference's environment (NATS_HOST, NATS_USER, NATS_CA, NATS_INSECURE). The password
-// (NATS_PASSWORD or NATS_PASS) and NATS_CA_CONTENTS come from the environment only, so that they
-// never show in a process list. Call the returned function after parsing.
+// addNATSClientFlags adds --nats-host, --nats-user, --nats-ca, --nats-insecure and
+// --nats-inbox-prefix with defaults from the environment (NATS_HOST, NATS_USER, NATS_CA,
+// NATS_INSECURE, NATS_INBOX_PREFIX). The password (NATS_PASSWORD or NATS_PASS) and
+// NATS_CA_CONTENTS come from the environment only, so that they never show in a process list.
+// A bad --nats-inbox-prefix fails flag parsing (a usage error); a bad NATS_INBOX_PREFIX is
+// refused by bus.Connect. Call the returned function after parsing.
 func addNATSClientFlags(fs *flag.FlagSet, env *Env, name string) func() bus.Config {
 	base := bus.ConfigFromEnv(env.Getenv)
 	host := fs.String("nats-host", base.Host, "NATS server: host, host:port or URL, comma separated ($NATS_HOST)")
 	user := fs.String("nats-user", base.User, "NATS user ($NATS_USER; password only via $NATS_PASSWORD)")
 	ca := fs.String("nats-ca", base.CAFile, "PEM file of the CA of the NATS server ($NATS_CA)")
 	insecure := fs.Bool("nats-insecure", base.Insecure, "plain TCP to NATS, no TLS ($NATS_INSECURE)")
+	inbox := &inboxPrefixFlag{value: base.InboxPrefix}
+	fs.Var(inbox, "nats-inbox-prefix", "prefix of this service's NATS reply subjects, e.g. _INBOX_httpd; empty = _INBOX ($NATS_INBOX_PREFIX)")
 	return func() bus.Config {
 		c := base
 		c.Host, c.User, c.CAFile, c.Insecure, c.Name = *host, *user, *ca, *insecure, name
+		c.InboxPrefix = inbox.value
 		return c
 	}
+}
+
+// inboxPrefixFlag is --nats-inbox-prefix: a string checked by bus.ValidateInboxPrefix when set.
+type inboxPrefixFlag struct{ value string }
+
+func (f *inboxPrefixFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	return f.value
+}
+
+func (f *inboxPrefixFlag) Set(s string) error {
+	if err := bus.ValidateInboxPrefix(s); err != nil {
+		return err
+	}
+	f.value = s
+	return nil
 }
 
 // flagsFromEnv sets every flag of fs (except those starting with skipPrefix) from the variable
