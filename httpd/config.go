@@ -57,7 +57,10 @@ type Config struct {
 	// Zero means [DefaultStandInIP].
 	StandInIP netip.Addr
 	// DisableClientIPOverride ignores ?client_ip= and the client_ip of the WebSocket request.
-	// The reference honours the override, and the Rust client's fake_client_ip relies on it.
+	// The Rust httpd honours only ?client_ip= and ignores the client_ip of the request message
+	// (so the Rust client's fake_client_ip, which travels in the message, had no effect there);
+	// this front door honours both unless this is set — a deliberate difference
+	// (docs/httpd.md, "Differences from the Rust httpd").
 	DisableClientIPOverride bool
 
 	// FirstMessageTimeout is how long a WebSocket client has to send its request message.

@@ -211,6 +211,8 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		w.fail(outcomeRejected, nameError(err), websocket.StatusPolicyViolation)
 		return "", "", nil
 	}
+	// ?client_ip= wins, then the message's client_ip (what the Rust client's fake_client_ip
+	// sets). The Rust httpd ignored the message's client_ip; honouring it is deliberate.
 	override := queryIP
 	if override == "" && req.ClientIP != nil {
 		override = *req.ClientIP

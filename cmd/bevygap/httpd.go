@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/bevygap-go/bevygap/bus"
@@ -73,8 +75,19 @@ func runHTTPD(ctx context.Context, env *Env, args []string) error {
 		return &usageError{message: err.Error(), hint: "--cors https://game.example.com,http://localhost:8000"}
 	}
 
+	// Refuse a bad NATS configuration, then listen, both before connecting to NATS: a bad or
+	// busy --bind is reported at once, not after the NATS connect wait.
+	busCfg := natsCfg()
+	if err := bus.ValidateInboxPrefix(busCfg.InboxPrefix); err != nil {
+		return err
+	}
+	ln, err := listenBind(ctx, "bevygap httpd", *bind, httpd.DefaultBind)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve closes it too; this covers the errors before Serve
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
-	nc, err := bus.Connect(ctx, natsCfg(), log)
+	nc, err := bus.Connect(ctx, busCfg, log)
 	if err != nil {
 		return err
 	}
@@ -84,10 +97,63 @@ func runHTTPD(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *bind)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *bind, err)
-	}
 	log.Info("bevygap httpd listening", "addr", ln.Addr().String())
 	return srv.Serve(ctx, ln)
+}
+
+// listenBind checks that bind is an ip:port (or host:port) address, then listens on it. An
+// address that cannot be parsed is a usage error whose hint shows example, the command's
+// default; a failure to listen (port in use, address not on this machine) is an ordinary error.
+func listenBind(ctx context.Context, command, bind, example string) (net.Listener, error) {
+	if err := checkBind(bind); err != nil {
+		return nil, &usageError{message: fmt.Sprintf("--bind %q: %v", bind, err), hint: command + " --bind " + example}
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", bind)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", bind, err)
+	}
+	return ln, nil
+}
+
+// checkBind reports why bind is not a listen address of the form ip:port, [ipv6]:port,
+// host:port or :port, with a numeric port.
+func checkBind(bind string) error {
+	host, port, err := net.SplitHostPort(bind)
+	if err != nil {
+		return errors.New("not an ip:port address")
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !validHostname(host) {
+		return fmt.Errorf("%q is neither an IP address nor a host name", host)
+	}
+	return nil
+}
+
+// validHostname reports whether h looks like a DNS host name: dot-separated labels of 1 to 63
+// letters, digits and hyphens, not starting or ending with a hyphen, 253 characters at most.
+func validHostname(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(h, "."), ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

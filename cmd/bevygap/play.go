@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/client"
+	"github.com/bevygap-go/bevygap/devstack"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -28,6 +29,11 @@ const (
 
 // playExitCodesHelp ends the help of "bevygap play".
 const playExitCodesHelp = `
+The defaults match "bevygap dev" (game ` + devstack.DefaultAppName + `, version ` + devstack.DefaultAppVersion + `, ` + client.DefaultURL + `),
+so a bare "bevygap play" talks to a running "bevygap dev". The Rust bevygap_client_plugin's
+defaults are game bevygap-spaceships, version 1: pass --game bevygap-spaceships --version 1
+to request sessions like an unconfigured Rust client does.
+
 Exit codes:
   0  session obtained (and, with --packets > 0, game server connected, packets exchanged, disconnected)
   1  no session: matchmaker error, front door unreachable or misbehaving, timeout, interrupted
@@ -35,10 +41,12 @@ Exit codes:
   3  session obtained, but the game server could not be connected to or the connection dropped
 `
 
-// Defaults of "bevygap play": the Rust bevygap_client_plugin's game and version.
+// Defaults of "bevygap play": the game and version "bevygap dev" serves (its built-in dotroom),
+// so that a bare "bevygap play" works against a bare "bevygap dev". (The Rust
+// bevygap_client_plugin defaults to bevygap-spaceships version 1 instead; the help says so.)
 const (
-	playDefaultGame    = "bevygap-spaceships"
-	playDefaultVersion = "1"
+	playDefaultGame    = devstack.DefaultAppName
+	playDefaultVersion = devstack.DefaultAppVersion
 	playDefaultPackets = 5
 	playDefaultTimeout = 2 * time.Minute
 	playMaxPackets     = 10000
@@ -83,7 +91,7 @@ func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
 		return nil, &usageError{message: "--timeout must be positive", hint: "bevygap play --timeout 30s"}
 	}
 	if err := protocol.ValidateGameVersion(c.game, c.version); err != nil {
-		return nil, &usageError{message: err.Error(), hint: "bevygap play --game bevygap-spaceships --version 1"}
+		return nil, &usageError{message: err.Error(), hint: "bevygap play --game " + devstack.DefaultAppName + " --version " + devstack.DefaultAppVersion}
 	}
 	if c.clientIP != "" {
 		if _, err := netip.ParseAddr(c.clientIP); err != nil {

@@ -124,7 +124,7 @@ func TestPlayMatchmakingOnly(t *testing.T) {
 				t.Fatalf("exit %d\nstderr: %s", code, stderr)
 			}
 			res := decodePlayResult(t, stdout)
-			if !res.OK || res.ExitCode != 0 || res.Error != nil || res.Transport != transport || res.Game != "bevygap-spaceships" || res.Version != "1" {
+			if !res.OK || res.ExitCode != 0 || res.Error != nil || res.Transport != transport || res.Game != "dotroom" || res.Version != "1" {
 				t.Errorf("result = %+v", res)
 			}
 			if res.Session == nil || res.Session.SessionID != "sess-1" || res.Session.Server != addr.String() ||
@@ -416,4 +416,78 @@ func TestPlayGameServer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// flagDefaults runs "bevygap <name> -h" and returns the quoted defaults of its string flags.
+func flagDefaults(t *testing.T, name string) map[string]string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+	if code := run(context.Background(), []string{name, "-h"}, env); code != 0 {
+		t.Fatalf("bevygap %s -h: exit %d\n%s", name, code, errb.String())
+	}
+	defaults := map[string]string{}
+	var flagName string
+	for _, line := range strings.Split(errb.String(), "\n") {
+		if f, ok := strings.CutPrefix(line, "  -"); ok {
+			flagName, _, _ = strings.Cut(f, " ")
+			continue
+		}
+		if _, val, ok := strings.Cut(line, `(default "`); ok && flagName != "" {
+			defaults[flagName], _, _ = strings.Cut(val, `")`)
+		}
+	}
+	return defaults
+}
+
+// TestPlayDefaultsMatchDev: a bare "bevygap play" must request what a bare "bevygap dev" serves,
+// at the address it serves it on.
+func TestPlayDefaultsMatchDev(t *testing.T) {
+	dev, play := flagDefaults(t, "dev"), flagDefaults(t, "play")
+	if dev["app"] == "" || dev["version"] == "" || dev["http-addr"] == "" {
+		t.Fatalf("could not read the defaults of bevygap dev: %v", dev)
+	}
+	want := map[string]string{
+		"game":    dev["app"],
+		"version": dev["version"],
+		"url":     "ws://" + dev["http-addr"] + "/matchmaker/ws",
+	}
+	for flagName, w := range want {
+		if got := play[flagName]; got != w {
+			t.Errorf("play --%s defaults to %q, dev serves %q", flagName, got, w)
+		}
+	}
+	if play["game"] != "dotroom" || play["version"] != "1" {
+		t.Errorf("play defaults: game %q version %q, want dotroom 1", play["game"], play["version"])
+	}
+	// The help names the Rust client plugin's different defaults.
+	_, _, stderr := runPlayCLI(t, "-h")
+	if !strings.Contains(stderr, "--game bevygap-spaceships --version 1") {
+		t.Errorf("play -h does not mention the Rust plugin's defaults:\n%s", stderr)
+	}
+}
+
+// TestPlayDefaultsRequestDotroom checks the game and version a bare play puts on the wire.
+func TestPlayDefaultsRequestDotroom(t *testing.T) {
+	got := make(chan string, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /matchmaker/request/{game}/{version}", func(w http.ResponseWriter, r *http.Request) {
+		got <- r.PathValue("game") + "/" + r.PathValue("version")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"Error":[404,"no such game"]}` + "\n"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	code, _, stderr := runPlayCLI(t, "--url", srv.URL, "--transport", "http", "--packets", "0", "--timeout", "10s")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (the fake front door refuses)\n%s", code, stderr)
+	}
+	select {
+	case g := <-got:
+		if g != "dotroom/1" {
+			t.Errorf("requested %q, want dotroom/1", g)
+		}
+	default:
+		t.Fatalf("the front door got no request\n%s", stderr)
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
@@ -40,11 +39,22 @@ func runWebhookSink(ctx context.Context, env *Env, args []string) error {
 		FlushTimeout: *flushTimeout,
 		AllowNonJSON: *allowNonJSON,
 	}
+	// Refuse a bad NATS configuration, then listen, both before connecting to NATS: a bad or
+	// busy --bind is reported at once, not after the NATS connect wait.
+	busCfg := natsCfg()
+	if err := bus.ValidateInboxPrefix(busCfg.InboxPrefix); err != nil {
+		return err
+	}
+	ln, err := listenBind(ctx, "bevygap webhook-sink", *bind, webhooksink.DefaultBind)
+	if err != nil {
+		return err
+	}
+	defer ln.Close() // Serve closes it too; this covers the errors before Serve
 	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	if cfg.Secret == "" {
 		log.Warn("no " + envWebhookSecret + " set: anyone who can reach this port can publish webhook events")
 	}
-	nc, err := bus.Connect(ctx, natsCfg(), log)
+	nc, err := bus.Connect(ctx, busCfg, log)
 	if err != nil {
 		return err
 	}
@@ -52,10 +62,6 @@ func runWebhookSink(ctx context.Context, env *Env, args []string) error {
 	sink, err := webhooksink.New(cfg, nc, log, svcmetrics.NewRegistry())
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", *bind)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", *bind, err)
 	}
 	log.Info("bevygap webhook-sink listening", "addr", ln.Addr().String())
 	return sink.Serve(ctx, ln)
