@@ -15,7 +15,9 @@ import (
 
 // Descriptions, sizes and TTLs of the shared JetStream objects. They are the reference's
 // (bevygap_shared/src/nats.rs), so that a bucket created by a Rust service and one created here
-// have the same configuration and CreateOrUpdate is a no-op on either side.
+// have the same configuration and CreateOrUpdate is a no-op on either side. The contract is the
+// exact request bodies async-nats 0.36.0 sends (bus/testdata/async-nats-0.36.0/), replayed
+// against nats-server in bus/interop_test.go; see docs/nats-buckets.md.
 const (
 	// SessionMappingTTL is the max age of sessions_ly2eg and sessions_eg2ly entries: a client
 	// has this long to connect to its game server after receiving its token.
@@ -46,12 +48,16 @@ type BucketOptions struct {
 	// subjects, so that several games can share one NATS (e.g. "spacepit_" gives
 	// "spacepit_sessions_ly2eg", stream "spacepit_DELETE_SESSION_STREAM" and subjects
 	// "spacepit_edgegap_delete_session_q.*"). Empty keeps the reference's names, which Rust
-	// bevygap game servers expect. Letters, digits, '_' and '-' only.
+	// bevygap game servers expect: with a prefix, only Go game servers can take part (Rust ones
+	// would create and use their own unprefixed buckets). Letters, digits, '_' and '-' only.
 	Prefix string
 	// Replicas is the replication factor of every bucket and the stream: 1 (also for 0) on a
-	// single server, 3 on a cluster.
+	// single server, 3 on a cluster. Rust bevygap always creates with 1 replica, and the server
+	// refuses its create of a stream that has another count ("stream name already in use with a
+	// different configuration"), so a value above 1 is for Go-only game servers.
 	Replicas int
-	// Memory keeps everything in memory instead of files (tests, throwaway dev servers).
+	// Memory keeps everything in memory instead of files (tests, throwaway dev servers). Rust
+	// bevygap always asks for file storage and is refused on memory streams, as for Replicas.
 	Memory bool
 }
 

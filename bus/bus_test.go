@@ -214,3 +214,21 @@ func TestConnectBadCA(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectWithoutHostSaysSo(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	// Nothing listens on the default port here in the test's lifetime with TLS, so this fails;
+	// what matters is that the log and the error name NATS_HOST.
+	cfg := Config{ConnectWait: 300 * time.Millisecond}
+	_, err := Connect(context.Background(), cfg, log)
+	if err == nil {
+		t.Skip("a TLS NATS server answers on 127.0.0.1:4222 on this machine")
+	}
+	if !strings.Contains(err.Error(), "NATS_HOST is not set") {
+		t.Fatalf("error does not explain the missing NATS_HOST: %v", err)
+	}
+	if !strings.Contains(buf.String(), "NATS_HOST is not set") {
+		t.Fatalf("log does not warn about the missing NATS_HOST: %s", buf.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,6 +32,13 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 	servers, err := cfg.servers()
 	if err != nil {
 		return nil, err
+	}
+	hint := ""
+	if strings.TrimSpace(cfg.Host) == "" {
+		// The reference refused to start without NATS_HOST; we fall back to a local server, but say
+		// so, because a TLS connection to a plain local nats-server only ever fails.
+		hint = " (NATS_HOST is not set: set it to your NATS server, and NATS_INSECURE=1 for a server without TLS)"
+		log.Warn("NATS_HOST is not set; trying a local NATS server", "servers", joinServers(servers), "tls", !cfg.Insecure)
 	}
 	if err := ValidateInboxPrefix(cfg.InboxPrefix); err != nil {
 		return nil, err
@@ -97,8 +105,8 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 		log.Warn("NATS connect failed, retrying", "attempt", attempt, "servers", redactURL(joinServers(servers)), "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: could not connect to NATS at %s after %d attempts: %w (last error: %v)",
-				redactURL(joinServers(servers)), attempt, ctx.Err(), err)
+			return nil, fmt.Errorf("bus: could not connect to NATS at %s after %d attempts: %w (last error: %v)%s",
+				redactURL(joinServers(servers)), attempt, ctx.Err(), err, hint)
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)

@@ -571,6 +571,38 @@ func TestRolePermissions(t *testing.T) {
 		if _, err := kv[protocol.BucketCertDigests].Put(rctx, "198.51.100.77", []byte(testDigest)); err != nil {
 			t.Errorf("put into cert_digests as rust_gameserver: %v", err)
 		}
+		// bevygap_shared creates every bucket and the delete stream on each boot, with exactly
+		// these request bodies (async-nats 0.36, recorded in bus/testdata), and panics when one
+		// fails: the user must be allowed to, and the matchmaker's streams must match them.
+		rnc := e.connect(t, roleRustGameServer, "rust-gameserver-boot")
+		files, err := filepath.Glob("../bus/testdata/async-nats-0.36.0/*.json")
+		if err != nil || len(files) != 6 {
+			t.Fatalf("async-nats create bodies: %v %v", files, err)
+		}
+		for _, f := range files {
+			body, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream := strings.TrimSuffix(filepath.Base(f), ".json")
+			msg, err := rnc.RequestWithContext(rctx, "$JS.API.STREAM.CREATE."+stream, body)
+			if err != nil {
+				t.Fatalf("create %s as rust_gameserver: %v", stream, err)
+			}
+			var resp struct {
+				Error *struct {
+					Code        int    `json:"code"`
+					ErrCode     int    `json:"err_code"`
+					Description string `json:"description"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(msg.Data, &resp); err != nil {
+				t.Fatalf("create %s: %v: %s", stream, err, msg.Data)
+			}
+			if resp.Error != nil {
+				t.Errorf("a Rust game server's boot-time create of %s fails: %d/%d %s", stream, resp.Error.Code, resp.Error.ErrCode, resp.Error.Description)
+			}
+		}
 	})
 
 	if v := e.viol.snapshot(); len(v) > 0 {
