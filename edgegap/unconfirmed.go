@@ -98,3 +98,9 @@ const SessionListPath = "/v1/sessions"
 //   - GET of a session whose deployment was terminated answers StatusSessionGone (410), like
 //     DELETE does; a deleted session answers 404.
 //   - Session list pagination: page/limit query parameters, limit default 20, maximum 100.
+
+// Session ownership in GET /v1/sessions: the entries are the SessionContext model, whose
+// optional webhook_url field (also seen in a captured webhook body) is taken to echo the
+// webhook_url given at POST /v1/session. UNCONFIRMED for the list endpoint on the live API. The
+// matchmaker's reconciliation relies on it to recognise its own sessions; should the live list
+// omit it, reconciliation deletes nothing (the safe failure), and the simulator echoes it.

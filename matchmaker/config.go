@@ -40,9 +40,16 @@ const (
 	DefaultEdgegapCallTimeout   = 15 * time.Second
 	// DefaultWebhookSubject is where the webhook sink publishes every hook body (webhook.<name>).
 	DefaultWebhookSubject = protocol.SubjectWebhookPrefix + ".*"
-	// StreamQueueGroup is the queue group of the matchmaker.request.<game>.<version>
-	// subscription, so that several matchmakers share the streaming requests.
+	// StreamQueueGroup is the base name of the queue group of the streaming request
+	// subscription. The group actually used is per game and version, see [StreamQueueGroupFor]:
+	// NATS merges queue subscriptions of the same group name across DIFFERENT subscriptions that
+	// match one message (a wildcard and a literal subject, say), so one shared name would let a
+	// matchmaker of one game take requests meant for another.
 	StreamQueueGroup = "matchmaker_request_queue"
+	// UnknownGameQueueGroup is the queue group of the opt-in matchmaker.request.*.* subscription
+	// that answers requests for games nobody here serves ([Config.AnswerUnknownGames]). It never
+	// equals a [StreamQueueGroupFor] name, so it is never merged with a game's own subscription.
+	UnknownGameQueueGroup = "matchmaker_unknown_game_queue"
 	// ServiceVersion is the version the gensession NATS service announces (the reference's).
 	ServiceVersion = "0.0.1"
 )
@@ -102,14 +109,22 @@ type Config struct {
 	// (error log + metric). It stays queued and keeps being retried.
 	DeleteStuckAfter int
 	// Reconcile turns on the periodic comparison of Edgegap's session list with the KV buckets.
-	// Sessions no bucket knows for longer than ReadinessLimit + ClaimGrace are deleted. Turn it
-	// off when the Edgegap account runs session-based apps not managed by this bevygap.
+	// Only sessions this deployment created are considered: those whose webhook_url (echoed by
+	// Edgegap in the session list) equals SessionWebhookURL exactly. Such a session that no
+	// bucket knows for longer than ReadinessLimit + ClaimGrace is deleted. Without a
+	// SessionWebhookURL our sessions cannot be told from other apps' and reconciliation is
+	// disabled (logged once at start).
 	Reconcile         bool
 	ReconcileInterval time.Duration
-	// OnlyOwnSubject subscribes only matchmaker.request.<AppName>.<AppVersion> instead of
-	// matchmaker.request.*.*. Use it when matchmakers of several games share one NATS: requests
-	// for a game nobody serves then get NATS "no responders" instead of an error reply.
-	OnlyOwnSubject bool
+	// AnswerUnknownGames additionally subscribes matchmaker.request.*.* (queue group
+	// UnknownGameQueueGroup) and answers requests for any other game or version with an error
+	// (400 for an invalid name, 404 otherwise) instead of leaving them to NATS "no responders".
+	// Requests for its own game are served only by the own-subject subscription. Caveat: this
+	// matchmaker cannot know which games other matchmakers on the same NATS serve, so its 404
+	// races their answers; turn it on only when this is the only game served on its NATS.
+	// Off by default: only matchmaker.request.<AppName>.<AppVersion> is subscribed, like the
+	// reference.
+	AnswerUnknownGames bool
 	// ShutdownTimeout bounds how long shutdown waits for in-flight requests before failing them.
 	ShutdownTimeout time.Duration
 	// EdgegapCallTimeout bounds each Edgegap API call.
@@ -190,6 +205,13 @@ func (c *Config) validate() error {
 		c.CertDigestWait = 0
 	}
 	return nil
+}
+
+// StreamQueueGroupFor returns the queue group of the own-subject subscription of a matchmaker
+// serving app and version: "matchmaker_request_queue.<app>.<version>". Matchmakers of the same
+// game and version share the requests; no other subscription uses the name.
+func StreamQueueGroupFor(app, version string) string {
+	return StreamQueueGroup + "." + app + "." + version
 }
 
 func setDefault[T comparable](v *T, def T) {

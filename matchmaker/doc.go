@@ -10,10 +10,14 @@
 //	  {"client_ip":"1.2.3.4"}  ──►         queue group "session_queue": one reply, or the service
 //	                                       error headers Nats-Service-Error / -Code (400, 401, 403,
 //	                                       409, 429, 502, 503, 504)
-//	matchmaker.request.<game>.<version>    queue group "matchmaker_request_queue": the reply inbox
-//	  {"client_ip":"…"}  ──►               gets "Acknowledged", {"SessionRequestAccepted":id},
+//	matchmaker.request.<app>.<version>     queue group "matchmaker_request_queue.<app>.<version>"
+//	  {"client_ip":"…"}  ──►               (only this matchmaker's own game): the reply inbox
+//	                                       gets "Acknowledged", {"SessionRequestAccepted":id},
 //	                                       {"ProgressReport":"…"}…, {"SessionReady":{…}} or
 //	                                       {"Error":[code,"msg"]}, then an empty message.
+//
+// Requests for games nobody serves get NATS "no responders". Config.AnswerUnknownGames adds a
+// matchmaker.request.*.* subscription (own queue group) answering other games with 404.
 //
 // # Flow of one request
 //
@@ -55,9 +59,11 @@
 //     DELETE /v1/session/{id}; 2xx, 404 and 410 ack; anything else is redelivered with
 //     exponential backoff, forever (reported as stuck after DeleteStuckAfter attempts).
 //     Enqueues carry a message id, so reapers on several matchmakers queue a session once.
-//   - Reconciliation: every ReconcileInterval the account's sessions are listed; a session no
+//   - Reconciliation: every ReconcileInterval the account's sessions are listed; one of ours
+//     (webhook_url equal to SessionWebhookURL; without one, reconciliation is off) that no
 //     bucket knows for longer than ReadinessLimit + ClaimGrace is queued for deletion (covers
-//     a crash between Edgegap's create and the unclaimed_sessions write).
+//     a crash between Edgegap's create and the unclaimed_sessions write, and a create that
+//     failed on our side although Edgegap created the session).
 //   - Shutdown: subscriptions stop first, in-flight requests get ShutdownTimeout to finish and
 //     are then failed with 503; their sessions are queued for deletion (or left to the
 //     reapers of the surviving matchmakers).

@@ -388,9 +388,12 @@ func (m *Matchmaker) ack(msg jetstream.Msg, sid string) {
 // ---------------------------------------------------------------------------------------------
 // Reconciliation.
 
-// runReconciler periodically lists Edgegap's sessions and deletes those that no bucket knows
-// (not unclaimed, not an active connection) for longer than ReadinessLimit + ClaimGrace. This
-// covers a crash between Edgegap's create and our unclaimed_sessions write, and watch gaps.
+// runReconciler periodically lists Edgegap's sessions and deletes those of this deployment
+// (webhook_url equal to SessionWebhookURL, see ownSession) that no bucket knows (not
+// unclaimed, not an active connection) for longer than ReadinessLimit + ClaimGrace. This covers
+// a crash between Edgegap's create and our unclaimed_sessions write, a create that timed out
+// on our side although Edgegap created the session, and watch gaps. Start runs it only when
+// SessionWebhookURL is set.
 func (m *Matchmaker) runReconciler(bg context.Context) {
 	suspects := make(map[string]time.Time)
 	t := time.NewTicker(m.cfg.ReconcileInterval)
@@ -416,6 +419,9 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 	now := m.now()
 	seen := make(map[string]bool, len(list))
 	for _, s := range list {
+		if !m.ownSession(s) {
+			continue // another app's, another deployment's or a Rust bevygap's session
+		}
 		sid := s.SessionID
 		seen[sid] = true
 		if m.unclaim.has(sid) {
@@ -445,11 +451,19 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 		m.met.deleteEnqueued.WithLabelValues("reconcile").Inc()
 		m.log.Warn("reconcile: session unknown to every bucket, deletion queued", "session_id", sid)
 	}
+	m.log.Debug("reconcile: session list checked", "listed", len(list), "ours", len(seen), "suspects", len(suspects))
 	for sid := range suspects {
 		if !seen[sid] {
 			delete(suspects, sid)
 		}
 	}
+}
+
+// ownSession reports whether s was created by this deployment: Edgegap echoes the webhook_url
+// given at creation in the session list, and ours (normally carrying a secret token) is unique
+// to this deployment. A session without it, or with another URL, is never touched.
+func (m *Matchmaker) ownSession(s edgegap.SessionSummary) bool {
+	return m.cfg.SessionWebhookURL != "" && s.WebhookURL != nil && *s.WebhookURL == m.cfg.SessionWebhookURL
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

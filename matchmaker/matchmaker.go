@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -176,7 +175,10 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("matchmaker: %w", err))
 	}
 	m.goBackground(func() { m.runDeleteWorker(bgCtx, cons) })
-	if m.cfg.Reconcile {
+	switch {
+	case m.cfg.Reconcile && m.cfg.SessionWebhookURL == "":
+		m.log.Warn("reconciliation disabled: without --session-webhook-url this matchmaker cannot tell its Edgegap sessions from other apps' (it recognises its own by their webhook_url)")
+	case m.cfg.Reconcile:
 		m.goBackground(func() { m.runReconciler(bgCtx) })
 	}
 
@@ -188,30 +190,31 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 	m.hookSub = hookSub
 	m.mu.Unlock()
 
-	// The reference subscribed exactly matchmaker.request.<app>.<version>. We also answer every
-	// other game/version with a clear error (unless OnlyOwnSubject), and keep the literal subject
-	// for versions with dots (v0.0.1), which the two-token wildcard cannot match.
-	subjects := []string{m.ownStreamSubject()}
-	if !m.cfg.OnlyOwnSubject {
+	// Like the reference, serve exactly matchmaker.request.<app>.<version> (literal, so that
+	// versions with dots such as v0.0.1 work). The queue group is per game and version, so it
+	// never merges with another game's subscription (NATS merges same-named queue groups across
+	// all subscriptions matching a message).
+	streamSubject := m.ownStreamSubject()
+	own, err := m.nc.QueueSubscribe(streamSubject, StreamQueueGroupFor(m.cfg.AppName, m.cfg.AppVersion), m.onStreamRequest)
+	if err != nil {
+		return fail(fmt.Errorf("matchmaker: subscribe %s: %w", streamSubject, err))
+	}
+	m.addSub(own)
+	if m.cfg.AnswerUnknownGames {
 		wild := protocol.SubjectMatchmakerRequestPrefix + ".*.*"
-		if protocol.ValidateGameVersion(m.cfg.AppName, m.cfg.AppVersion) == nil {
-			subjects = []string{wild}
-		} else {
-			subjects = append(subjects, wild)
-		}
-	}
-	if protocol.ValidateGameVersion(m.cfg.AppName, m.cfg.AppVersion) != nil {
-		m.log.Warn("app name/version is not a valid game/version name for the HTTP front door (letters, digits, space, '_', '-', at most 30); streaming clients must publish on the literal subject",
-			"subject", m.ownStreamSubject())
-	}
-	for _, subj := range subjects {
-		sub, err := m.nc.QueueSubscribe(subj, StreamQueueGroup, m.onStreamRequest)
+		sub, err := m.nc.QueueSubscribe(wild, UnknownGameQueueGroup, m.onUnknownGameRequest)
 		if err != nil {
-			return fail(fmt.Errorf("matchmaker: subscribe %s: %w", subj, err))
+			return fail(fmt.Errorf("matchmaker: subscribe %s: %w", wild, err))
 		}
 		m.addSub(sub)
+		streamSubject += "," + wild
+		m.log.Warn("answering requests for unknown games with 404 (--answer-unknown-games): run no other game's matchmaker on this NATS, its clients could get this 404 before its answer",
+			"subject", wild, "queue", UnknownGameQueueGroup)
 	}
-	streamSubject := strings.Join(subjects, ",")
+	if protocol.ValidateGameVersion(m.cfg.AppName, m.cfg.AppVersion) != nil {
+		m.log.Warn("app name/version cannot be requested through the HTTP/WebSocket front door, which accepts only letters, digits, '_' and '-' (at most 30 characters); so front-door clients can never reach this matchmaker: name the Edgegap app version without dots (e.g. v0-0-1, not v0.0.1) and pass it as --app-version, or have clients publish NATS requests on the literal subject",
+			"app", m.cfg.AppName, "version", m.cfg.AppVersion, "subject", m.ownStreamSubject())
+	}
 
 	svc, err := m.addGenSessionService()
 	if err != nil {

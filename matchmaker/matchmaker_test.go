@@ -210,7 +210,7 @@ func TestStreamContract(t *testing.T) {
 }
 
 func TestStreamRejectsOtherGamesAndBadRequests(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+	h := newHarness(t, harnessOpts{configure: func(c *Config) { c.AnswerUnknownGames = true }})
 	tests := []struct {
 		name, game, version, body string
 		want                      string
@@ -372,15 +372,68 @@ func TestDeleteAPIFailingForAWhile(t *testing.T) {
 	}
 }
 
-func TestReconcileDeletesUnknownSession(t *testing.T) {
-	h := newHarness(t, harnessOpts{configure: func(c *Config) { c.ReadinessLimit = 500 * time.Millisecond; c.ClaimGrace = 100 * time.Millisecond }})
-	// A session created behind the matchmaker's back (e.g. a crash between create and the KV
-	// write): no bucket knows it.
+func TestReconcileDeletesOnlyOwnOrphans(t *testing.T) {
+	h := newHarness(t, harnessOpts{webhook: true, configure: func(c *Config) {
+		c.ReadinessLimit = 500 * time.Millisecond
+		c.ClaimGrace = 100 * time.Millisecond
+	}})
+	ctx := context.Background()
 	api := h.newAPI()
-	if _, err := api.CreateSession(context.Background(), edgegap.SessionCreateRequest{AppName: h.cfg.AppName, IPList: []string{"1.2.3.4"}}); err != nil {
+	create := func(webhookURL string) string {
+		t.Helper()
+		s, err := api.CreateSession(ctx, edgegap.SessionCreateRequest{AppName: h.cfg.AppName, IPList: []string{"1.2.3.4"}, WebhookURL: webhookURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.SessionID
+	}
+	// Our orphan: created with our webhook URL (as by a crash between create and the KV write,
+	// or a create that timed out on our side), but no bucket knows it.
+	ours := create(h.cfg.SessionWebhookURL)
+	// Foreign sessions on the same Edgegap account: another app or a Rust bevygap without a
+	// webhook, and another bevygap deployment with its own webhook URL.
+	foreign := []string{create(""), create(h.hookSrv.URL + "/hook/othergame")}
+	alive := func(sid string) bool {
+		_, err := api.GetSession(ctx, sid)
+		if err != nil && !errors.Is(err, edgegap.ErrNotFound) {
+			t.Fatalf("get %s: %v", sid, err)
+		}
+		return err == nil
+	}
+	eventually(t, 5*time.Second, "our orphan deleted", func() bool { return !alive(ours) })
+	// Several more reconcile rounds (300 ms each) past the 600 ms age limit.
+	time.Sleep(1500 * time.Millisecond)
+	for _, sid := range foreign {
+		if !alive(sid) {
+			t.Fatalf("foreign session %s deleted by reconciliation", sid)
+		}
+	}
+	if got := testutilCounter(t, h.mms[0], "bevygap_matchmaker_reconciled_deletes_total"); got != 1 {
+		t.Fatalf("reconciled deletes = %v, want 1", got)
+	}
+}
+
+func TestReconcileDisabledWithoutWebhookURL(t *testing.T) {
+	h := newHarness(t, harnessOpts{configure: func(c *Config) {
+		c.ReadinessLimit = 300 * time.Millisecond
+		c.ClaimGrace = 100 * time.Millisecond
+		c.ReconcileInterval = 100 * time.Millisecond
+	}})
+	if !strings.Contains(h.logs.String(), "reconciliation disabled") {
+		t.Fatal("no startup log line about disabled reconciliation")
+	}
+	api := h.newAPI()
+	s, err := api.CreateSession(context.Background(), edgegap.SessionCreateRequest{AppName: h.cfg.AppName, IPList: []string{"1.2.3.4"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	h.noLeaks(t, 5*time.Second)
+	time.Sleep(1500 * time.Millisecond) // a dozen would-be reconcile rounds, well past the age limit
+	if _, err := api.GetSession(context.Background(), s.SessionID); err != nil {
+		t.Fatalf("session deleted without reconciliation: %v", err)
+	}
+	if c := h.sim.CallCounts().Endpoint(edgegap.EndpointSessionList); c != 0 {
+		t.Fatalf("%d session list calls with reconciliation disabled", c)
+	}
 }
 
 func TestQueuePositionReported(t *testing.T) {
@@ -689,10 +742,9 @@ func TestDottedVersionUsesLiteralSubject(t *testing.T) {
 	if last := fbs[len(fbs)-1]; last.Kind != protocol.FeedbackSessionReady {
 		t.Fatalf("last feedback %v", last)
 	}
-	// Other names still get an answer through the wildcard.
-	raw, _ := h.stream(t, "othergame", "v1", `{"client_ip":"1.2.3.4"}`)
-	if !strings.HasPrefix(string(raw[0]), `{"Error":[404,`) {
-		t.Fatalf("got %s", raw[0])
+	// By default nobody answers other names: NATS reports no responders.
+	if _, err := h.nc.Request(protocol.SubjectMatchmakerRequestPrefix+".othergame.v1", []byte(`{"client_ip":"1.2.3.4"}`), 2*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+		t.Fatalf("request for an unserved game: err = %v, want no responders", err)
 	}
 	h.noLeaks(t, 6*time.Second)
 }

@@ -177,10 +177,12 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 		m.log.Warn("matchmaker request without reply subject, dropped", "subject", msg.Subject)
 		return
 	}
-	r := streamReply{nc: m.nc, inbox: msg.Reply, m: m}
-	if msg.Subject != m.ownStreamSubject() && !m.checkStreamSubject(msg.Subject, r) {
+	if msg.Subject != m.ownStreamSubject() {
+		// Cannot happen with the literal subscription; never answer another game's request.
+		m.log.Warn("matchmaker request on a foreign subject, dropped", "subject", msg.Subject)
 		return
 	}
+	r := streamReply{nc: m.nc, inbox: msg.Reply, m: m}
 	if !m.beginRequest() {
 		r.send(protocol.Error(http.StatusServiceUnavailable, "matchmaker shutting down"))
 		r.finish()
@@ -204,22 +206,23 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 	}()
 }
 
-// checkStreamSubject validates the game and version of a request subject that is not this
-// matchmaker's own; it answers the error itself and reports false for a bad or foreign one.
-func (m *Matchmaker) checkStreamSubject(subject string, r streamReply) bool {
-	game, version, _ := strings.Cut(strings.TrimPrefix(subject, protocol.SubjectMatchmakerRequestPrefix+"."), ".")
+// onUnknownGameRequest handles matchmaker.request.*.* when AnswerUnknownGames is on: it answers
+// 400 for an invalid game or version and 404 for any other game. The own subject is left alone:
+// the own-subject subscription (another queue group) receives the same message and serves it.
+func (m *Matchmaker) onUnknownGameRequest(msg *nats.Msg) {
+	if msg.Subject == m.ownStreamSubject() || msg.Reply == "" {
+		return
+	}
+	r := streamReply{nc: m.nc, inbox: msg.Reply, m: m}
+	game, version, _ := strings.Cut(strings.TrimPrefix(msg.Subject, protocol.SubjectMatchmakerRequestPrefix+"."), ".")
 	if err := protocol.ValidateGameVersion(game, version); err != nil {
 		r.send(protocol.Error(http.StatusBadRequest, strings.TrimPrefix(err.Error(), protocol.ErrInvalidName.Error()+": ")))
 		r.finish()
 		m.met.requests.WithLabelValues("stream", "400").Inc()
-		return false
+		return
 	}
-	if game != m.cfg.AppName || version != m.cfg.AppVersion {
-		r.send(protocol.Error(http.StatusNotFound, fmt.Sprintf("no matchmaker here serves game %q version %q (this one serves %q version %q)",
-			game, version, m.cfg.AppName, m.cfg.AppVersion)))
-		r.finish()
-		m.met.requests.WithLabelValues("stream", "404").Inc()
-		return false
-	}
-	return true
+	r.send(protocol.Error(http.StatusNotFound, fmt.Sprintf("no matchmaker here serves game %q version %q (this one serves %q version %q)",
+		game, version, m.cfg.AppName, m.cfg.AppVersion)))
+	r.finish()
+	m.met.requests.WithLabelValues("stream", "404").Inc()
 }

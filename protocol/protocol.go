@@ -87,11 +87,16 @@ func DeleteSessionSubject(sessionID string) string {
 }
 
 // ErrInvalidName is returned (wrapped) for a game or version name that is empty, too long or has a
-// character other than ASCII letters, digits, space, '_' and '-'.
+// character other than ASCII letters, digits, '_' and '-'.
 var ErrInvalidName = errors.New("invalid name")
 
-// ValidateGameVersion checks game and version the way the reference does (regex
-// ^[a-zA-Z0-9\s_-]+$ and at most 30 characters each). The messages match the reference's.
+// ValidateGameVersion checks game and version like the reference (at most 30 characters each,
+// the same error messages) with one deliberate difference: the reference's regex
+// ^[a-zA-Z0-9\s_-]+$ also accepts white space, but both names become tokens of the NATS subject
+// matchmaker.request.<game>.<version>, and NATS refuses to publish on a subject containing white
+// space. The reference accepted such a name and then failed to publish (a server error for a
+// client mistake); here it is rejected up front, so the only characters allowed are ASCII
+// letters, digits, '_' and '-'.
 func ValidateGameVersion(game, version string) error {
 	if !validName(game) {
 		if len(game) > MaxNameLen && validChars(game) {
@@ -118,8 +123,8 @@ func validChars(s string) bool {
 		c := s[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == ' ', c == '\t', c == '\n', c == '\r', c == '\f', c == '\v', c == '_', c == '-':
-			// \s in the reference's regex matches all ASCII white space.
+		case c == '_', c == '-':
+			// No white space, unlike the reference's \s: NATS subjects cannot contain it.
 		default:
 			return false
 		}

@@ -89,7 +89,18 @@ func TestValidateGameVersion(t *testing.T) {
 		wantErr       string
 	}{
 		{"bevygap-spaceships", "1", ""},
-		{"my game_2", "v0-1", ""},
+		{"my_game-2", "v0-1", ""},
+		// White space is valid for the reference's \s but can never be a NATS subject token.
+		{"my game_2", "v0-1", "Game name invalid"},
+		{"game\t", "1", "Game name invalid"},
+		{"game\n", "1", "Game name invalid"},
+		{"\rgame", "1", "Game name invalid"},
+		{"ga\fme", "1", "Game name invalid"},
+		{"ga\vme", "1", "Game name invalid"},
+		{" ", "1", "Game name invalid"},
+		{strings.Repeat(" ", 31), "1", "Game name invalid"},
+		{"g", "v 1", "Game version invalid"},
+		{"g", "1\t", "Game version invalid"},
 		{strings.Repeat("a", 30), strings.Repeat("b", 30), ""},
 		{"", "1", "Game name invalid"},
 		{"a.b", "1", "Game name invalid"},

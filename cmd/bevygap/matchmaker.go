@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -38,9 +39,10 @@ func runMatchmaker(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.PollInitial, "poll-initial", cfg.PollInitial, "first fallback poll interval without working webhooks")
 	fs.DurationVar(&cfg.PollMax, "poll-max", cfg.PollMax, "longest fallback poll interval without working webhooks")
 	fs.IntVar(&cfg.DeleteWorkers, "delete-workers", cfg.DeleteWorkers, "Edgegap session deletions in parallel")
-	fs.BoolVar(&cfg.Reconcile, "reconcile", cfg.Reconcile, "periodically delete Edgegap sessions no bucket knows (turn off if the account runs other session-based apps)")
+	fs.BoolVar(&cfg.Reconcile, "reconcile", cfg.Reconcile, "periodically delete this deployment's Edgegap sessions (webhook_url = --session-webhook-url) no bucket knows; needs --session-webhook-url")
 	fs.DurationVar(&cfg.ReconcileInterval, "reconcile-interval", cfg.ReconcileInterval, "interval of reconciliation")
-	fs.BoolVar(&cfg.OnlyOwnSubject, "only-own-subject", false, "subscribe only matchmaker.request.<app>.<version> (several games on one NATS)")
+	fs.BoolVar(&cfg.AnswerUnknownGames, "answer-unknown-games", false, "also subscribe matchmaker.request.*.* and answer other games with 404 (only when no other game's matchmaker shares this NATS)")
+	onlyOwn := fs.Bool("only-own-subject", true, "deprecated: the default now; --only-own-subject=false means --answer-unknown-games")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish on shutdown")
 	fs.StringVar(&cfg.Buckets.Prefix, "bucket-prefix", "", "prefix of every KV bucket, the delete stream and its subjects (several games on one NATS)")
 	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
@@ -55,6 +57,17 @@ func runMatchmaker(ctx context.Context, env *Env, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap matchmaker -h"}
+	}
+
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if !*onlyOwn {
+		if explicit["answer-unknown-games"] && !cfg.AnswerUnknownGames {
+			return &usageError{message: "--only-own-subject=false contradicts --answer-unknown-games=false", hint: "use only --answer-unknown-games"}
+		}
+		cfg.AnswerUnknownGames = true
+	} else if explicit["only-own-subject"] && cfg.AnswerUnknownGames {
+		return &usageError{message: "--only-own-subject contradicts --answer-unknown-games", hint: "use only --answer-unknown-games"}
 	}
 
 	cfg.AllowZeroKey = *allowZero

@@ -21,6 +21,8 @@ func TestMatchmakerUsageErrors(t *testing.T) {
 		{"bad metrics addr", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--metrics-addr", "nope"}, "--metrics-addr"},
 		{"bad webhook url", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--session-webhook-url", "ftp://x"}, "session webhook url"},
 		{"extra arg", nil, []string{"oops"}, "unexpected argument"},
+		{"own subject and unknown games", nil, []string{"--only-own-subject", "--answer-unknown-games"}, "--only-own-subject contradicts --answer-unknown-games"},
+		{"wildcard but no unknown games", nil, []string{"--only-own-subject=false", "--answer-unknown-games=false"}, "--only-own-subject=false contradicts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,7 +43,8 @@ func TestMatchmakerHelpListsReferenceFlags(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, f := range []string{"-app-name", `(default "spacepit_server")`, "-app-version", `(default "v0.0.1")`,
-		"-lightyear-private-key", "-lightyear-protocol-id", "(default 1982)", "-session-webhook-url", "-token-format", "lightyear-0.17", "-metrics-addr"} {
+		"-lightyear-private-key", "-lightyear-protocol-id", "(default 1982)", "-session-webhook-url", "-token-format", "lightyear-0.17", "-metrics-addr",
+		"-answer-unknown-games", "-only-own-subject", "needs --session-webhook-url"} {
 		if !strings.Contains(stderr, f) {
 			t.Errorf("help lacks %q", f)
 		}
