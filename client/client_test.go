@@ -313,9 +313,9 @@ func TestRequestChunked(t *testing.T) {
 			fd := newFakeFrontDoor(t, tt.script)
 			var pl progressLog
 			// A ws:// URL naming the WebSocket route is mapped to the chunked route.
-			s, err := Request(context.Background(), fd.wsURL(), "bevygap spaceships", "1", Options{Transport: TransportHTTP, OnProgress: pl.add})
+			s, err := Request(context.Background(), fd.wsURL(), "bevygap-spaceships", "1", Options{Transport: TransportHTTP, OnProgress: pl.add})
 			got := fd.last()
-			if got.method != http.MethodPost || got.path != "/matchmaker/request/bevygap spaceships/1" {
+			if got.method != http.MethodPost || got.path != "/matchmaker/request/bevygap-spaceships/1" {
 				t.Errorf("request: %s %s", got.method, got.path)
 			}
 			if tt.wantIs == nil && tt.wantAs == nil {
