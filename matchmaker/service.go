@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,11 +48,24 @@ func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
 			_ = req.Error("503", "matchmaker shutting down", nil)
 			return
 		}
+		// A bad request is answered here, inside the handler, so that micro counts it in the
+		// endpoint's error stats ("nats micro stats gensession"); errors found later, after the
+		// handler returned, are counted in the stats data and in Prometheus.
+		ip, rerr := parseRequest(req.Data())
+		if rerr != nil {
+			defer m.inflight.Done()
+			failed.Add(1)
+			m.finishMetrics("gensession", rerr.Code, time.Now())
+			if err := req.Error(strconv.Itoa(int(rerr.Code)), rerr.Message, nil); err != nil {
+				m.log.Warn("could not send gensession error", "err", err)
+			}
+			return
+		}
 		inFlight.Add(1)
 		go func() {
 			defer m.inflight.Done()
 			defer inFlight.Add(-1)
-			if m.handleGenSession(req) {
+			if m.handleGenSession(req, ip) {
 				granted.Add(1)
 			} else {
 				failed.Add(1)
@@ -82,12 +96,13 @@ func decodeClientIP(data []byte) (string, *RequestError) {
 	return s, nil
 }
 
-// handleGenSession answers one session.gensession request; it reports success.
-func (m *Matchmaker) handleGenSession(req micro.Request) bool {
+// handleGenSession answers one session.gensession request for a client at ip; it reports
+// success.
+func (m *Matchmaker) handleGenSession(req micro.Request, ip netip.Addr) bool {
 	start := time.Now()
 	m.met.inFlight.Inc()
 	defer m.met.inFlight.Dec()
-	g, rerr := m.serve(req.Data(), nil)
+	g, rerr := m.serveIP(ip, nil)
 	if rerr != nil {
 		m.finishMetrics("gensession", rerr.Code, start)
 		if err := req.Error(strconv.Itoa(int(rerr.Code)), rerr.Message, nil); err != nil {
@@ -124,14 +139,24 @@ func (m *Matchmaker) finishMetrics(kind string, code uint16, start time.Time) {
 
 // serve decodes a request body and runs the session flow.
 func (m *Matchmaker) serve(data []byte, progress progressFunc) (*grant, *RequestError) {
+	ip, rerr := parseRequest(data)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return m.serveIP(ip, progress)
+}
+
+// parseRequest reads and checks the client IP of a session request body.
+func parseRequest(data []byte) (netip.Addr, *RequestError) {
 	s, rerr := decodeClientIP(data)
 	if rerr != nil {
-		return nil, rerr
+		return netip.Addr{}, rerr
 	}
-	ip, rerr := parseClientIP(s)
-	if rerr != nil {
-		return nil, rerr
-	}
+	return parseClientIP(s)
+}
+
+// serveIP requests a session for a client at ip and logs the outcome.
+func (m *Matchmaker) serveIP(ip netip.Addr, progress progressFunc) (*grant, *RequestError) {
 	g, rerr := m.requestSession(m.reqCtx, ip, progress)
 	if rerr != nil {
 		level := m.log.Warn
