@@ -177,7 +177,8 @@ type Stack struct {
 
 // Start runs a stack and returns once every component serves. ctx bounds the start only: the
 // stack runs until Shutdown (or until a component fails: see Failed). On error everything
-// already started is stopped again.
+// already started is stopped again; an address that cannot be listened on (a port in use)
+// fails before anything starts, with a *ListenError.
 func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	s := &Stack{cfg: cfg, failed: make(chan struct{})}
 	s.applyDefaults()
@@ -241,17 +242,27 @@ func (s *Stack) start(ctx context.Context) error {
 		s.key = k
 	}
 
-	// Listeners first: a port in use fails before anything runs.
-	httpLn, err := listen(c.HTTPAddr, "front door")
+	// Listeners first: a port in use fails before anything runs. The embedded nats-server
+	// cannot take a listener of ours, so its fixed port is only checked (listen, close) right
+	// before it starts; otherwise a busy port would cost its 10 s readiness wait.
+	natsAddr := net.JoinHostPort(c.NATSHost, strconv.Itoa(c.NATSPort))
+	if c.NATSPort != 0 {
+		ln, err := listen(natsAddr, ComponentNATS)
+		if err != nil {
+			return err
+		}
+		_ = ln.Close()
+	}
+	httpLn, err := listen(c.HTTPAddr, ComponentHTTPD)
 	if err != nil {
 		return err
 	}
-	sinkLn, err := listen(c.WebhookAddr, "webhook sink")
+	sinkLn, err := listen(c.WebhookAddr, ComponentWebhookSink)
 	if err != nil {
 		_ = httpLn.Close()
 		return err
 	}
-	simLn, err := listen(c.SimAddr, "Edgegap simulator")
+	simLn, err := listen(c.SimAddr, ComponentSim)
 	if err != nil {
 		_ = httpLn.Close()
 		_ = sinkLn.Close()
@@ -463,11 +474,39 @@ func (s *Stack) fail(err error) {
 	})
 }
 
-// listen opens a TCP listener, naming the component in the error.
-func listen(addr, what string) (net.Listener, error) {
+// Components named by ListenError.
+const (
+	ComponentNATS        = "NATS"
+	ComponentHTTPD       = "front door"
+	ComponentWebhookSink = "webhook sink"
+	ComponentSim         = "Edgegap simulator"
+)
+
+// ListenError is returned (wrapped) by Start when a listen address cannot be bound, e.g. a
+// port already in use (errors.Is(err, syscall.EADDRINUSE) holds then). Start returns it before
+// any component runs.
+type ListenError struct {
+	// Component is ComponentNATS, ComponentHTTPD, ComponentWebhookSink or ComponentSim.
+	Component string
+	// Addr is the address from Config.
+	Addr string
+	// Err is the error of net.Listen.
+	Err error
+}
+
+// Error names the component, the address and why it could not listen.
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("devstack: %s on %s: %v", e.Component, e.Addr, e.Err)
+}
+
+// Unwrap returns the net.Listen error.
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// listen opens a TCP listener, naming the component in the error (a *ListenError).
+func listen(addr, component string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("devstack: %s on %s: %w", what, addr, err)
+		return nil, &ListenError{Component: component, Addr: addr, Err: err}
 	}
 	return ln, nil
 }
@@ -561,7 +600,9 @@ func (s *Stack) shutdown(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("devstack: shutdown: %w", err))
 	}
-	s.log.Info("bevygap dev stack stopped")
+	if s.nats != nil { // else nothing had started (e.g. a port in use)
+		s.log.Info("bevygap dev stack stopped")
+	}
 	return errors.Join(errs...)
 }
 

@@ -11,9 +11,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bevygap-go/bevygap/devstack"
@@ -128,9 +131,18 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 		return &usageError{message: err.Error(), hint: "bevygap dev --app dotroom --version 1"}
 	}
 
+	// A second Ctrl-C cuts the ordered shutdown short. The watcher is armed when the first
+	// Ctrl-C cancels ctx (even during Start) or when the shutdown begins for another reason.
+	armed, watchDone := make(chan struct{}), make(chan struct{})
+	var armOnce sync.Once
+	arm := func() { armOnce.Do(func() { close(armed) }) }
+	go forceExitOnSignal(armed, watchDone, notifyStopSignals, env.Stderr, devForceMessage(cfg.Exec != nil), os.Exit)
+	defer close(watchDone)
+	defer context.AfterFunc(ctx, arm)()
+
 	st, err := devstack.Start(ctx, cfg)
 	if err != nil {
-		return err
+		return devStartError(err)
 	}
 	printDevBanner(env.Stdout, st.Info(), cfg, keySource, selfCommand())
 
@@ -145,6 +157,7 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 			runErr = st.Err()
 		}
 	}
+	arm()
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), devShutdownTimeout)
 	defer cancel()
 	if err := st.Shutdown(sctx); err != nil {
@@ -154,6 +167,74 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "Stopped cleanly: %d live sessions left in the simulator.\n", st.Sim().LiveSessions())
 	}
 	return runErr
+}
+
+// devForceExitCode is the exit code of a shutdown cut short by a second signal (128 + SIGINT).
+const devForceExitCode = 130
+
+// devForceMessage is the one line printed when a second signal cuts the shutdown short.
+func devForceMessage(exec bool) string {
+	const cut = "Shutdown cut short by a second signal: exiting now, sessions may be left in the simulator"
+	if exec {
+		return cut + "; the simulator ends with this process, but game server programs started with --exec were not stopped and may still run."
+	}
+	return cut + "; it runs in this process with its game servers, so nothing outlives it."
+}
+
+// notifyStopSignals starts delivering SIGINT and SIGTERM to a new channel; stop ends it.
+func notifyStopSignals() (sigs <-chan os.Signal, stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	return ch, func() { signal.Stop(ch) }
+}
+
+// forceExitOnSignal waits until armed is closed, then listens for signals through notify
+// (a signal that came before, e.g. the first Ctrl-C, is not seen) and, on the first one,
+// writes msg as one line to w and calls exit(devForceExitCode). It returns, listening no more,
+// once done is closed.
+func forceExitOnSignal(armed, done <-chan struct{}, notify func() (<-chan os.Signal, func()), w io.Writer, msg string, exit func(int)) {
+	select {
+	case <-armed:
+	case <-done:
+		return
+	}
+	sigs, stop := notify()
+	defer stop()
+	select {
+	case <-sigs:
+		fmt.Fprintln(w, msg)
+		exit(devForceExitCode)
+	case <-done:
+	}
+}
+
+// devListenError is a listen address of the stack that cannot be used, with the flag to change.
+type devListenError struct {
+	msg string
+	err *devstack.ListenError
+}
+
+func (e *devListenError) Error() string { return e.msg }
+func (e *devListenError) Unwrap() error { return e.err }
+
+// devStartError names the flag to change when devstack.Start failed on a listen address.
+func devStartError(err error) error {
+	var le *devstack.ListenError
+	if !errors.As(err, &le) {
+		return err
+	}
+	flag := map[string]string{
+		devstack.ComponentNATS:        "--nats-addr",
+		devstack.ComponentHTTPD:       "--http-addr",
+		devstack.ComponentWebhookSink: "--webhook-addr",
+		devstack.ComponentSim:         "--sim-addr",
+	}[le.Component]
+	if errors.Is(le, syscall.EADDRINUSE) {
+		return &devListenError{err: le, msg: fmt.Sprintf(
+			"%s address %s is already in use (is another bevygap dev running?): stop that, or change %s (port 0 = random)",
+			le.Component, le.Addr, flag)}
+	}
+	return &devListenError{err: le, msg: fmt.Sprintf("%s cannot listen on %s (%v): change %s", le.Component, le.Addr, le.Err, flag)}
 }
 
 // devSmoke runs one "bevygap play" against the stack: session over WebSocket, netcode

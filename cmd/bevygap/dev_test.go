@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -218,5 +219,142 @@ func TestDevCtrlCMidFlight(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("a session request still hangs after bevygap dev stopped")
 		}
+	}
+}
+
+// TestDevBusyPort: a fixed address already in use (another bevygap dev) fails at once, exit 1,
+// with one line naming the flag to change, and nothing started (no banner).
+func TestDevBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, flagName := range []string{"--nats-addr", "--http-addr", "--webhook-addr", "--sim-addr"} {
+		t.Run(flagName, func(t *testing.T) {
+			args := []string{"dev", "--log-level", "error"}
+			for _, f := range []string{"--nats-addr", "--http-addr", "--webhook-addr", "--sim-addr"} {
+				addr := "127.0.0.1:0"
+				if f == flagName {
+					addr = busy.Addr().String()
+				}
+				args = append(args, f, addr)
+			}
+			var stdout, stderr bytes.Buffer
+			env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+			start := time.Now()
+			if code := run(t.Context(), args, env); code != 1 {
+				t.Fatalf("exit code %d, want 1 (stderr: %s)", code, stderr.String())
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("took %s to fail", d)
+			}
+			line := stderr.String()
+			for _, want := range []string{"Error: ", busy.Addr().String() + " is already in use", "change " + flagName} {
+				if !strings.Contains(line, want) {
+					t.Errorf("stderr %q does not contain %q", line, want)
+				}
+			}
+			if n := strings.Count(line, "\n"); n != 1 {
+				t.Errorf("stderr has %d lines, want 1: %q", n, line)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("something started: %q", stdout.String())
+			}
+		})
+	}
+}
+
+// TestForceExitOnSignal: the second-signal watcher listens only once armed (so the first
+// Ctrl-C, which arms it, is not counted twice), exits 130 with one line on a signal, and stops
+// listening when the command returns.
+func TestForceExitOnSignal(t *testing.T) {
+	tests := []struct {
+		name     string
+		arm      bool
+		signal   bool
+		wantExit bool
+	}{
+		{"signal_while_shutting_down", true, true, true},
+		{"shutdown_finished_first", true, false, false},
+		{"never_armed", false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sigs := make(chan os.Signal, 1)
+			var mu sync.Mutex
+			registered, stopped := 0, 0
+			notify := func() (<-chan os.Signal, func()) {
+				mu.Lock()
+				defer mu.Unlock()
+				registered++
+				return sigs, func() { mu.Lock(); stopped++; mu.Unlock() }
+			}
+			armed, done, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			exits := make(chan int, 1)
+			var out devBuffer
+			go func() {
+				defer close(returned)
+				forceExitOnSignal(armed, done, notify, &out, devForceMessage(false), func(code int) { exits <- code })
+			}()
+			time.Sleep(20 * time.Millisecond)
+			mu.Lock()
+			if registered != 0 {
+				t.Error("listening for signals before being armed")
+			}
+			mu.Unlock()
+			if tt.arm {
+				close(armed)
+			}
+			if tt.signal {
+				sigs <- os.Interrupt
+				select {
+				case code := <-exits:
+					if code != 130 {
+						t.Errorf("exit code %d, want 130", code)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("no exit after the second signal")
+				}
+			}
+			close(done)
+			select {
+			case <-returned:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the watcher did not return after done")
+			}
+			select {
+			case code := <-exits:
+				if !tt.wantExit {
+					t.Errorf("exit(%d) without a second signal", code)
+				}
+			default:
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tt.arm && (registered != 1 || stopped != 1) {
+				t.Errorf("registered %d, stopped %d times, want 1 and 1", registered, stopped)
+			}
+			if !tt.arm && registered != 0 {
+				t.Errorf("registered %d times without being armed", registered)
+			}
+			got := out.String()
+			if tt.wantExit != (got != "") {
+				t.Errorf("output %q", got)
+			}
+			if tt.wantExit && (strings.Count(got, "\n") != 1 || !strings.Contains(got, "cut short") ||
+				!strings.Contains(got, "sessions may be left in the simulator")) {
+				t.Errorf("output %q: want one line saying the shutdown was cut short", got)
+			}
+		})
+	}
+}
+
+func TestDevForceMessage(t *testing.T) {
+	if m := devForceMessage(false); !strings.Contains(m, "nothing outlives it") {
+		t.Errorf("in-process message %q", m)
+	}
+	if m := devForceMessage(true); !strings.Contains(m, "--exec") || strings.Contains(m, "nothing outlives") {
+		t.Errorf("--exec message %q", m)
 	}
 }

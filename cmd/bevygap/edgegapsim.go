@@ -19,9 +19,13 @@ import (
 // EDGEGAP_API_KEY is given.
 const defaultSimAPIKey = "token edgegap-sim"
 
+// defaultSimBind is the default --bind of edgegap-sim.
+const defaultSimBind = "127.0.0.1:3080"
+
 func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 	fs := newFlagSet(env, "edgegap-sim", "[flags] [-- game-server-args...]")
-	addr := fs.String("addr", "127.0.0.1:3080", "listen address of the simulated Edgegap API")
+	bind := fs.String("bind", defaultSimBind, "ip:port the simulated Edgegap API listens on")
+	addr := fs.String("addr", "", "deprecated alias of --bind")
 	configPath := fs.String("config", "", "JSON config file (apps, versions, api_keys, timings, faults); flags set explicitly override it")
 	app := fs.String("app", "spacepit_server", "app name (ignored when the config file defines apps)")
 	version := fs.String("version", "v0.0.1", "app version name")
@@ -34,7 +38,7 @@ func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 	bootJitter := fs.Duration("boot-jitter", edgegapsim.DefaultBootJitter, "random extra boot time, up to this (0 = none)")
 	timeScale := fs.Float64("time-scale", 1, "run simulated time this many times faster than real time")
 	publicIP := fs.String("public-ip", edgegapsim.DefaultPublicIP, "public_ip of every deployment (an IP literal)")
-	baseURL := fs.String("base-url", "", "URL game servers use to reach the simulator (default http://<addr>)")
+	baseURL := fs.String("base-url", "", "URL game servers use to reach the simulator (default http://<bind>)")
 	seed := fs.Uint64("seed", 0, "random seed (0 = random)")
 	maxDeployments := fs.Int("max-deployments", 0, "maximum concurrent deployments (0 = unlimited)")
 	faults := fs.String("faults", "", `fault injection JSON, e.g. {"endpoints":{"session_create":{"error_rate":0.1,"status":503}}}`)
@@ -45,6 +49,14 @@ func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["addr"] {
+		if set["bind"] && *bind != *addr {
+			return &usageError{message: fmt.Sprintf("--addr %q and --bind %q disagree (--addr is a deprecated alias of --bind)", *addr, *bind),
+				hint: "bevygap edgegap-sim --bind " + *bind}
+		}
+		*bind = *addr
+		fmt.Fprintln(env.Stderr, "edgegap-sim: --addr is deprecated, use --bind")
+	}
 	if fs.NArg() > 0 && *execPath == "" {
 		return &usageError{message: "game server arguments given without --exec", hint: "bevygap edgegap-sim --exec ./server -- --flag"}
 	}
@@ -121,10 +133,10 @@ func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap edgegap-sim -h"}
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", *bind)
 	if err != nil {
 		_ = sim.Close(context.Background())
-		return fmt.Errorf("listen on %s: %w", *addr, err)
+		return fmt.Errorf("listen on %s: %w", *bind, err)
 	}
 	url := "http://" + ln.Addr().String()
 	fmt.Fprintf(env.Stdout, "edgegap-sim: Edgegap API on %s (admin: %s/admin/state)\n", url, url)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"regexp"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ func TestEdgegapSimServes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"edgegap-sim", "--addr", "127.0.0.1:0", "--app", "g", "--version", "v9",
+		done <- run(ctx, []string{"edgegap-sim", "--bind", "127.0.0.1:0", "--app", "g", "--version", "v9",
 			"--boot-time", "20ms", "--boot-jitter", "0", "--seed", "5"}, env)
 	}()
 	re := regexp.MustCompile(`Edgegap API on (http://\S+)`)
@@ -104,8 +105,51 @@ func TestEdgegapSimUsage(t *testing.T) {
 		stderr := &edgegapSimBuffer{}
 		env := &Env{Stdin: strings.NewReader(""), Stdout: &edgegapSimBuffer{}, Stderr: stderr,
 			Getenv: func(string) string { return "" }}
-		if code := run(context.Background(), append([]string{"edgegap-sim", "--addr", "127.0.0.1:0"}, args...), env); code != 2 {
+		if code := run(context.Background(), append([]string{"edgegap-sim", "--bind", "127.0.0.1:0"}, args...), env); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
 		}
+	}
+}
+
+// TestEdgegapSimBindAlias: --bind is the listen address, --addr its deprecated alias; both set
+// the same value (seen in the error for a busy port), and two different values are a usage
+// error.
+func TestEdgegapSimBindAlias(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := busy.Addr().String()
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		want       string
+		deprecated bool
+	}{
+		{"bind", []string{"--bind", addr}, 1, "listen on " + addr, false},
+		{"addr_alias", []string{"--addr", addr}, 1, "listen on " + addr, true},
+		{"both_same", []string{"--addr", addr, "--bind", addr}, 1, "listen on " + addr, true},
+		{"both_differ", []string{"--addr", addr, "--bind", "127.0.0.1:0"}, 2, "disagree", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stdout, stderr := &edgegapSimBuffer{}, &edgegapSimBuffer{}
+			env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
+				Getenv: func(string) string { return "" }}
+			if code := run(t.Context(), append([]string{"edgegap-sim"}, tt.args...), env); code != tt.code {
+				t.Fatalf("exit %d, want %d (stderr %s)", code, tt.code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.want)
+			}
+			if got := strings.Contains(stderr.String(), "--addr is deprecated"); got != tt.deprecated {
+				t.Errorf("deprecation notice printed: %v, want %v (stderr %q)", got, tt.deprecated, stderr.String())
+			}
+			if stdout.String() != "" {
+				t.Errorf("stdout %q: it served", stdout.String())
+			}
+		})
 	}
 }
