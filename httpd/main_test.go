@@ -3,6 +3,7 @@ package httpd
 import (
 	"context"
 	"encoding/json"
+	"github.com/nats-io/nuid"
 	"io"
 	"log/slog"
 	"net/http"
@@ -57,11 +58,15 @@ func startFake(tb testing.TB) *fakeMatchmaker {
 	tb.Helper()
 	nc := connect(tb)
 	f := &fakeMatchmaker{stop: make(chan struct{})}
-	svc, err := micro.AddService(nc, micro.Config{Name: protocol.GenSessionServiceName, Version: "0.0.1"})
+	// Each fake has queue groups of its own: a fake of an earlier (sub)test whose connection is
+	// still closing on the server must not be picked as "the" member of a shared queue group and
+	// swallow a request; with distinct groups every live fake gets every request.
+	queue := protocol.GenSessionQueue + "-" + nuid.Next()
+	svc, err := micro.AddService(nc, micro.Config{Name: protocol.GenSessionServiceName, Version: "0.0.1", QueueGroup: queue})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	g := svc.AddGroup(protocol.GenSessionGroup, micro.WithGroupQueueGroup(protocol.GenSessionQueue))
+	g := svc.AddGroup(protocol.GenSessionGroup, micro.WithGroupQueueGroup(queue))
 	if err := g.AddEndpoint(protocol.GenSessionEndpoint, micro.HandlerFunc(f.genSession)); err != nil {
 		tb.Fatal(err)
 	}
