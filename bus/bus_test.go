@@ -10,14 +10,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 )
 
 // testServer is the one embedded nats-server shared by every test of this package.
-var testServer *Embedded
+var testServer *natsembed.Server
 
 func TestMain(m *testing.M) {
 	var err error
-	testServer, err = StartEmbedded(EmbeddedConfig{User: "bevygap", Password: "s3cret-pw"})
+	testServer, err = natsembed.Start(natsembed.Config{User: "bevygap", Password: "s3cret-pw"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -140,7 +142,7 @@ func TestValidateInboxPrefix(t *testing.T) {
 }
 
 func TestConnectRefusesBadInboxPrefix(t *testing.T) {
-	cfg := testServer.Config("test")
+	cfg := testConfig("test")
 	cfg.InboxPrefix = "_INBOX.>"
 	cfg.ConnectWait = 10 * time.Second
 	start := time.Now()
@@ -157,7 +159,7 @@ func TestConnectRefusesBadInboxPrefix(t *testing.T) {
 }
 
 func TestConnectEmbedded(t *testing.T) {
-	nc, err := Connect(context.Background(), testServer.Config("test"), quietLogger())
+	nc, err := Connect(context.Background(), testConfig("test"), quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +173,7 @@ func TestConnectEmbedded(t *testing.T) {
 }
 
 func TestConnectWrongPasswordFailsFast(t *testing.T) {
-	cfg := testServer.Config("test")
+	cfg := testConfig("test")
 	cfg.Password = "wrong"
 	cfg.ConnectWait = 20 * time.Second
 	start := time.Now()
@@ -231,4 +233,9 @@ func TestConnectWithoutHostSaysSo(t *testing.T) {
 	if !strings.Contains(buf.String(), "NATS_HOST is not set") {
 		t.Fatalf("log does not warn about the missing NATS_HOST: %s", buf.String())
 	}
+}
+
+// testConfig returns a client Config that reaches testServer as client name.
+func testConfig(name string) Config {
+	return Config{Host: testServer.ClientURL(), User: testServer.User(), Password: testServer.Password(), Insecure: true, Name: name}
 }

@@ -50,7 +50,7 @@ func TestGameServerBucketConfigs(t *testing.T) {
 func TestOpenGameServerLeastPrivilege(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, err := Connect(ctx, testServer.Config("test"), quietLogger())
+	nc, err := Connect(ctx, testConfig("test"), quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func TestInboxPrefixUsedEverywhere(t *testing.T) {
 	defer cancel()
 
 	// The observer sees the requests (and their reply subjects) that the tested connection sends.
-	obs, err := Connect(ctx, testServer.Config("inbox-observer"), quietLogger())
+	obs, err := Connect(ctx, testConfig("inbox-observer"), quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestInboxPrefixUsedEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := testServer.Config("inbox-prefixed")
+	cfg := testConfig("inbox-prefixed")
 	cfg.InboxPrefix = prefix
 	nc, err := Connect(ctx, cfg, quietLogger())
 	if err != nil {
@@ -220,7 +220,7 @@ func waitWatch(t *testing.T, w jetstream.KeyWatcher, key string) {
 // connSubscriptions returns the subjects subscribed by the client connection named name.
 func connSubscriptions(t *testing.T, name string) []string {
 	t.Helper()
-	cz, err := testServer.Server().Connz(&server.ConnzOptions{Subscriptions: true})
+	cz, err := testServer.Connz(&server.ConnzOptions{Subscriptions: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -200,7 +200,7 @@ func interopConn(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStream
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	nc, err := Connect(ctx, testServer.Config("interop"), quietLogger())
+	nc, err := Connect(ctx, testConfig("interop"), quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

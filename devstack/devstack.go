@@ -43,6 +43,7 @@ import (
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/examples/dotroom/game"
 	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/matchmaker"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/webhooksink"
@@ -155,7 +156,7 @@ type Stack struct {
 	info Info
 	key  netcode.Key
 
-	nats   *bus.Embedded
+	nats   *natsembed.Server
 	conns  []*nats.Conn
 	sim    *edgegapsim.Simulator
 	api    *edgegap.Client
@@ -289,7 +290,7 @@ func (s *Stack) start(ctx context.Context) error {
 	}()
 
 	// 1. NATS with JetStream.
-	s.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{
+	s.nats, err = natsembed.Start(natsembed.Config{
 		Host: c.NATSHost, Port: c.NATSPort, StoreDir: c.NATSStoreDir,
 		Logger: s.log.With("component", "nats-server"), // its own lines, at debug level
 	})
@@ -438,7 +439,7 @@ func (s *Stack) withGameEnv(env map[string]string) map[string]string {
 
 // connect opens one NATS connection to the embedded server, closed by Shutdown.
 func (s *Stack) connect(ctx context.Context, name string) (*nats.Conn, error) {
-	nc, err := bus.Connect(ctx, s.nats.Config(name), s.log.With("component", "nats-client", "name", name))
+	nc, err := bus.Connect(ctx, bus.Config{Host: s.nats.ClientURL(), User: s.nats.User(), Password: s.nats.Password(), Insecure: true, Name: name}, s.log.With("component", "nats-client", "name", name))
 	if err != nil {
 		return nil, fmt.Errorf("devstack: NATS connection %s: %w", name, err)
 	}

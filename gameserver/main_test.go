@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -26,7 +26,7 @@ import (
 // directory so that the outage test can stop it and start it again.
 type natsServer struct {
 	mu   sync.Mutex
-	e    *bus.Embedded
+	e    *natsembed.Server
 	port int
 	dir  string
 }
@@ -48,12 +48,12 @@ func runTests(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir})
+	e, err := natsembed.Start(natsembed.Config{StoreDir: dir})
 	if err != nil {
 		return 0, err
 	}
 	testNATS.e, testNATS.dir = e, dir
-	testNATS.port = e.Server().Addr().(*net.TCPAddr).Port
+	testNATS.port = e.Port()
 	code := m.Run()
 	testNATS.mu.Lock()
 	testNATS.e.Shutdown()
@@ -77,7 +77,7 @@ func (s *natsServer) start(t *testing.T) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{Port: s.port, StoreDir: s.dir})
+	e, err := natsembed.Start(natsembed.Config{Port: s.port, StoreDir: s.dir})
 	if err != nil {
 		t.Fatalf("restart NATS: %v", err)
 	}

@@ -3,7 +3,6 @@ package httpd
 import (
 	"context"
 	"encoding/json"
-	"github.com/nats-io/nuid"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,18 +12,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nuid"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/bustest"
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // testNATS is the one embedded nats-server of this package's tests.
-var testNATS *bus.Embedded
+var testNATS *natsembed.Server
 
 func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
 

@@ -22,12 +22,13 @@ import (
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/internal/bustest"
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // testNATS is the one embedded nats-server of this test package.
-var testNATS *bus.Embedded
+var testNATS *natsembed.Server
 
 func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
 
@@ -66,7 +67,7 @@ type harness struct {
 	logs    *lockedBuffer
 	log     *slog.Logger
 	mms     []*Matchmaker
-	srv     *bus.Embedded
+	srv     *natsembed.Server
 }
 
 type harnessOpts struct {
@@ -85,7 +86,7 @@ type harnessOpts struct {
 	// quiet discards the logs (benchmarks).
 	quiet bool
 	// nats is the server to use instead of the package's shared one.
-	nats *bus.Embedded
+	nats *natsembed.Server
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
@@ -103,7 +104,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 
-	nc, err := bus.Connect(context.Background(), h.srv.Config("test"), h.log)
+	nc, err := bus.Connect(context.Background(), bustest.Config(h.srv, "test"), h.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func (h *harness) newAPI() *edgegap.Client {
 // start starts a matchmaker with its own NATS connection (so that a test can "kill" it).
 func (h *harness) start(t testing.TB, cfg Config) *Matchmaker {
 	t.Helper()
-	nc, err := bus.Connect(context.Background(), h.srv.Config("mm"), h.log)
+	nc, err := bus.Connect(context.Background(), bustest.Config(h.srv, "mm"), h.log)
 	if err != nil {
 		t.Fatal(err)
 	}

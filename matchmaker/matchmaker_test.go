@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -631,11 +631,11 @@ func TestPollScheduleTable(t *testing.T) {
 
 func TestNATSRestartMidFlight(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir})
+	srv, err := natsembed.Start(natsembed.Config{StoreDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := srv.Server().Addr().(*net.TCPAddr).Port
+	port := srv.Port()
 	t.Cleanup(func() { srv.Shutdown() })
 	h := newHarness(t, harnessOpts{nats: srv, webhook: true, boot: 2 * time.Second,
 		configure: func(c *Config) {
@@ -669,7 +669,7 @@ func TestNATSRestartMidFlight(t *testing.T) {
 			restarted = true
 			srv.Shutdown()
 			time.Sleep(300 * time.Millisecond)
-			srv2, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir, Port: port})
+			srv2, err := natsembed.Start(natsembed.Config{StoreDir: dir, Port: port})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,9 +19,10 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/bustest"
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 )
 
-var testNATS *bus.Embedded
+var testNATS *natsembed.Server
 
 func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
 
@@ -247,7 +248,7 @@ func TestHookNATSDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newTCPProxy(t, u.Host)
-	cfg := testNATS.Config("sink-test")
+	cfg := bustest.Config(testNATS, "sink-test")
 	cfg.Host = "nats://" + p.ln.Addr().String()
 	nc, err := bus.Connect(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

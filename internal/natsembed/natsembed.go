@@ -1,17 +1,21 @@
-package bus
+// Package natsembed runs a nats-server with JetStream inside this process, for `bevygap dev`
+// and tests. It lives apart from bus so that SDK binaries (game servers, clients) never link
+// nats-server.
+package natsembed
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// EmbeddedConfig configures an in-process nats-server with JetStream.
-type EmbeddedConfig struct {
+// Config configures an in-process nats-server with JetStream.
+type Config struct {
 	// Host to listen on; "" means 127.0.0.1 (loopback only).
 	Host string
 	// Port to listen on; 0 means a random free port.
@@ -25,23 +29,23 @@ type EmbeddedConfig struct {
 	Logger *slog.Logger
 }
 
-// Embedded is a running in-process nats-server.
-type Embedded struct {
+// Server is a running in-process nats-server.
+type Server struct {
 	srv      *server.Server
 	tmpDir   string
 	user     string
 	password string
 }
 
-// StartEmbedded starts a nats-server with JetStream in this process and waits until it accepts
+// Start starts a nats-server with JetStream in this process and waits until it accepts
 // connections (at most 10 s).
-func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
-	e := &Embedded{user: cfg.User, password: cfg.Password}
+func Start(cfg Config) (*Server, error) {
+	e := &Server{user: cfg.User, password: cfg.Password}
 	store := cfg.StoreDir
 	if store == "" {
 		dir, err := os.MkdirTemp("", "bevygap-nats-*")
 		if err != nil {
-			return nil, fmt.Errorf("bus: embedded NATS store dir: %w", err)
+			return nil, fmt.Errorf("natsembed: NATS store dir: %w", err)
 		}
 		e.tmpDir, store = dir, dir
 	}
@@ -67,7 +71,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		e.cleanup()
-		return nil, fmt.Errorf("bus: embedded NATS: %w", err)
+		return nil, fmt.Errorf("natsembed: NATS: %w", err)
 	}
 	if cfg.Logger != nil {
 		srv.SetLoggerV2(&slogAdapter{log: cfg.Logger}, false, false, false)
@@ -76,25 +80,29 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
 		e.cleanup()
-		return nil, errors.New("bus: embedded NATS did not become ready within 10s")
+		return nil, errors.New("natsembed: NATS did not become ready within 10s")
 	}
 	e.srv = srv
 	return e, nil
 }
 
 // ClientURL is the nats:// URL clients use to reach the server.
-func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+func (e *Server) ClientURL() string { return e.srv.ClientURL() }
 
-// Config returns a client Config that reaches this server (plain TCP on loopback).
-func (e *Embedded) Config(name string) Config {
-	return Config{Host: e.ClientURL(), User: e.user, Password: e.password, Insecure: true, Name: name}
-}
+// User returns the user name clients must present ("" when none is required).
+func (e *Server) User() string { return e.user }
 
-// Server exposes the underlying nats-server, e.g. for tests that restart it.
-func (e *Embedded) Server() *server.Server { return e.srv }
+// Password returns the password clients must present ("" when none is required).
+func (e *Server) Password() string { return e.password }
+
+// Port is the TCP port the server listens on (to restart a server on the same port).
+func (e *Server) Port() int { return e.srv.Addr().(*net.TCPAddr).Port }
+
+// Connz reports the server's client connections (for tests that inspect subscriptions).
+func (e *Server) Connz(opts *server.ConnzOptions) (*server.Connz, error) { return e.srv.Connz(opts) }
 
 // Shutdown stops the server, waits for it to finish and removes a temporary store dir.
-func (e *Embedded) Shutdown() {
+func (e *Server) Shutdown() {
 	if e.srv != nil {
 		e.srv.Shutdown()
 		e.srv.WaitForShutdown()
@@ -102,7 +110,7 @@ func (e *Embedded) Shutdown() {
 	e.cleanup()
 }
 
-func (e *Embedded) cleanup() {
+func (e *Server) cleanup() {
 	if e.tmpDir != "" {
 		_ = os.RemoveAll(e.tmpDir)
 	}
