@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bevygap-go/bevygap/internal/names"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -73,8 +73,8 @@ type Names struct {
 	DeleteConsumerName string
 }
 
-// NamesFor returns the names for a prefix ("" gives the reference's names).
-func NamesFor(prefix string) Names {
+// namesFor returns the names for a prefix ("" gives the reference's names).
+func namesFor(prefix string) Names {
 	return Names{
 		SessionsLy2Eg:      prefix + protocol.BucketSessionsLy2Eg,
 		SessionsEg2Ly:      prefix + protocol.BucketSessionsEg2Ly,
@@ -120,7 +120,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts BucketOptions) (*Buckets, err
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	names := NamesFor(opts.Prefix)
+	names := namesFor(opts.Prefix)
 	b := &Buckets{JS: js, Names: names}
 	for _, c := range bucketConfigs(names, opts) {
 		kv, err := createBucket(ctx, js, c)
@@ -163,7 +163,7 @@ func createBucket(ctx context.Context, js jetstream.JetStream, c jetstream.KeyVa
 // BucketConfigs returns the configuration [Open] applies to each KV bucket, in a stable order:
 // sessions_eg2ly, sessions_ly2eg, active_connections, unclaimed_sessions, cert_digests.
 func BucketConfigs(opts BucketOptions) []jetstream.KeyValueConfig {
-	return bucketConfigs(NamesFor(opts.Prefix), opts)
+	return bucketConfigs(namesFor(opts.Prefix), opts)
 }
 
 func bucketConfigs(n Names, opts BucketOptions) []jetstream.KeyValueConfig {
@@ -190,10 +190,10 @@ func DeleteStreamConfig(n Names, opts BucketOptions) jetstream.StreamConfig {
 	}
 }
 
-// DeleteConsumerConfig returns the durable pull consumer of the delete queue (the reference's:
+// deleteConsumerConfig returns the durable pull consumer of the delete queue (the reference's:
 // durable "api-deleter-1", explicit acks, unlimited redeliveries). Every matchmaker binds to the
 // same durable, so each queued deletion is handed to exactly one of them at a time.
-func DeleteConsumerConfig(n Names) jetstream.ConsumerConfig {
+func deleteConsumerConfig(n Names) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:     n.DeleteConsumerName,
 		Description: descDeleter,
@@ -219,11 +219,8 @@ func placement(opts BucketOptions) (int, jetstream.StorageType) {
 // only, the characters JetStream allows in bucket and stream names. The error wraps
 // ErrBucketPrefix.
 func ValidatePrefix(p string) error {
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return fmt.Errorf("%w %q: use letters, digits, '_' and '-'", ErrBucketPrefix, p)
-		}
+	if p != "" && !names.Valid(p, 0, "_-") {
+		return fmt.Errorf("%w %q: use letters, digits, '_' and '-'", ErrBucketPrefix, p)
 	}
 	return nil
 }
@@ -232,36 +229,29 @@ func ValidatePrefix(p string) error {
 func (b *Buckets) DeleteConsumer(ctx context.Context) (jetstream.Consumer, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	c, err := b.DeleteStream.CreateOrUpdateConsumer(ctx, DeleteConsumerConfig(b.Names))
+	c, err := b.DeleteStream.CreateOrUpdateConsumer(ctx, deleteConsumerConfig(b.Names))
 	if err != nil {
 		return nil, fmt.Errorf("bus: delete consumer %s: %w", b.Names.DeleteConsumerName, err)
 	}
 	return c, nil
 }
 
-// DeleteSubject returns the delete-queue subject of a session id.
-func (b *Buckets) DeleteSubject(sessionID string) string {
+// deleteSubject returns the delete-queue subject of a session id.
+func (b *Buckets) deleteSubject(sessionID string) string {
 	return b.Names.DeleteSubjectBase + "." + sessionID
 }
 
 // ErrBadSessionID is returned (wrapped) for a session id that cannot be a NATS subject token or
-// KV key (empty, or with '.', '*', '>', white space or other characters outside [A-Za-z0-9_=-/]).
+// KV key (empty, longer than 256 bytes, or with '.', '*', '>', white space or other characters
+// outside A-Z a-z 0-9 '_' '-' '=').
 var ErrBadSessionID = errors.New("bus: bad session id")
 
+// maxSessionIDLen bounds a session id ([ValidSessionID]).
+const maxSessionIDLen = 256
+
 // ValidSessionID reports whether id can be used as a KV key and as the last token of a delete
-// subject.
-func ValidSessionID(id string) bool {
-	if id == "" || len(id) > 256 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '=') {
-			return false
-		}
-	}
-	return true
-}
+// subject: 1 to 256 bytes of A-Z a-z 0-9 '_' '-' '='.
+func ValidSessionID(id string) bool { return names.Valid(id, maxSessionIDLen, "_-=") }
 
 // EnqueueSessionDelete durably queues the Edgegap deletion of a session (payload = session id)
 // and waits for JetStream's acknowledgement. Several enqueues of the same id within the stream's
@@ -271,15 +261,10 @@ func (b *Buckets) EnqueueSessionDelete(ctx context.Context, sessionID string) er
 	if !ValidSessionID(sessionID) {
 		return fmt.Errorf("%w %q", ErrBadSessionID, sessionID)
 	}
-	_, err := b.JS.Publish(ctx, b.DeleteSubject(sessionID), []byte(sessionID),
+	_, err := b.JS.Publish(ctx, b.deleteSubject(sessionID), []byte(sessionID),
 		jetstream.WithMsgID("delete-"+sessionID))
 	if err != nil {
 		return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
 	}
 	return nil
-}
-
-// SessionIDFromDeleteSubject extracts the session id from a delete-queue subject.
-func (b *Buckets) SessionIDFromDeleteSubject(subject string) (string, bool) {
-	return strings.CutPrefix(subject, b.Names.DeleteSubjectBase+".")
 }

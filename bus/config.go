@@ -1,6 +1,7 @@
 // Package bus is bevygap's one way to reach NATS: connection config from flags and the reference's
-// environment variables, connecting with bounded retries, an embedded nats-server for `bevygap dev`
-// and tests, and the JetStream KV buckets and streams the services share.
+// environment variables, connecting with bounded retries, and the JetStream KV buckets and
+// streams the services share. (The embedded nats-server of `bevygap dev` and the tests is
+// internal/natsembed, so that SDK binaries do not link nats-server.)
 package bus
 
 import (

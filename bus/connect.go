@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // ErrBadCA is returned (wrapped) when the configured CA cannot be read or holds no certificate.
@@ -51,7 +54,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 		nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected", "err", err)
+				log.Warn("NATS disconnected", logkey.Err, err)
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -62,7 +65,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 			if sub != nil {
 				subj = sub.Subject
 			}
-			log.Error("NATS async error", "subject", subj, "err", err)
+			log.Error("NATS async error", logkey.Subject, subj, logkey.Err, err)
 		}),
 	}
 	if cfg.User != "" || cfg.Password != "" {
@@ -83,34 +86,63 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 
 	wait := cfg.ConnectWait
 	if wait <= 0 {
-		wait = 30 * time.Second
+		wait = defaultConnectWait
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	backoff := 250 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		nc, err := nats.Connect(joinServers(servers), opts...)
-		if err == nil {
-			log.Info("NATS connected", "server", redactURL(nc.ConnectedUrl()), "tls", !cfg.Insecure, "user", cfg.User,
-				"inbox_prefix", cfg.inboxPrefix())
-			return nc, nil
+	var (
+		nc       *nats.Conn
+		attempts int
+		lastErr  error // of the last attempt
+		fatal    error // an error retrying cannot fix
+	)
+	err = backoff.Retry(ctx, connectBackoff, func(context.Context) error {
+		attempts++
+		c, err := nats.Connect(joinServers(servers), opts...)
+		if err != nil {
+			lastErr = err
+			if fatal = fatalConnectError(err, cfg.User); fatal != nil {
+				return backoff.Permanent(fatal)
+			}
+			return err
 		}
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
-			return nil, fmt.Errorf("%w as user %q: %v", ErrAuth, cfg.User, err)
-		}
-		var certErr *tls.CertificateVerificationError
-		if errors.As(err, &certErr) {
-			return nil, fmt.Errorf("bus: NATS server certificate not trusted (set NATS_CA or NATS_CA_CONTENTS?): %w", err)
-		}
-		log.Warn("NATS connect failed, retrying", "attempt", attempt, "servers", redactURL(joinServers(servers)), "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("bus: could not connect to NATS at %s after %d attempts: %w (last error: %v)%s",
-				redactURL(joinServers(servers)), attempt, ctx.Err(), err, hint)
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
+		nc = c
+		return nil
+	}, func(attempt int, wait time.Duration, err error) {
+		log.Warn("NATS connect failed, retrying", logkey.Attempt, attempt, "servers", redactURL(joinServers(servers)), logkey.Err, err, logkey.RetryIn, wait)
+	})
+	switch {
+	case err == nil:
+		log.Info("NATS connected", "server", redactURL(nc.ConnectedUrl()), "tls", !cfg.Insecure, "user", cfg.User,
+			"inbox_prefix", cfg.inboxPrefix())
+		return nc, nil
+	case fatal != nil:
+		return nil, fatal
+	default: // ctx ended (ConnectWait or the caller's)
+		return nil, fmt.Errorf("bus: could not connect to NATS at %s after %d attempts: %w (last error: %v)%s",
+			redactURL(joinServers(servers)), attempts, ctx.Err(), lastErr, hint)
 	}
+}
+
+// defaultConnectWait is how long Connect retries the first connection when Config.ConnectWait
+// is zero.
+const defaultConnectWait = 30 * time.Second
+
+// connectBackoff spaces the first-connection attempts of Connect: 250 ms, doubling to 5 s.
+var connectBackoff = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second}
+
+// fatalConnectError returns the error to fail with when retrying cannot fix err (the server
+// refused the credentials of user, or its certificate is not trusted), and nil when another
+// attempt may succeed.
+func fatalConnectError(err error, user string) error {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+		return fmt.Errorf("%w as user %q: %v", ErrAuth, user, err)
+	}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		return fmt.Errorf("bus: NATS server certificate not trusted (set NATS_CA or NATS_CA_CONTENTS?): %w", err)
+	}
+	return nil
 }
 
 func joinServers(s []string) string {

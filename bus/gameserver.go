@@ -25,7 +25,7 @@ type GameServerBuckets struct {
 // sessions_ly2eg (read), active_connections and cert_digests (written) — in that order, as
 // [BucketConfigs] defines them (the reference's configuration), with opts' prefix applied.
 func GameServerBucketConfigs(opts BucketOptions) []jetstream.KeyValueConfig {
-	names := NamesFor(opts.Prefix)
+	names := namesFor(opts.Prefix)
 	all := BucketConfigs(opts)
 	out := make([]jetstream.KeyValueConfig, 0, 3)
 	for _, want := range []string{names.SessionsLy2Eg, names.ActiveConnections, names.CertDigests} {
@@ -60,7 +60,7 @@ func OpenGameServer(ctx context.Context, js jetstream.JetStream, opts BucketOpti
 		}
 		kvs[i] = kv
 	}
-	return &GameServerBuckets{Names: NamesFor(opts.Prefix), SessionsLy2Eg: kvs[0], ActiveConnections: kvs[1], CertDigests: kvs[2]}, nil
+	return &GameServerBuckets{Names: namesFor(opts.Prefix), SessionsLy2Eg: kvs[0], ActiveConnections: kvs[1], CertDigests: kvs[2]}, nil
 }
 
 // lookupOrCreateBucket opens the bucket spec names, creating it with spec only if it is missing.

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 )
 
 func TestValidatePrefix(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		prefix string
 		ok     bool
@@ -24,7 +26,24 @@ func TestValidatePrefix(t *testing.T) {
 	}
 }
 
+func TestValidSessionID(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		id string
+		ok bool
+	}{
+		{"950dd2eaff09-S", true}, {"a_b-c=", true}, {"Z9", true}, {strings.Repeat("a", 256), true},
+		{"", false}, {strings.Repeat("a", 257), false}, {"a.b", false}, {"a*", false}, {"a>", false},
+		{"a b", false}, {"a/b", false}, {"a\n", false}, {"é", false}, {"a:b", false},
+	} {
+		if got := ValidSessionID(tt.id); got != tt.ok {
+			t.Errorf("ValidSessionID(%q) = %v, want %v", tt.id, got, tt.ok)
+		}
+	}
+}
+
 func TestGameServerBucketConfigs(t *testing.T) {
+	t.Parallel()
 	got := GameServerBucketConfigs(BucketOptions{Prefix: "p_"})
 	want := []string{"p_sessions_ly2eg", "p_active_connections", "p_cert_digests"}
 	if len(got) != len(want) {
@@ -60,7 +79,7 @@ func TestOpenGameServerLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := BucketOptions{Prefix: "gsopen_"}
-	names := NamesFor(opts.Prefix)
+	names := namesFor(opts.Prefix)
 	// An existing active_connections bucket with a configuration of its own must stay as it is.
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: names.ActiveConnections, Description: "kept"}); err != nil {
 		t.Fatal(err)

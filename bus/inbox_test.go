@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bevygap-go/bevygap/internal/eventually"
 )
 
 // replyRecorder records the reply subjects of requests an observer connection sees.
@@ -55,10 +57,13 @@ func TestInboxPrefixUsedEverywhere(t *testing.T) {
 	}
 	defer obs.Close()
 	rec := &replyRecorder{replies: map[string][]string{}}
+	var recSubs []*nats.Subscription
 	for _, subj := range []string{"$JS.API.>", "$KV.inbx_sessions_ly2eg.>", "inbx.echo", "inbx_edgegap_delete_session_q.*"} {
-		if _, err := obs.Subscribe(subj, rec.record); err != nil {
+		s, err := obs.Subscribe(subj, rec.record)
+		if err != nil {
 			t.Fatal(err)
 		}
+		recSubs = append(recSubs, s)
 	}
 	if _, err := obs.Subscribe("inbx.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
 		t.Fatal(err)
@@ -139,18 +144,13 @@ func TestInboxPrefixUsedEverywhere(t *testing.T) {
 	// Everything is subscribed now: every subscription of the connection carries the prefix.
 	// (jetstream's ordered consumer subscribes from its own goroutine: wait for it.)
 	var subs []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	eventually.True(t, 5*time.Second, func() bool {
 		if err := nc.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		subs = connSubscriptions(t, "inbox-prefixed")
-		if len(subs) >= 4 { // request mux, KV watch, pull consume, ordered consume
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connection has %d subscriptions %v, want at least 4", len(subs), subs)
-		}
-	}
+		return len(subs) >= 4 // request mux, KV watch, pull consume, ordered consume
+	}, "at least 4 subscriptions on the prefixed connection")
 	for _, s := range subs {
 		if !strings.HasPrefix(s, prefix+".") {
 			t.Errorf("subscription %q does not use the inbox prefix", s)
@@ -168,7 +168,16 @@ func TestInboxPrefixUsedEverywhere(t *testing.T) {
 	if err := obs.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // let the observer's callbacks run
+	// The flush round trip has brought every request to the observer; wait until its callbacks
+	// have taken them all.
+	eventually.True(t, 5*time.Second, func() bool {
+		for _, s := range recSubs {
+			if n, _, err := s.Pending(); err != nil || n > 0 {
+				return false
+			}
+		}
+		return true
+	}, "observer callbacks")
 
 	seen := rec.snapshot()
 	for _, want := range []string{

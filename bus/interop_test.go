@@ -218,6 +218,7 @@ func interopConn(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStream
 // bodies and the Go configuration describe the same buckets (names, subjects, TTL, value size,
 // description, retention), so neither can drift without this failing.
 func TestAsyncNatsContractMatchesGoConfig(t *testing.T) {
+	t.Parallel()
 	type body struct {
 		Name        string   `json:"name"`
 		Subjects    []string `json:"subjects"`
@@ -230,7 +231,7 @@ func TestAsyncNatsContractMatchesGoConfig(t *testing.T) {
 		Storage     string   `json:"storage"`
 		Replicas    int      `json:"num_replicas"`
 	}
-	names := NamesFor("")
+	names := namesFor("")
 	byBucket := map[string]jetstream.KeyValueConfig{}
 	for _, c := range BucketConfigs(BucketOptions{}) {
 		byBucket[c.Bucket] = c

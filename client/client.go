@@ -30,9 +30,10 @@
 //
 // # Connecting
 //
-// [Session.Dial] then connects to the game server with the token over netcode UDP (package
-// netcode); Lightyear-based clients instead hand Session.Token and Session.ServerAddr to their
-// own transport.
+// [Session.Dial] then connects to the game server with the token (package netcode): over
+// WebTransport pinned to Session.CertDigest when the matchmaker sent one, over UDP otherwise,
+// unless the caller chooses. Lightyear-based clients instead hand Session.Token,
+// Session.ServerAddr and Session.CertDigest to their own transport.
 //
 // # Errors
 //
@@ -53,6 +54,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -79,9 +81,9 @@ const (
 	TransportHTTP
 )
 
-// ParseTransport returns the Transport named s: "ws" (or "websocket") or "http" (or
+// parseTransport returns the Transport named s: "ws" (or "websocket") or "http" (or
 // "chunked"). An empty string is TransportWebSocket.
-func ParseTransport(s string) (Transport, error) {
+func parseTransport(s string) (Transport, error) {
 	switch s {
 	case "", "ws", "websocket":
 		return TransportWebSocket, nil
@@ -102,9 +104,10 @@ func (t Transport) String() string {
 	return "Transport(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Set parses s with ParseTransport, so that *Transport is a flag.Value.
+// Set parses s, so that *Transport is a flag.Value: "ws" (or "websocket") or "http" (or
+// "chunked"); an empty string is TransportWebSocket.
 func (t *Transport) Set(s string) error {
-	v, err := ParseTransport(s)
+	v, err := parseTransport(s)
 	if err != nil {
 		return err
 	}
@@ -190,7 +193,9 @@ type Options struct {
 	// HTTPClient makes the HTTP requests (and the WebSocket handshake); nil means
 	// http.DefaultClient. Its Timeout, if any, also bounds the chunked route's whole body.
 	HTTPClient *http.Client
-	// Header is added to the WebSocket handshake or the POST (e.g. Origin, Authorization).
+	// Header is added to the WebSocket handshake or the POST (e.g. Origin, Authorization). In a
+	// browser (GOOS=js) the browser makes the WebSocket handshake itself: HTTPClient and Header
+	// do not apply to it.
 	Header http.Header
 	// OnProgress, when set, is called synchronously on Request's goroutine at every step.
 	OnProgress func(Progress)
@@ -206,8 +211,10 @@ type Session struct {
 	SessionID string
 	// ServerAddr is the game server's address (SessionReady's ip and port).
 	ServerAddr netip.AddrPort
-	// CertDigest is the game server's WebTransport certificate digest as sent (may be empty,
-	// may contain ':' separators, which WebTransport clients remove).
+	// CertDigest is the game server's WebTransport certificate digest as sent: the SHA-256 of its
+	// certificate as lower-case hex bytes joined by ':' (bevygap_server_plugin's format; the Rust
+	// client plugin removes the ':'), or empty for a UDP game server. netcode.ParseCertDigest
+	// reads it.
 	CertDigest string
 	// Token is the connect token, ConnectTokenBytes (2048) bytes. It is a credential: do not log it.
 	Token []byte
@@ -240,7 +247,7 @@ func (s Session) GoString() string {
 // LogValue logs s without its token.
 func (s Session) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("session_id", s.SessionID),
+		slog.String(logkey.SessionID, s.SessionID),
 		slog.String("server", s.ServerAddr.String()),
 	)
 }
@@ -273,14 +280,41 @@ func Request(ctx context.Context, url, game, version string, opts Options) (*Ses
 	return s, nil
 }
 
-// Dial connects to the game server over netcode UDP with the session's connect token, the Go
-// counterpart of the plugin's connect step: it tries the address from SessionReady first, then
-// the token's other addresses (see netcode.DialToken for the handshake, its timeouts and
-// errors; the token's format decides the packets' byte order, cfg.Format is ignored). Connect
-// before ExpiresAt.
+// GameTransport returns the transport Dial uses when cfg.Transport is empty ("auto"):
+// WebTransport when the session came with a certificate digest (the game server is a
+// WebTransport server and told the matchmaker its certificate), UDP otherwise.
+func (s *Session) GameTransport() netcode.Transport {
+	if s.CertDigest != "" {
+		return netcode.TransportWebTransport
+	}
+	return netcode.TransportUDP
+}
+
+// Dial connects to the game server with the session's connect token, the Go counterpart of the
+// plugin's connect step: it tries the address from SessionReady first, then the token's other
+// addresses (see netcode.DialToken for the handshake, its timeouts and errors; the token's
+// format decides the packets' byte order, cfg.Format is ignored). Connect before ExpiresAt.
+//
+// The transport: an empty cfg.Transport means "auto" ([Session.GameTransport]): WebTransport
+// pinned to the session's CertDigest when it has one — as a browser connects, so a game server
+// presenting another certificate fails with an error wrapping netcode.ErrCertMismatch — and UDP
+// otherwise. An explicit cfg.Transport overrides that; with TransportWebTransport the
+// certificate is pinned to cfg.CertDigest if set, else to the session's digest if it has one,
+// else not checked (as Lightyear's native client does). A CertDigest that is not a SHA-256 digest
+// is an ErrInvalidSession.
 func (s *Session) Dial(ctx context.Context, cfg netcode.ClientConfig) (*netcode.Client, error) {
 	if s.ConnectToken == nil {
 		return nil, fmt.Errorf("%w: no decoded connect token", ErrInvalidSession)
+	}
+	if cfg.Transport == "" {
+		cfg.Transport = s.GameTransport()
+	}
+	if cfg.Transport == netcode.TransportWebTransport && cfg.CertDigest == nil && s.CertDigest != "" {
+		d, err := netcode.ParseCertDigest(s.CertDigest)
+		if err != nil {
+			return nil, fmt.Errorf("%w: cert_digest: %w", ErrInvalidSession, err)
+		}
+		cfg.CertDigest = &d
 	}
 	tok := *s.ConnectToken
 	tok.ServerAddrs = make([]netip.AddrPort, 0, len(s.ConnectToken.ServerAddrs)+1)
@@ -326,7 +360,7 @@ func (r *requester) request(ctx context.Context, rawURL, game, version string) (
 		defer cancel()
 	}
 	r.progress(Progress{State: StateRequest, Message: "Connecting to " + u})
-	r.log.DebugContext(ctx, "matchmaker request", "url", u, "transport", r.opts.Transport, "game", game, "version", version)
+	r.log.DebugContext(ctx, "matchmaker request", "url", u, "transport", r.opts.Transport, logkey.Game, game, logkey.Version, version)
 	if r.opts.Transport == TransportHTTP {
 		return r.requestChunked(ctx, u)
 	}

@@ -30,6 +30,7 @@ type progressLog struct{ steps []string }
 func (p *progressLog) add(pr Progress) { p.steps = append(p.steps, pr.String()) }
 
 func TestRequestWebSocketSuccess(t *testing.T) {
+	t.Parallel()
 	b64, tok := testToken(t, netcode.FormatLightyear017, "127.0.0.1:40123")
 	fd := newFakeFrontDoor(t, script{messages: []message{
 		text(acknowledged), text(accepted), text(progress),
@@ -89,9 +90,11 @@ func TestRequestWebSocketSuccess(t *testing.T) {
 }
 
 func TestRequestClientIP(t *testing.T) {
+	t.Parallel()
 	b64, _ := testToken(t, netcode.FormatLightyear017, "127.0.0.1:40123")
 	for _, tr := range []Transport{TransportWebSocket, TransportHTTP} {
 		t.Run(tr.String(), func(t *testing.T) {
+			t.Parallel()
 			fd := newFakeFrontDoor(t, script{messages: []message{text(readyJSON(t, b64, "127.0.0.1", 40123, "") + "\n")}})
 			_, err := Request(context.Background(), fd.srv.URL, "g", "v", Options{ClientIP: "81.128.157.100", Transport: tr})
 			if err != nil {
@@ -111,6 +114,7 @@ func TestRequestClientIP(t *testing.T) {
 }
 
 func TestRequestWebSocketFailures(t *testing.T) {
+	t.Parallel()
 	b64, _ := testToken(t, netcode.FormatLightyear017, "127.0.0.1:40123")
 	b64v20, _ := testToken(t, netcode.FormatLightyear020, "127.0.0.1:40123")
 	short := "AAAA"
@@ -214,6 +218,7 @@ func TestRequestWebSocketFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			fd := newFakeFrontDoor(t, tt.script)
 			var pl progressLog
 			tt.opts.OnProgress = pl.add
@@ -246,6 +251,7 @@ func TestRequestWebSocketFailures(t *testing.T) {
 }
 
 func TestRequestTokenFormat(t *testing.T) {
+	t.Parallel()
 	b64, tok := testToken(t, netcode.FormatLightyear020, "[::1]:5000")
 	fd := newFakeFrontDoor(t, script{messages: []message{text(readyJSON(t, b64, "::1", 5000, ""))}})
 	s, err := Request(context.Background(), fd.wsURL(), "g", "v", Options{TokenFormat: netcode.FormatLightyear020})
@@ -268,6 +274,7 @@ func TestRequestTokenFormat(t *testing.T) {
 }
 
 func TestRequestIgnoresBinaryFrames(t *testing.T) {
+	t.Parallel()
 	b64, _ := testToken(t, netcode.FormatLightyear017, "127.0.0.1:40123")
 	fd := newFakeFrontDoor(t, script{messages: []message{
 		text(acknowledged), {binary: []byte{1, 2, 3}}, text(readyJSON(t, b64, "127.0.0.1", 40123, "")),
@@ -278,6 +285,7 @@ func TestRequestIgnoresBinaryFrames(t *testing.T) {
 }
 
 func TestRequestChunked(t *testing.T) {
+	t.Parallel()
 	b64, tok := testToken(t, netcode.FormatLightyear017, "127.0.0.1:40123")
 	ready := readyJSON(t, b64, "127.0.0.1", 40123, "")
 	tests := []struct {
@@ -310,6 +318,7 @@ func TestRequestChunked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			fd := newFakeFrontDoor(t, tt.script)
 			var pl progressLog
 			// A ws:// URL naming the WebSocket route is mapped to the chunked route.
@@ -344,6 +353,7 @@ func TestRequestChunked(t *testing.T) {
 }
 
 func TestRequestChunkedTimeout(t *testing.T) {
+	t.Parallel()
 	fd := newFakeFrontDoor(t, script{messages: []message{text(acknowledged + "\n")}, end: endHang})
 	_, err := Request(context.Background(), fd.srv.URL, "g", "v", Options{Transport: TransportHTTP, Timeout: 200 * time.Millisecond})
 	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
@@ -353,6 +363,7 @@ func TestRequestChunkedTimeout(t *testing.T) {
 }
 
 func TestRequestCancelled(t *testing.T) {
+	t.Parallel()
 	fd := newFakeFrontDoor(t, script{end: endHang})
 	ctx, cancel := context.WithCancel(context.Background())
 	opts := Options{OnProgress: func(p Progress) {
@@ -390,6 +401,7 @@ func TestRequestConnectFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			var pl progressLog
 			_, err := Request(context.Background(), tt.url, tt.game, "1", Options{OnProgress: pl.add, Timeout: 5 * time.Second})
 			if !errors.Is(err, tt.wantIs) {
@@ -403,6 +415,7 @@ func TestRequestConnectFailures(t *testing.T) {
 }
 
 func TestEndpoint(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in        string
 		transport Transport
@@ -433,6 +446,7 @@ func TestEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in+"/"+tt.transport.String(), func(t *testing.T) {
+			t.Parallel()
 			got, err := endpoint(tt.in, tt.transport, "g", "v", tt.clientIP)
 			if tt.wantErr {
 				if !errors.Is(err, ErrInvalidURL) {
@@ -453,6 +467,7 @@ func TestEndpoint(t *testing.T) {
 }
 
 func TestParseTransportAndStrings(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		in   string
 		want Transport
@@ -461,9 +476,9 @@ func TestParseTransportAndStrings(t *testing.T) {
 		{"", TransportWebSocket, true}, {"ws", TransportWebSocket, true}, {"websocket", TransportWebSocket, true},
 		{"http", TransportHTTP, true}, {"chunked", TransportHTTP, true}, {"udp", 0, false}, {"WS", 0, false},
 	} {
-		got, err := ParseTransport(tt.in)
+		got, err := parseTransport(tt.in)
 		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
-			t.Errorf("ParseTransport(%q) = %v, %v", tt.in, got, err)
+			t.Errorf("parseTransport(%q) = %v, %v", tt.in, got, err)
 		}
 	}
 	var tr Transport
@@ -519,6 +534,7 @@ func BenchmarkSplitFeedback(b *testing.B) {
 }
 
 func TestSessionDial(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	key, err := netcode.GenerateKey()
@@ -565,5 +581,86 @@ func TestSessionDial(t *testing.T) {
 
 	if _, err := (&Session{}).Dial(ctx, netcode.ClientConfig{}); !errors.Is(err, ErrInvalidSession) {
 		t.Errorf("Dial without a token: %v", err)
+	}
+}
+
+// TestSessionDialTransport: Dial picks WebTransport pinned to the session's digest when the
+// session has one, UDP otherwise; an explicit transport or digest overrides.
+func TestSessionDialTransport(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context() // the subtests run after this function returned
+	key, err := netcode.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	discard := slog.New(slog.DiscardHandler)
+	serve := func(cfg netcode.ServerConfig) *netcode.Server {
+		t.Helper()
+		cfg.Addr, cfg.ProtocolID, cfg.PrivateKey, cfg.Logger = "127.0.0.1:0", 1982, key, discard
+		srv, err := netcode.NewServer(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Listen(ctx); err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan struct{})
+		go func() { defer close(served); _ = srv.Serve(ctx) }()
+		t.Cleanup(func() { _ = srv.Close(); <-served })
+		return srv
+	}
+	rot, err := netcode.NewCertRotator(netcode.CertRotatorConfig{Hosts: []string{"127.0.0.1"}, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, otherDigest, err := netcode.SelfSignedCert([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udp := serve(netcode.ServerConfig{})
+	wt := serve(netcode.ServerConfig{Transport: netcode.TransportWebTransport, TLSConfig: rot.TLSConfig()})
+	right, wrong := rot.Digest(), otherDigest
+
+	tests := []struct {
+		name      string
+		server    *netcode.Server
+		digest    string // the session's cert_digest
+		transport netcode.Transport
+		pin       *netcode.CertDigest
+		wantErr   error
+	}{
+		{name: "auto without digest: udp", server: udp},
+		{name: "auto with digest: webtransport pinned", server: wt, digest: right.String()},
+		{name: "auto with plain-hex digest", server: wt, digest: strings.ReplaceAll(right.String(), ":", "")},
+		{name: "auto with another certificate's digest", server: wt, digest: wrong.String(), wantErr: netcode.ErrCertMismatch},
+		{name: "explicit udp despite digest", server: udp, digest: right.String(), transport: netcode.TransportUDP},
+		{name: "explicit webtransport without digest: unpinned", server: wt, transport: netcode.TransportWebTransport},
+		{name: "explicit pin overrides the session's", server: wt, digest: right.String(), transport: netcode.TransportWebTransport, pin: &wrong, wantErr: netcode.ErrCertMismatch},
+		{name: "malformed digest", server: wt, digest: "not-a-digest", wantErr: ErrInvalidSession},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tok, err := (&netcode.Minter{Key: key}).Mint(netcode.TokenParams{ProtocolID: 1982, ClientID: uint64(100 + i),
+				TimeoutSeconds: 5, ServerAddrs: []netip.AddrPort{tt.server.Addr()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sess := &Session{ServerAddr: tt.server.Addr(), CertDigest: tt.digest, ConnectToken: tok}
+			c, err := sess.Dial(ctx, netcode.ClientConfig{Transport: tt.transport, CertDigest: tt.pin, Logger: discard})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Dial = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Dial: %v", err)
+			}
+			defer c.Close()
+			if c.ServerAddr() != tt.server.Addr() {
+				t.Errorf("connected to %v, want %v", c.ServerAddr(), tt.server.Addr())
+			}
+		})
 	}
 }

@@ -29,6 +29,7 @@ func scanReader(r io.Reader) ([]string, error) {
 }
 
 func TestSplitFeedback(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		body    string
@@ -52,6 +53,7 @@ func TestSplitFeedback(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			got, err := scanAll(tt.body)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -64,6 +66,7 @@ func TestSplitFeedback(t *testing.T) {
 }
 
 func TestSplitFeedbackTooLong(t *testing.T) {
+	t.Parallel()
 	_, err := scanAll(`{"ProgressReport":"` + strings.Repeat("x", maxMessageBytes) + `"}`)
 	if !errors.Is(err, bufio.ErrTooLong) {
 		t.Fatalf("err = %v, want bufio.ErrTooLong", err)

@@ -19,10 +19,7 @@ const errPrefix = "ERR"
 
 // requestWebSocket runs the request over GET /matchmaker/ws.
 func (r *requester) requestWebSocket(ctx context.Context, u, game, version string) (*Session, error) {
-	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient: r.opts.HTTPClient,
-		HTTPHeader: r.opts.Header.Clone(),
-	})
+	conn, resp, err := websocket.Dial(ctx, u, r.dialOptions())
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, statusError(resp)

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"golang.org/x/time/rate"
 
 	"github.com/bevygap-go/bevygap/bus"
@@ -31,6 +32,7 @@ import (
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/gameserver"
 	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 	"github.com/bevygap-go/bevygap/matchmaker"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
@@ -210,6 +212,21 @@ func (p *probe) expectViolation(t *testing.T, subject string) {
 		case <-timeout:
 			t.Fatalf("no permissions violation for %q", subject)
 		}
+	}
+}
+
+// denied runs op, a request the probe's role may not make, waits for the server's permission
+// violation naming subject, then cancels op's context (a refused request is never answered):
+// op must not have succeeded.
+func (p *probe) denied(t *testing.T, subject string, op func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- op(ctx) }()
+	p.expectViolation(t, subject)
+	cancel()
+	if err := <-done; err == nil {
+		t.Errorf("request on %s succeeded", subject)
 	}
 }
 
@@ -449,10 +466,12 @@ func TestRolePermissions(t *testing.T) {
 	httpURL := "http://" + httpLn.Addr().String()
 
 	t.Run("readyz_pings_the_matchmaker", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "httpd /readyz = 200", func() (bool, string) {
-			code, body := httpDo(t, http.MethodGet, httpURL+"/readyz")
-			return code == http.StatusOK, fmt.Sprintf("%d %s", code, body)
-		})
+		eventually.NoError(t, 10*time.Second, func() error {
+			if code, body := httpDo(t, http.MethodGet, httpURL+"/readyz"); code != http.StatusOK {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			return nil
+		}, "httpd /readyz = 200")
 	})
 
 	var sessionID string
@@ -476,19 +495,7 @@ func TestRolePermissions(t *testing.T) {
 		if ready.CertDigest != testDigest {
 			t.Errorf("cert_digest %q, want the game server's %q (cert_digests put by the gameserver role, read by the matchmaker)", ready.CertDigest, testDigest)
 		}
-		raw, err := base64.StdEncoding.DecodeString(ready.Token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, err := netcode.DecodeConnectToken(raw, netcode.FormatLightyear017)
-		if err != nil {
-			t.Fatal(err)
-		}
-		priv, err := tok.Open(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		clientID = priv.ClientID
+		clientID = tokenClientID(t, ready.Token, key)
 	})
 	if sessionID == "" {
 		t.FailNow()
@@ -510,6 +517,32 @@ func TestRolePermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gsJS, err := jetstream.New(e.connect(t, roleGameServer, "probe-gameserver-kv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ly2eg, err := gsJS.KeyValue(ctx, protocol.BucketSessionsLy2Eg) // game servers read it
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A one-shot grant nobody claims: the unclaimed reaper deletes it ReadinessLimit +
+	// ClaimGrace after its creation. The steps below run meanwhile; wannaplay_reaped checks.
+	var unclaimedID string
+	t.Run("wannaplay_grant", func(t *testing.T) {
+		code, body := httpDo(t, http.MethodPost, httpURL+"/matchmaker/wannaplay?client_ip=81.2.69.160")
+		var reply protocol.GenSessionReply
+		if err := json.Unmarshal([]byte(body), &reply); code != http.StatusOK || err != nil || reply.ConnectToken == "" {
+			t.Fatalf("wannaplay: %d %s (%v)", code, body, err)
+		}
+		id := tokenClientID(t, reply.ConnectToken, key)
+		e, err := ly2eg.Get(ctx, fmt.Sprint(id))
+		if err != nil {
+			t.Fatalf("sessions_ly2eg[%d] of the wannaplay grant: %v", id, err)
+		}
+		unclaimedID = string(e.Value())
+	})
+
 	t.Run("gameserver_claims_and_releases", func(t *testing.T) {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -525,30 +558,19 @@ func TestRolePermissions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "active_connections[session] = client id", func() (bool, string) {
+		eventually.NoError(t, 10*time.Second, func() error {
 			e, err := active.Get(actx, sessionID)
 			if err != nil {
-				return false, err.Error()
+				return err
 			}
-			return string(e.Value()) == fmt.Sprint(clientID), string(e.Value())
-		})
+			if got := string(e.Value()); got != fmt.Sprint(clientID) {
+				return fmt.Errorf("value %q", got)
+			}
+			return nil
+		}, "active_connections[session] = client id")
 		agent.ClientDisconnected(clientID)
-		waitFor(t, 15*time.Second, "session deleted on Edgegap after the player left", func() (bool, string) {
-			_, err := api.GetSession(actx, sessionID)
-			return errors.Is(err, edgegap.ErrNotFound), fmt.Sprint(err)
-		})
-	})
-
-	t.Run("wannaplay_grant_then_reaped", func(t *testing.T) {
-		code, body := httpDo(t, http.MethodPost, httpURL+"/matchmaker/wannaplay?client_ip=81.2.69.160")
-		if code != http.StatusOK || !strings.Contains(body, `"connect_token"`) {
-			t.Fatalf("wannaplay: %d %s", code, body)
-		}
-		// Nobody connects: the unclaimed reaper queues the delete (readiness limit + grace).
-		waitFor(t, 20*time.Second, "unclaimed session reaped", func() (bool, string) {
-			n := sim.LiveSessions()
-			return n == 0, fmt.Sprintf("%d live sessions", n)
-		})
+		eventually.NoError(t, 15*time.Second, func() error { return sessionDeleted(actx, api, sessionID) },
+			"session deleted on Edgegap after the player left")
 	})
 
 	t.Run("rust_gameserver_default_inbox", func(t *testing.T) {
@@ -618,7 +640,7 @@ func TestRolePermissions(t *testing.T) {
 	}{
 		{"gameserver_cannot_publish_webhook", roleGameServer, func(t *testing.T, p *probe) {
 			mmNC := e.connect(t, roleMatchmaker, "probe-matchmaker-webhooks")
-			sub, err := mmNC.SubscribeSync("webhook.session")
+			sub, err := mmNC.SubscribeSync("webhook.*")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -629,20 +651,32 @@ func TestRolePermissions(t *testing.T) {
 				t.Fatal(err)
 			}
 			p.expectViolation(t, "webhook.session")
-			if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
-				t.Fatalf("forged webhook delivered: %s", m.Data)
+			// The server has refused the publish; a marker published now (by the role that may)
+			// reaches the subscriber after the forged webhook, had that been delivered.
+			hooks := e.connect(t, roleWebhook, "probe-webhook-marker")
+			if err := hooks.Publish("webhook.zz-marker", nil); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				m, err := sub.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatalf("marker not received: %v", err)
+				}
+				if m.Subject == "webhook.zz-marker" {
+					break
+				}
+				if strings.Contains(string(m.Data), "forged") {
+					t.Fatalf("forged webhook delivered: %s", m.Data)
+				}
 			}
 		}},
 		{"gameserver_cannot_write_session_maps", roleGameServer, func(t *testing.T, p *probe) {
 			js, _ := jetstream.New(p.nc)
 			for _, bucket := range []string{protocol.BucketSessionsLy2Eg, protocol.BucketSessionsEg2Ly, protocol.BucketUnclaimedSessions} {
-				kctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				_, err := js.Publish(kctx, "$KV."+bucket+".42", []byte("forged"))
-				cancel()
-				if err == nil {
-					t.Errorf("put into %s succeeded", bucket)
-				}
-				p.expectViolation(t, "$KV."+bucket+".42")
+				p.denied(t, "$KV."+bucket+".42", func(ctx context.Context) error {
+					_, err := js.Publish(ctx, "$KV."+bucket+".42", []byte("forged"))
+					return err
+				})
 			}
 			kv, err := js.KeyValue(ctx, protocol.BucketSessionsLy2Eg)
 			if err != nil {
@@ -673,33 +707,24 @@ func TestRolePermissions(t *testing.T) {
 		}},
 		{"gameserver_cannot_manage_streams", roleGameServer, func(t *testing.T, p *probe) {
 			js, _ := jetstream.New(p.nc)
-			sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel()
-			if _, err := js.CreateStream(sctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}}); err == nil {
-				t.Error("stream create succeeded")
-			}
-			p.expectViolation(t, "$JS.API.STREAM.CREATE.EVIL")
-			dctx, cancel2 := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel2()
-			if err := js.DeleteStream(dctx, "KV_"+protocol.BucketSessionsLy2Eg); err == nil {
-				t.Error("stream delete succeeded")
-			}
-			p.expectViolation(t, "$JS.API.STREAM.DELETE.KV_"+protocol.BucketSessionsLy2Eg)
-			cctx, cancel3 := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel3()
-			if _, err := js.CreateOrUpdateConsumer(cctx, protocol.DeleteSessionStream, jetstream.ConsumerConfig{Durable: protocol.DeleteSessionConsumer}); err == nil {
-				t.Error("delete-queue consumer create succeeded")
-			}
-			p.expectViolation(t, "$JS.API.CONSUMER")
+			p.denied(t, "$JS.API.STREAM.CREATE.EVIL", func(ctx context.Context) error {
+				_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EVIL", Subjects: []string{"evil.>"}})
+				return err
+			})
+			p.denied(t, "$JS.API.STREAM.DELETE.KV_"+protocol.BucketSessionsLy2Eg, func(ctx context.Context) error {
+				return js.DeleteStream(ctx, "KV_"+protocol.BucketSessionsLy2Eg)
+			})
+			p.denied(t, "$JS.API.CONSUMER", func(ctx context.Context) error {
+				_, err := js.CreateOrUpdateConsumer(ctx, protocol.DeleteSessionStream, jetstream.ConsumerConfig{Durable: protocol.DeleteSessionConsumer})
+				return err
+			})
 		}},
 		{"webhook_cannot_read_kv", roleWebhook, func(t *testing.T, p *probe) {
 			js, _ := jetstream.New(p.nc)
-			kctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			defer cancel()
-			if _, err := js.KeyValue(kctx, protocol.BucketSessionsLy2Eg); err == nil {
-				t.Error("webhook role opened sessions_ly2eg")
-			}
-			p.expectViolation(t, "_INBOX")
+			p.denied(t, "_INBOX", func(ctx context.Context) error {
+				_, err := js.KeyValue(ctx, protocol.BucketSessionsLy2Eg)
+				return err
+			})
 			if err := p.nc.Publish("$JS.API.DIRECT.GET.KV_sessions_ly2eg.$KV.sessions_ly2eg.1", nil); err != nil {
 				t.Fatal(err)
 			}
@@ -757,15 +782,28 @@ func TestRolePermissions(t *testing.T) {
 				}
 				sawToken = strings.Contains(string(m.Data), reply.ConnectToken)
 			}
-			for _, sub := range stolen {
-				if m, err := sub.NextMsg(300 * time.Millisecond); err == nil {
-					t.Errorf("game server role received %s on %s: %.80s", m.Subject, sub.Subject, m.Data)
+			// The server routed the token to every matching subscription at once, before the
+			// control saw it; a flush round trip now brings anything routed to the game server
+			// roles into their subscriptions' queues.
+			for _, nc := range []*nats.Conn{p.nc, rust.nc} {
+				if err := nc.Flush(); err != nil {
+					t.Fatal(err)
 				}
 			}
-			for {
-				m, err := rustInbox.NextMsg(100 * time.Millisecond)
+			for _, sub := range stolen {
+				if n, _, _ := sub.Pending(); n != 0 {
+					m, _ := sub.NextMsg(time.Second)
+					t.Errorf("game server role received %d messages on %s, first %.80s", n, sub.Subject, m.Data)
+				}
+			}
+			n, _, err := rustInbox.Pending()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range n {
+				m, err := rustInbox.NextMsg(time.Second)
 				if err != nil {
-					break
+					t.Fatal(err)
 				}
 				if strings.Contains(string(m.Data), reply.ConnectToken) || strings.Contains(string(m.Data), "connect_token") {
 					t.Errorf("rust_gameserver read a connect token on %s", m.Subject)
@@ -793,9 +831,25 @@ func TestRolePermissions(t *testing.T) {
 			p.expectViolation(t, "$KV.sessions_ly2eg.1")
 		}},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.run(t, e.probe(t, c.role)) })
-	}
+	t.Run("denied", func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				c.run(t, e.probe(t, c.role))
+			})
+		}
+	})
+
+	t.Run("wannaplay_reaped", func(t *testing.T) {
+		if unclaimedID == "" {
+			t.Skip("no wannaplay grant")
+		}
+		// Nobody connected: the unclaimed reaper has the session deleted (readiness limit +
+		// grace after its creation).
+		eventually.NoError(t, 20*time.Second, func() error { return sessionDeleted(ctx, api, unclaimedID) },
+			"unclaimed session reaped")
+	})
+
 	if n := streamCount(t, e.srv); n != streamsBefore {
 		t.Errorf("streams: %d before the negative cases, %d after", streamsBefore, n)
 	}
@@ -813,12 +867,52 @@ func TestRolePermissions(t *testing.T) {
 	if probes < len(cases) {
 		t.Errorf("the server logged %d probe violations, want at least %d (one per case)", probes, len(cases))
 	}
-	// Both matchmakers still serve after everything above.
-	for i, mm := range mms {
-		if mm.Buckets() == nil {
-			t.Errorf("matchmaker %d has no buckets", i)
+	// Both matchmakers still serve after everything above: each answers a NATS micro PING.
+	ping, err := micro.ControlSubject(micro.PingVerb, protocol.GenSessionServiceName, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinger := e.connect(t, roleHTTPD, "probe-httpd-ping")
+	inbox := pinger.NewInbox()
+	pongs, err := pinger.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pinger.PublishRequest(ping, inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range mms {
+		if _, err := pongs.NextMsg(10 * time.Second); err != nil {
+			t.Fatalf("%d of %d matchmakers answered PING: %v", i, len(mms), err)
 		}
 	}
+}
+
+// tokenClientID opens a base64 connect token with key and returns its client id.
+func tokenClientID(t *testing.T, token string, key netcode.Key) uint64 {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := netcode.DecodeConnectToken(raw, netcode.FormatLightyear017)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := tok.Open(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv.ClientID
+}
+
+// sessionDeleted returns nil once Edgegap (the simulator) no longer knows session id.
+func sessionDeleted(ctx context.Context, api *edgegap.Client, id string) error {
+	_, err := api.GetSession(ctx, id)
+	if errors.Is(err, edgegap.ErrNotFound) {
+		return nil
+	}
+	return fmt.Errorf("GetSession(%s) = %v, want not found", id, err)
 }
 
 func streamCount(t *testing.T, srv *server.Server) int {
@@ -904,21 +998,6 @@ func serve(t *testing.T, name string, run func(context.Context) error) {
 			t.Errorf("%s did not stop", name)
 		}
 	})
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, s := cond()
-		if ok {
-			return
-		}
-		last = s
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s (last: %s)", what, last)
 }
 
 func randomHex(t *testing.T, n int) string {

@@ -36,12 +36,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
-	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/examples/dotroom/roomserver"
 	"github.com/bevygap-go/bevygap/httpd"
 	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/matchmaker"
@@ -161,6 +162,8 @@ type Stack struct {
 	sim    *edgegapsim.Simulator
 	api    *edgegap.Client
 	mm     *matchmaker.Matchmaker
+	mmReg  *prometheus.Registry // the matchmaker's metrics
+	b      *bus.Buckets
 	front  *httpd.Server
 	probes *nats.Conn
 
@@ -222,7 +225,7 @@ func (s *Stack) applyDefaults() {
 		c.EmptyTTL = DefaultEmptyTTL
 	}
 	if c.ProtocolID == 0 {
-		c.ProtocolID = game.DefaultProtocolID
+		c.ProtocolID = roomserver.DefaultProtocolID
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -358,7 +361,12 @@ func (s *Stack) start(ctx context.Context) error {
 	if c.Matchmaker != nil {
 		c.Matchmaker(&mc)
 	}
-	mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: mmNC, Edgegap: s.api, Logger: s.log}) // it adds component=matchmaker
+	// The matchmaker's own client, so that its metrics count its Edgegap calls only.
+	s.mmReg = prometheus.NewRegistry()
+	mmAPI := edgegap.NewClient(s.info.SimURL, SimAPIKey, edgegap.WithRateLimit(rate.Inf, 0),
+		edgegap.WithLogger(s.log.With("component", "edgegap-client")),
+		edgegap.WithObserver(matchmaker.EdgegapObserver(s.mmReg)))
+	mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: mmNC, Edgegap: mmAPI, Logger: s.log, Registry: s.mmReg}) // it adds component=matchmaker
 	if err != nil {
 		return fmt.Errorf("devstack: matchmaker: %w", err)
 	}
@@ -366,6 +374,9 @@ func (s *Stack) start(ctx context.Context) error {
 		return fmt.Errorf("devstack: matchmaker: %w", err)
 	}
 	s.mm = mm
+	if s.b, err = bus.Open(ctx, mmNC, mc.Buckets); err != nil { // as the matchmaker opened them
+		return fmt.Errorf("devstack: buckets: %w", err)
+	}
 
 	// 5. The front door. Every local client comes from 127.0.0.1, so the per-IP limits are off.
 	httpNC, err := s.connect(ctx, "bevygap-httpd")
@@ -406,12 +417,12 @@ func (s *Stack) launcher() edgegapsim.Launcher {
 	log := s.log // the SDK agent and the netcode server add their own "component"
 	return edgegapsim.FuncLauncher(func(ctx context.Context, env map[string]string) error {
 		env = s.withGameEnv(env)
-		cfg, err := game.ServerConfigFromEnv(func(k string) string { return env[k] })
+		cfg, err := roomserver.ConfigFromEnv(func(k string) string { return env[k] })
 		if err != nil {
 			return err
 		}
 		cfg.Logger = log
-		return game.RunServer(ctx, cfg)
+		return roomserver.Run(ctx, cfg)
 	})
 }
 
@@ -424,15 +435,15 @@ func (s *Stack) withGameEnv(env map[string]string) map[string]string {
 	}
 	out["NATS_HOST"] = s.info.NATSURL
 	out["NATS_INSECURE"] = "1"
-	out[game.EnvPrivateKey] = string(s.key.AppendHex(nil))
-	out[game.EnvProtocolID] = strconv.FormatUint(s.cfg.ProtocolID, 10)
-	out[game.EnvTokenFormat] = s.cfg.TokenFormat.String()
-	out[game.EnvListenHost] = "127.0.0.1"
+	out[roomserver.EnvPrivateKey] = string(s.key.AppendHex(nil))
+	out[roomserver.EnvProtocolID] = strconv.FormatUint(s.cfg.ProtocolID, 10)
+	out[roomserver.EnvTokenFormat] = s.cfg.TokenFormat.String()
+	out[roomserver.EnvListenHost] = "127.0.0.1"
 	if s.cfg.GameTick > 0 {
-		out[game.EnvTick] = s.cfg.GameTick.String()
+		out[roomserver.EnvTick] = s.cfg.GameTick.String()
 	}
 	if s.cfg.GameIdleTimeout > 0 {
-		out[game.EnvIdleTimeout] = s.cfg.GameIdleTimeout.String()
+		out[roomserver.EnvIdleTimeout] = s.cfg.GameIdleTimeout.String()
 	}
 	return out
 }
@@ -537,11 +548,14 @@ func (s *Stack) Edgegap() *edgegap.Client { return s.api }
 // NATS returns a NATS connection of the stack's own, for probes (do not close it).
 func (s *Stack) NATS() *nats.Conn { return s.probes }
 
-// Matchmaker returns the matchmaker (its metrics registry, buckets).
+// Matchmaker returns the matchmaker.
 func (s *Stack) Matchmaker() *matchmaker.Matchmaker { return s.mm }
 
-// Buckets returns the shared KV buckets as the matchmaker opened them.
-func (s *Stack) Buckets() *bus.Buckets { return s.mm.Buckets() }
+// MatchmakerMetrics returns the matchmaker's Prometheus metrics (bevygap_matchmaker_*).
+func (s *Stack) MatchmakerMetrics() prometheus.Gatherer { return s.mmReg }
+
+// Buckets returns the shared KV buckets, opened like the matchmaker opened them.
+func (s *Stack) Buckets() *bus.Buckets { return s.b }
 
 // PrivateKey returns the netcode key shared by the matchmaker and the game servers. It prints
 // as [REDACTED]; it is for tests that mint tokens of their own.

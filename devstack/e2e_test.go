@@ -17,33 +17,36 @@ import (
 	"github.com/bevygap-go/bevygap/client"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
-	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/examples/dotroom/room"
+	"github.com/bevygap-go/bevygap/examples/dotroom/roomclient"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 	"github.com/bevygap-go/bevygap/netcode"
 )
 
 // Short limits so that the whole lifecycle runs in seconds; generous enough for a loaded 2-core
-// machine.
+// machine. The players' stack has a long readiness limit (50 players boot servers at once); the
+// reaper's own stack a short one (it waits that long for the reap), still ten times the boot.
 const (
-	testBoot           = 200 * time.Millisecond
-	testReadinessLimit = 8 * time.Second
-	testClaimGrace     = time.Second
-	testPlayers        = 50
-	testPlayerTimeout  = 45 * time.Second
+	testBoot               = 200 * time.Millisecond
+	testReadinessLimit     = 8 * time.Second
+	testClaimGrace         = time.Second
+	testReapReadinessLimit = 3 * time.Second
+	testReapClaimGrace     = 500 * time.Millisecond
+	testPlayers            = 50
+	testPlayerTimeout      = 45 * time.Second
+	testShutdownLimit      = 30 * time.Second
 )
 
-// TestEndToEnd runs one stack (embedded NATS, simulator with in-process dotroom servers, webhook
-// sink, matchmaker, httpd) and drives it like players would: over WebSocket and netcode UDP.
-func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end test")
-	}
-	ctx := t.Context()
-	st, err := Start(ctx, Config{
+// startTestStack starts a stack with the test's short timings (readiness limit and claim grace
+// as given) and shuts it down when the test ends.
+func startTestStack(t *testing.T, readinessLimit, claimGrace time.Duration) *Stack {
+	t.Helper()
+	st, err := Start(t.Context(), Config{
 		BootTime:        testBoot,
 		BootJitter:      100 * time.Millisecond,
 		EmptyTTL:        3 * time.Second,
-		ReadinessLimit:  testReadinessLimit,
-		ClaimGrace:      testClaimGrace,
+		ReadinessLimit:  readinessLimit,
+		ClaimGrace:      claimGrace,
 		ShutdownTimeout: 2 * time.Second,
 		GameTick:        50 * time.Millisecond,
 		Logger:          slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -52,13 +55,34 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cctx, cancel := context.WithTimeout(context.Background(), testShutdownLimit)
 		defer cancel()
 		_ = st.Shutdown(cctx)
 	})
+	return st
+}
+
+// TestUnclaimedSessionReaped: a player gets a token and never connects; the reaper deletes its
+// session after the readiness limit plus the claim grace. It has a stack of its own, with a
+// short readiness limit, so that it runs beside TestEndToEnd instead of setting its pace.
+func TestUnclaimedSessionReaped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	t.Parallel()
+	testUnclaimedReaped(t, startTestStack(t, testReapReadinessLimit, testReapClaimGrace), testReapReadinessLimit, testReapClaimGrace)
+}
+
+// TestEndToEnd runs one stack (embedded NATS, simulator with in-process dotroom servers, webhook
+// sink, matchmaker, httpd) and drives it like players would: over WebSocket and netcode UDP.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test")
+	}
+	t.Parallel()
+	st := startTestStack(t, testReadinessLimit, testClaimGrace)
 
 	t.Run("lifecycle", func(t *testing.T) {
-		t.Run("unclaimed_session_reaped", func(t *testing.T) { t.Parallel(); testUnclaimedReaped(t, st) })
 		t.Run("forged_client_refused", func(t *testing.T) { t.Parallel(); testForgedRefused(t, st) })
 		t.Run("players", func(t *testing.T) { t.Parallel(); testPlayersConcurrently(t, st, testPlayers) })
 	})
@@ -66,11 +90,14 @@ func TestEndToEnd(t *testing.T) {
 		return
 	}
 	t.Run("no_leftovers", func(t *testing.T) {
-		waitFor(t, 20*time.Second, "zero live sessions and an empty active_connections", func() (bool, string) {
+		eventually.NoError(t, 20*time.Second, func() error {
 			live := st.Sim().LiveSessions()
 			active := activeConnections(t, st)
-			return live == 0 && len(active) == 0, fmt.Sprintf("%d live sessions, active_connections %v", live, active)
-		})
+			if live == 0 && len(active) == 0 {
+				return nil
+			}
+			return fmt.Errorf("%d live sessions, active_connections %v", live, active)
+		}, "zero live sessions and an empty active_connections")
 	})
 	t.Run("shutdown_mid_flight", func(t *testing.T) { testShutdownMidFlight(t, st) })
 }
@@ -117,7 +144,7 @@ func testPlayersConcurrently(t *testing.T, st *Stack, n int) {
 	t.Logf("%d players, %d sessions, %d game servers", n, len(sessions), len(servers))
 	// Disconnect → game server deletes active_connections[session] → matchmaker deletes the
 	// Edgegap session.
-	waitFor(t, 20*time.Second, "every player's session deleted", func() (bool, string) {
+	eventually.NoError(t, 20*time.Second, func() error {
 		var live []string
 		for _, s := range st.Sim().State().Sessions {
 			if sessions[s.SessionID] {
@@ -130,14 +157,17 @@ func testPlayersConcurrently(t *testing.T, st *Stack, n int) {
 				active = append(active, k)
 			}
 		}
-		return len(live) == 0 && len(active) == 0, fmt.Sprintf("live %v, active_connections %v", live, active)
-	})
+		if len(live) == 0 && len(active) == 0 {
+			return nil
+		}
+		return fmt.Errorf("live %v, active_connections %v", live, active)
+	}, "every player's session deleted")
 }
 
 // playOneRound is one player's whole game: matchmaking, connect, move, chat, ping, leave. It
 // returns the session id and the game server's address.
 func playOneRound(ctx context.Context, st *Stack, i int) (string, netip.AddrPort, error) {
-	p, sess, err := game.Join(ctx, st.Info().HTTPURL, st.Info().AppName, st.Info().AppVersion, client.Options{})
+	p, sess, err := roomclient.Join(ctx, st.Info().HTTPURL, st.Info().AppName, st.Info().AppVersion, client.Options{})
 	if err != nil {
 		return "", netip.AddrPort{}, err
 	}
@@ -151,10 +181,10 @@ func playOneRound(ctx context.Context, st *Stack, i int) (string, netip.AddrPort
 // exchange moves the player's dot and sees it move, chats and sees its line relayed, pings and
 // gets the echo, then disconnects. Payloads are datagrams: each request is resent until its
 // effect shows, as a game would.
-func exchange(ctx context.Context, p *game.Player, i int) error {
+func exchange(ctx context.Context, p *roomclient.Player, i int) error {
 	w, _ := p.RoomSize()
 	// The first snapshot with my dot, then a move, seen in a later snapshot.
-	me, err := nextRoomWith(ctx, p, func(r game.Room) bool { _, ok := r.Find(p.ID()); return ok })
+	me, err := nextRoomWith(ctx, p, func(r room.Snapshot) bool { _, ok := r.Find(p.ID()); return ok })
 	if err != nil {
 		return fmt.Errorf("waiting for my dot: %w", err)
 	}
@@ -163,8 +193,8 @@ func exchange(ctx context.Context, p *game.Player, i int) error {
 	if int(start.X) == w-1 {
 		dx = -1
 	}
-	moved := func(m game.Message) bool {
-		r, ok := m.(game.Room)
+	moved := func(m room.Message) bool {
+		r, ok := m.(room.Snapshot)
 		if !ok {
 			return false
 		}
@@ -177,16 +207,16 @@ func exchange(ctx context.Context, p *game.Player, i int) error {
 
 	// Chat comes back to the sender too.
 	line := fmt.Sprintf("hello from player %d", i)
-	if err := untilSeen(ctx, p, func() error { return p.Say(line) }, func(m game.Message) bool {
-		c, ok := m.(game.Chat)
+	if err := untilSeen(ctx, p, func() error { return p.Say(line) }, func(m room.Message) bool {
+		c, ok := m.(room.Chat)
 		return ok && c.From == p.ID() && c.Text == line
 	}); err != nil {
 		return fmt.Errorf("waiting for my chat line: %w", err)
 	}
 	// Any other payload is echoed.
 	ping := []byte(fmt.Sprintf("ping %d", i))
-	if err := untilSeen(ctx, p, func() error { return p.Send(ping) }, func(m game.Message) bool {
-		e, ok := m.(game.Echo)
+	if err := untilSeen(ctx, p, func() error { return p.Send(ping) }, func(m room.Message) bool {
+		e, ok := m.(roomclient.Echo)
 		return ok && string(e.Data) == string(ping)
 	}); err != nil {
 		return fmt.Errorf("waiting for the echo: %w", err)
@@ -196,7 +226,7 @@ func exchange(ctx context.Context, p *game.Player, i int) error {
 
 // untilSeen sends with send, and again every resendEvery, until a message matching seen
 // arrives.
-func untilSeen(ctx context.Context, p *game.Player, send func() error, seen func(game.Message) bool) error {
+func untilSeen(ctx context.Context, p *roomclient.Player, send func() error, seen func(room.Message) bool) error {
 	const resendEvery = 500 * time.Millisecond
 	for {
 		if err := send(); err != nil {
@@ -220,21 +250,21 @@ func untilSeen(ctx context.Context, p *game.Player, send func() error, seen func
 	}
 }
 
-func nextRoomWith(ctx context.Context, p *game.Player, ok func(game.Room) bool) (game.Room, error) {
+func nextRoomWith(ctx context.Context, p *roomclient.Player, ok func(room.Snapshot) bool) (room.Snapshot, error) {
 	for {
 		msg, err := p.Next(ctx)
 		if err != nil {
-			return game.Room{}, err
+			return room.Snapshot{}, err
 		}
-		if r, isRoom := msg.(game.Room); isRoom && ok(r) {
+		if r, isRoom := msg.(room.Snapshot); isRoom && ok(r) {
 			return r, nil
 		}
 	}
 }
 
 // testUnclaimedReaped: a player gets a token and never connects; the reaper deletes its session
-// after the readiness limit plus the claim grace.
-func testUnclaimedReaped(t *testing.T, st *Stack) {
+// after the readiness limit plus the claim grace (the stack's limit and grace).
+func testUnclaimedReaped(t *testing.T, st *Stack, limit, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(t.Context(), testPlayerTimeout)
 	defer cancel()
 	sess, err := client.Request(ctx, st.Info().HTTPURL, st.Info().AppName, st.Info().AppVersion, client.Options{})
@@ -245,13 +275,13 @@ func testUnclaimedReaped(t *testing.T, st *Stack) {
 	if !simHasSession(st, sess.SessionID) {
 		t.Fatalf("session %s not in the simulator right after it was granted", sess.SessionID)
 	}
-	waitFor(t, testReadinessLimit+testClaimGrace+15*time.Second, "the unclaimed session reaped", func() (bool, string) {
-		return !simHasSession(st, sess.SessionID), "session " + sess.SessionID + " still live"
-	})
+	eventually.True(t, limit+grace+15*time.Second, func() bool {
+		return !simHasSession(st, sess.SessionID)
+	}, "the unclaimed session %s reaped", sess.SessionID)
 	// Not before its time: the entry lives the readiness limit + grace from the session's
 	// creation, a moment before the grant (half the limit leaves room for a slow machine).
-	if took := time.Since(granted); took < testReadinessLimit/2 {
-		t.Errorf("reaped %s after the grant; the player should have had about %s", took, testReadinessLimit+testClaimGrace)
+	if took := time.Since(granted); took < limit/2 {
+		t.Errorf("reaped %s after the grant; the player should have had about %s", took, limit+grace)
 	}
 	if _, err := st.Buckets().UnclaimedSessions.Get(ctx, sess.SessionID); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("unclaimed_sessions[%s] after the reap: err = %v, want not found", sess.SessionID, err)
@@ -263,7 +293,7 @@ func testForgedRefused(t *testing.T, st *Stack) {
 	ctx, cancel := context.WithTimeout(t.Context(), testPlayerTimeout)
 	defer cancel()
 	// A real player, so that a game server runs and its address is known.
-	p, sess, err := game.Join(ctx, st.Info().HTTPURL, st.Info().AppName, st.Info().AppVersion, client.Options{})
+	p, sess, err := roomclient.Join(ctx, st.Info().HTTPURL, st.Info().AppName, st.Info().AppVersion, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,28 +343,34 @@ func testForgedRefused(t *testing.T, st *Stack) {
 			},
 		},
 	}
+	// The attempts wait for a connection timeout each: side by side, in goroutines (parallel
+	// subtests would queue behind -parallel, GOMAXPROCS by default).
+	var attempts sync.WaitGroup
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		attempts.Go(func() {
 			m := &netcode.Minter{Key: tt.key}
 			tok, err := m.Mint(netcode.TokenParams{
 				ProtocolID: st.Info().ProtocolID, ClientID: tt.clientID,
 				ServerAddrs: []netip.AddrPort{server}, ExpireSeconds: 10, TimeoutSeconds: 2,
 			})
 			if err != nil {
-				t.Fatal(err)
+				t.Errorf("%s: %v", tt.name, err)
+				return
 			}
 			dctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 			defer cancel()
 			c, err := netcode.DialToken(dctx, tok, netcode.ClientConfig{Logger: slog.New(slog.DiscardHandler)})
 			if err == nil {
 				_ = c.Close()
-				t.Fatalf("a forged token (client id %d) was let in", tt.clientID)
+				t.Errorf("%s: a forged token (client id %d) was let in", tt.name, tt.clientID)
+				return
 			}
 			if cerr := tt.check(err); cerr != nil {
-				t.Error(cerr)
+				t.Errorf("%s: %v", tt.name, cerr)
 			}
 		})
 	}
+	attempts.Wait()
 	// The real player is still in and the forged ids never reached active_connections.
 	select {
 	case <-p.Done():
@@ -352,9 +388,9 @@ func testShutdownMidFlight(t *testing.T, st *Stack) {
 	ctx, cancel := context.WithTimeout(t.Context(), testPlayerTimeout)
 	defer cancel()
 	info := st.Info()
-	var connected []*game.Player
+	var connected []*roomclient.Player
 	for range 3 {
-		p, _, err := game.Join(ctx, info.HTTPURL, info.AppName, info.AppVersion, client.Options{})
+		p, _, err := roomclient.Join(ctx, info.HTTPURL, info.AppName, info.AppVersion, client.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,10 +411,12 @@ func testShutdownMidFlight(t *testing.T, st *Stack) {
 			inflight <- err
 		}()
 	}
-	waitFor(t, 10*time.Second, "requests in flight", func() (bool, string) {
-		n := inflightRequests(t, st)
-		return n >= float64(cap(inflight)), fmt.Sprintf("%v requests in flight", n)
-	})
+	eventually.NoError(t, 10*time.Second, func() error {
+		if n := inflightRequests(t, st); n < float64(cap(inflight)) {
+			return fmt.Errorf("%v requests in flight", n)
+		}
+		return nil
+	}, "requests in flight")
 
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
@@ -409,7 +447,7 @@ func testShutdownMidFlight(t *testing.T, st *Stack) {
 // inflightRequests reads the matchmaker's requests_in_flight gauge.
 func inflightRequests(t *testing.T, st *Stack) float64 {
 	t.Helper()
-	mfs, err := st.Matchmaker().Registry().Gather()
+	mfs, err := st.MatchmakerMetrics().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,20 +477,4 @@ func activeConnections(t *testing.T, st *Stack) []string {
 		t.Fatalf("listing active_connections: %v", err)
 	}
 	return keys
-}
-
-// waitFor polls cond until it holds or limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (%s)", what, limit, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

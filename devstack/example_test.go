@@ -9,7 +9,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/client"
 	"github.com/bevygap-go/bevygap/devstack"
-	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/examples/dotroom/roomclient"
 )
 
 // A whole bevygap on random loopback ports, one player, and a clean shutdown.
@@ -24,7 +24,7 @@ func Example() {
 		return
 	}
 	info := st.Info()
-	player, sess, err := game.Join(ctx, info.HTTPURL, info.AppName, info.AppVersion, client.Options{})
+	player, sess, err := roomclient.Join(ctx, info.HTTPURL, info.AppName, info.AppVersion, client.Options{})
 	if err == nil {
 		fmt.Println("playing on", sess.ServerAddr, "as", player.ID())
 		_ = player.Close()

@@ -13,11 +13,12 @@ import (
 // the component, before NATS or anything else runs (a busy NATS port would otherwise cost the
 // nats-server's 10 s readiness wait).
 func TestStartBusyPort(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer busy.Close()
+	t.Cleanup(func() { busy.Close() }) // after the parallel subtests, unlike a defer
 	addr := busy.Addr().String()
 	_, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
@@ -34,6 +35,7 @@ func TestStartBusyPort(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			start := time.Now()
 			st, err := Start(t.Context(), tt.cfg)
 			if err == nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,6 +17,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/bevygap-go/bevygap/buildinfo"
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // DefaultBaseURL is the Edgegap API used when NewClient gets an empty base URL.
@@ -48,10 +49,11 @@ const (
 // same API). It is safe for concurrent use.
 //
 // Every call honours ctx, has a per-attempt timeout, waits for the per-endpoint rate limiter and
-// counts its attempts (see Stats). GET and DELETE calls are retried with jittered exponential
-// backoff on network errors, 429 (honouring Retry-After) and 5xx; session create is never
-// retried, because a blind retry could create a second session. Errors from the API are
-// *APIError values; test them with errors.Is and the Err* sentinels.
+// reports each attempt to the observer (see WithObserver). GET and DELETE calls are retried with
+// exponential backoff and equal jitter on network errors, 429 (waiting at least Retry-After)
+// and 5xx; session create is never retried, because a blind retry could create a second
+// session. Errors from the API are *APIError values; test them with errors.Is and the Err*
+// sentinels.
 type Client struct {
 	baseURL     string
 	apiKey      string
@@ -59,14 +61,12 @@ type Client struct {
 	userAgent   string
 	timeout     time.Duration
 	maxAttempts int
-	backoffBase time.Duration
-	backoffMax  time.Duration
+	backoff     backoff.Policy
 	limit       rate.Limit
 	burst       int
 	limiters    map[Endpoint]*rate.Limiter
 	observer    func(CallEvent)
 	logger      *slog.Logger
-	counts      callCounter
 }
 
 // Option configures a Client.
@@ -80,9 +80,13 @@ func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
 
 // WithRetries sets how many attempts a retryable call makes at most (1 = no retry) and the
-// bounds of the exponential backoff between attempts.
+// bounds of the exponential backoff between attempts (each wait is between half and all of
+// base·2ⁿ, at most max, and never shorter than the server's Retry-After).
 func WithRetries(maxAttempts int, base, max time.Duration) Option {
-	return func(c *Client) { c.maxAttempts, c.backoffBase, c.backoffMax = maxAttempts, base, max }
+	return func(c *Client) {
+		c.maxAttempts = maxAttempts
+		c.backoff.Base, c.backoff.Max = base, max
+	}
 }
 
 // WithRateLimit sets the client-side rate limit, per endpoint (rate.Inf disables it).
@@ -90,12 +94,10 @@ func WithRateLimit(r rate.Limit, burst int) Option {
 	return func(c *Client) { c.limit, c.burst = r, burst }
 }
 
-// WithObserver registers fn to be called after every HTTP attempt, e.g. to feed Prometheus
-// counters and histograms. fn must be fast and safe for concurrent use.
+// WithObserver registers fn to be called after every HTTP attempt (a retried call reports each
+// attempt), e.g. to feed Prometheus counters and histograms; it is the only way the client
+// reports its calls. fn must be fast and safe for concurrent use.
 func WithObserver(fn func(CallEvent)) Option { return func(c *Client) { c.observer = fn } }
-
-// WithUserAgent overrides the User-Agent header (default buildinfo.UserAgent()).
-func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
 
 // WithLogger sets the logger for retries (default: slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(c *Client) { c.logger = l } }
@@ -115,8 +117,7 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 		userAgent:   buildinfo.UserAgent(),
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
-		backoffBase: DefaultBackoffBase,
-		backoffMax:  DefaultBackoffMax,
+		backoff:     backoff.Policy{Base: DefaultBackoffBase, Max: DefaultBackoffMax},
 		limit:       DefaultRateLimit,
 		burst:       DefaultRateBurst,
 		logger:      slog.Default(),
@@ -127,11 +128,12 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 	if c.maxAttempts < 1 {
 		c.maxAttempts = 1
 	}
+	c.backoff.Jitter = 0.5 // "equal jitter": half fixed, half random
 	if c.burst < 1 {
 		c.burst = 1
 	}
 	c.limiters = make(map[Endpoint]*rate.Limiter)
-	for _, e := range Endpoints() {
+	for _, e := range endpoints() {
 		c.limiters[e] = rate.NewLimiter(c.limit, c.burst)
 	}
 	return c
@@ -142,12 +144,6 @@ func (c *Client) String() string { return "edgegap.Client(" + c.baseURL + ")" }
 
 // GoString describes the client without its API key.
 func (c *Client) GoString() string { return c.String() }
-
-// BaseURL returns the API base URL, without a trailing slash.
-func (c *Client) BaseURL() string { return c.baseURL }
-
-// Stats returns a snapshot of the HTTP attempts made so far, per endpoint and outcome.
-func (c *Client) Stats() CallCounts { return c.counts.snapshot() }
 
 // GetApp fetches an application (GET /v1/app/{app}).
 func (c *Client) GetApp(ctx context.Context, app string) (*Application, error) {
@@ -325,35 +321,28 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		}
 		start := time.Now()
 		status, retryAfter, err := c.attempt(ctx, r, out)
-		outcome := outcomeOf(ctx, status, err)
-		if errors.Is(err, errDecode) {
-			outcome = OutcomeDecodeError
-		}
 		retry := attempt < attempts && retryable(ctx, status, err)
 		var wait time.Duration
 		if retry {
-			wait = c.backoff(attempt, retryAfter)
+			// The wait before the next attempt: the policy's, but never shorter than the
+			// server asked for, and no retry at all if it would outlast the caller's deadline.
+			wait = max(c.backoff.Delay(attempt), retryAfter)
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 				retry = false
 			}
 		}
-		c.counts.add(r.endpoint, outcome)
 		if c.observer != nil {
 			c.observer(CallEvent{Endpoint: r.endpoint, Method: r.method, StatusCode: status,
-				Outcome: outcome, Attempt: attempt, Duration: time.Since(start), Err: err,
-				WillRetry: retry})
+				Outcome: outcomeOf(ctx, status, err), Attempt: attempt, Duration: time.Since(start),
+				Err: err, WillRetry: retry})
 		}
 		if err == nil || !retry {
 			return err
 		}
-		c.logger.DebugContext(ctx, "edgegap call failed, retrying", "endpoint", r.endpoint,
-			"attempt", attempt, "backoff", wait, "err", err)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("edgegap %s: %w (last error: %w)", r.endpoint, ctx.Err(), err)
-		case <-t.C:
+		c.logger.DebugContext(ctx, "edgegap call failed, retrying", logkey.Endpoint, r.endpoint,
+			logkey.Attempt, attempt, logkey.RetryIn, wait, logkey.Err, err)
+		if serr := backoff.Sleep(ctx, wait); serr != nil {
+			return fmt.Errorf("edgegap %s: %w (last error: %w)", r.endpoint, serr, err)
 		}
 	}
 }
@@ -452,23 +441,6 @@ func retryable(ctx context.Context, status int, err error) bool {
 		return false
 	}
 	return status == 0 // transport error or attempt timeout
-}
-
-// backoff returns the wait before attempt+1: exponential with "equal jitter", at least the
-// server's Retry-After.
-func (c *Client) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := c.backoffBase
-	for i := 1; i < attempt && d < c.backoffMax; i++ {
-		d *= 2
-	}
-	if d > c.backoffMax {
-		d = c.backoffMax
-	}
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-	if retryAfter > d {
-		d = retryAfter
-	}
-	return d
 }
 
 // retryAfter parses a Retry-After header (seconds or HTTP date); 0 if absent or invalid.

@@ -16,12 +16,15 @@
 //	s, err := c.GetSession(ctx, created.SessionID)
 //	if s.Ready { addr, err := s.Endpoint("") ... } // netip.AddrPort of the game server
 //	...
-//	if _, err := c.DeleteSession(ctx, id); err != nil && !edgegap.IsNotFound(err) { ... }
+//	if _, err := c.DeleteSession(ctx, id); err != nil && !errors.Is(err, edgegap.ErrNotFound) { ... }
 //
 // Inside a deployment, ArbitriumFromEnv reads and checks the ARBITRIUM_* environment (one
 // *EnvError naming every missing or malformed variable); package gameserver builds on it.
 //
 // Errors from the API are *APIError values carrying the HTTP status and Edgegap's message; use
 // errors.Is with ErrNotFound (404/410), ErrUnauthorized, ErrConflict, ErrRateLimited,
-// ErrServer, ErrBadRequest.
+// ErrServer, ErrBadRequest, and errors.As for the *APIError itself.
+//
+// Every HTTP attempt is reported to the hook of WithObserver as a CallEvent (endpoint, status,
+// Outcome, attempt number); the matchmaker feeds its Prometheus counter from it.
 package edgegap

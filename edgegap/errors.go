@@ -71,21 +71,6 @@ func (e *APIError) Is(target error) bool {
 	return false
 }
 
-// IsNotFound reports whether err means the resource does not exist any more (404 or 410).
-func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
-
-// IsUnauthorized reports whether err is a 401/403 answer.
-func IsUnauthorized(err error) bool { return errors.Is(err, ErrUnauthorized) }
-
-// IsConflict reports whether err is a 409 answer.
-func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
-
-// IsRateLimited reports whether err is a 429 answer.
-func IsRateLimited(err error) bool { return errors.Is(err, ErrRateLimited) }
-
-// IsServerError reports whether err is a 5xx answer.
-func IsServerError(err error) bool { return errors.Is(err, ErrServer) }
-
 // StatusCode returns the HTTP status of an *APIError in err's chain, or 0.
 func StatusCode(err error) int {
 	var ae *APIError

@@ -112,7 +112,7 @@ func TestAPIErrorIs(t *testing.T) {
 			t.Errorf("StatusCode = %d", edgegap.StatusCode(err))
 		}
 	}
-	if e := (&edgegap.APIError{Endpoint: "x", StatusCode: 502}); !strings.Contains(e.Error(), http.StatusText(502)) {
+	if e := (&edgegap.APIError{Endpoint: "x", StatusCode: http.StatusBadGateway}); !strings.Contains(e.Error(), http.StatusText(http.StatusBadGateway)) {
 		t.Errorf("Error() = %q", e.Error())
 	}
 }

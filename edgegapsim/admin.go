@@ -174,7 +174,7 @@ type callsJSON struct {
 	Total uint64                                 `json:"total"`
 }
 
-// serveAdmin serves the admin API:
+// adminRoutes adds the admin API to mux:
 //
 //	GET    /admin/state   State (live sessions and deployments, webhook counters)
 //	GET    /admin/calls   API call counts per endpoint and status
@@ -184,19 +184,16 @@ type callsJSON struct {
 //	GET    /admin/healthz "ok"
 //	DELETE /admin/deployments/{id}       TerminateDeployment
 //	POST   /admin/deployments/{id}/fail  FailDeployment (optional body {"message": reason})
-func (s *Simulator) serveAdmin(w http.ResponseWriter, r *http.Request, segs []string) {
-	if len(segs) >= 2 && segs[0] == "deployments" {
-		s.serveAdminDeployment(w, r, segs[1:])
-		return
+//
+// Anything else under /admin is 404 (see newMux).
+func (s *Simulator) adminRoutes(mux *http.ServeMux) {
+	handle := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" "+path, exactMethod(method, adminNotFound, h))
 	}
-	if len(segs) != 1 {
-		writeJSON(w, http.StatusNotFound, edgegap.ErrorBody{Message: "Not Found"})
-		return
-	}
-	switch segs[0] + " " + r.Method {
-	case "state GET":
+	handle(http.MethodGet, "/admin/state", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.State())
-	case "calls GET":
+	})
+	handle(http.MethodGet, "/admin/calls", func(w http.ResponseWriter, _ *http.Request) {
 		cc := s.CallCounts()
 		out := callsJSON{Calls: map[edgegap.Endpoint]map[string]uint64{}, Total: cc.Total()}
 		for e, m := range cc {
@@ -207,12 +204,15 @@ func (s *Simulator) serveAdmin(w http.ResponseWriter, r *http.Request, segs []st
 			out.Calls[e] = c
 		}
 		writeJSON(w, http.StatusOK, out)
-	case "calls DELETE":
+	})
+	handle(http.MethodDelete, "/admin/calls", func(w http.ResponseWriter, _ *http.Request) {
 		s.ResetCallCounts()
 		writeJSON(w, http.StatusOK, edgegap.ErrorBody{Message: "call counts reset"})
-	case "faults GET":
+	})
+	handle(http.MethodGet, "/admin/faults", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Faults())
-	case "faults PUT", "faults POST":
+	})
+	setFaults := func(w http.ResponseWriter, r *http.Request) {
 		var f Faults
 		if err := decodeBody(r, &f); err != nil {
 			writeJSON(w, http.StatusBadRequest, edgegap.ErrorBody{Message: err.Error()})
@@ -220,34 +220,37 @@ func (s *Simulator) serveAdmin(w http.ResponseWriter, r *http.Request, segs []st
 		}
 		s.SetFaults(f)
 		writeJSON(w, http.StatusOK, s.Faults())
-	case "healthz GET":
-		writeJSON(w, http.StatusOK, edgegap.ErrorBody{Message: "ok"})
-	default:
-		writeJSON(w, http.StatusNotFound, edgegap.ErrorBody{Message: "Not Found"})
 	}
-}
-
-func (s *Simulator) serveAdminDeployment(w http.ResponseWriter, r *http.Request, segs []string) {
-	var err error
-	switch {
-	case len(segs) == 1 && r.Method == http.MethodDelete:
-		err = s.TerminateDeployment(segs[0])
-	case len(segs) == 2 && segs[1] == "fail" && r.Method == http.MethodPost:
+	handle(http.MethodPut, "/admin/faults", setFaults)
+	handle(http.MethodPost, "/admin/faults", setFaults)
+	handle(http.MethodGet, "/admin/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, edgegap.ErrorBody{Message: "ok"})
+	})
+	handle(http.MethodDelete, "/admin/deployments/{id}", func(w http.ResponseWriter, r *http.Request) {
+		adminResult(w, s.TerminateDeployment(r.PathValue("id")))
+	})
+	handle(http.MethodPost, "/admin/deployments/{id}/fail", func(w http.ResponseWriter, r *http.Request) {
 		var body edgegap.ErrorBody
 		if r.ContentLength != 0 {
-			if derr := decodeBody(r, &body); derr != nil {
-				writeJSON(w, http.StatusBadRequest, edgegap.ErrorBody{Message: derr.Error()})
+			if err := decodeBody(r, &body); err != nil {
+				writeJSON(w, http.StatusBadRequest, edgegap.ErrorBody{Message: err.Error()})
 				return
 			}
 		}
-		err = s.FailDeployment(segs[0], body.Message)
-	default:
-		writeJSON(w, http.StatusNotFound, edgegap.ErrorBody{Message: "Not Found"})
-		return
-	}
+		adminResult(w, s.FailDeployment(r.PathValue("id"), body.Message))
+	})
+}
+
+// adminResult answers an admin action: "ok", or 404 with the error.
+func adminResult(w http.ResponseWriter, err error) {
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, edgegap.ErrorBody{Message: err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, edgegap.ErrorBody{Message: "ok"})
+}
+
+// adminNotFound answers an admin path or method that does not exist.
+func adminNotFound(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusNotFound, edgegap.ErrorBody{Message: http.StatusText(http.StatusNotFound)})
 }

@@ -3,6 +3,8 @@ package edgegapsim_test
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 // TestAdminAPI: faults are switched over HTTP, call counts and live state are served.
 func TestAdminAPI(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, nil)
 	st, body := f.raw(t, "PUT", "/admin/faults", "",
 		`{"endpoints":{"session_get":{"fail_next":2,"status":429,"retry_after_seconds":7},"*":{"error_rate":0}}}`)
@@ -79,6 +82,7 @@ func TestAdminAPI(t *testing.T) {
 
 // TestInjectedLatency: latency faults delay answers in real time.
 func TestInjectedLatency(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *edgegapsim.Config) {
 		c.Faults.Endpoints = map[edgegap.Endpoint]edgegapsim.EndpointFaults{
 			edgegap.EndpointAppGet: {Latency: edgegapsim.Duration(100 * time.Millisecond)}}
@@ -94,6 +98,7 @@ func TestInjectedLatency(t *testing.T) {
 
 // TestErrorRateIsSeeded: the same seed gives the same fault pattern.
 func TestErrorRateIsSeeded(t *testing.T) {
+	t.Parallel()
 	pattern := func() string {
 		f := newFixture(t, func(c *edgegapsim.Config) {
 			c.Faults.Endpoints = map[edgegap.Endpoint]edgegapsim.EndpointFaults{
@@ -114,6 +119,7 @@ func TestErrorRateIsSeeded(t *testing.T) {
 
 // TestConfigFile: the documented config format parses, unknown fields are refused.
 func TestConfigFile(t *testing.T) {
+	t.Parallel()
 	cfg, err := edgegapsim.LoadConfigFile("testdata/config.json")
 	if err != nil {
 		t.Fatal(err)
@@ -128,13 +134,18 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = sim.Close(t.Context())
-	if _, err := edgegapsim.ParseConfig([]byte(`{"api_keys":["k"],"boot_tme":"1s"}`)); err == nil {
-		t.Error("typo in config accepted")
+	typo := filepath.Join(t.TempDir(), "typo.json")
+	if err := os.WriteFile(typo, []byte(`{"api_keys":["k"],"boot_tme":"1s"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := edgegapsim.LoadConfigFile(typo); err == nil || !strings.Contains(err.Error(), "boot_tme") {
+		t.Errorf("typo in config: %v, want an error naming the unknown field", err)
 	}
 }
 
 // TestAdminDeploymentControl: tests can crash or stop a deployment through the admin API.
 func TestAdminDeploymentControl(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, func(c *edgegapsim.Config) { c.Apps[0].Versions[0].Sockets = 1 })
 	id1 := f.create(t, edgegap.SessionCreateRequest{WebhookURL: f.hooks.srv.URL})
 	id2 := f.create(t, edgegap.SessionCreateRequest{})

@@ -6,9 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
-	"golang.org/x/time/rate"
 )
 
 // benchSim starts a simulator on a real loopback HTTP server with a clock scaled by factor.

@@ -22,9 +22,7 @@ type Timer interface {
 	Stop() bool
 }
 
-// RealClock returns the wall clock.
-func RealClock() Clock { return realClock{} }
-
+// realClock is the wall clock, the default Clock.
 type realClock struct{}
 
 func (realClock) Now() time.Time                            { return time.Now() }

@@ -8,6 +8,7 @@ import (
 )
 
 func TestFakeClock(t *testing.T) {
+	t.Parallel()
 	c := edgegapsim.NewFakeClock(testStart)
 	var order []string
 	var at []time.Duration
@@ -36,20 +37,17 @@ func TestFakeClock(t *testing.T) {
 }
 
 func TestScaledClock(t *testing.T) {
+	t.Parallel()
 	c := edgegapsim.ScaledClock(1000)
 	start := c.Now()
 	fired := make(chan time.Time, 1)
-	realStart := time.Now()
 	c.AfterFunc(10*time.Second, func() { fired <- c.Now() })
 	select {
 	case simAt := <-fired:
-		if real := time.Since(realStart); real > time.Second {
-			t.Errorf("10 simulated seconds took %v", real)
-		}
 		if d := simAt.Sub(start); d < 10*time.Second {
 			t.Errorf("fired at simulated +%v, want >= 10s", d)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("scaled timer did not fire")
+	case <-time.After(5 * time.Second): // unscaled, it would take 10 s
+		t.Fatal("scaled timer did not fire within 5 s of real time")
 	}
 }

@@ -62,7 +62,7 @@ type Config struct {
 	// WebhookTimeout bounds each webhook POST (default 10 s, as Edgegap documents).
 	WebhookTimeout Duration `json:"webhook_timeout,omitempty"`
 
-	// Clock drives simulated time (default RealClock()). Use NewFakeClock for deterministic
+	// Clock drives simulated time (default: the wall clock). Use NewFakeClock for deterministic
 	// tests or ScaledClock to run long boot times fast.
 	Clock Clock `json:"-"`
 	// Launcher starts the game server of each deployment; nil means no game server (the
@@ -128,11 +128,11 @@ func LoadConfigFile(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("edgegapsim: read config: %w", err)
 	}
-	return ParseConfig(data)
+	return parseConfig(data)
 }
 
-// ParseConfig decodes a JSON config (the format of LoadConfigFile).
-func ParseConfig(data []byte) (Config, error) {
+// parseConfig decodes a JSON config (the format of LoadConfigFile).
+func parseConfig(data []byte) (Config, error) {
 	var c Config
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
@@ -142,8 +142,8 @@ func ParseConfig(data []byte) (Config, error) {
 	return c, nil
 }
 
-// DefaultLocation is the deployment location used when Config.Location is nil.
-func DefaultLocation() edgegap.DeploymentLocation {
+// defaultLocation is the deployment location used when Config.Location is nil.
+func defaultLocation() edgegap.DeploymentLocation {
 	return edgegap.DeploymentLocation{City: "Montreal", Country: "Canada",
 		Continent: "North America", AdministrativeDivision: "Quebec", Timezone: "Eastern Time",
 		Latitude: 45.513707, Longitude: -73.619073}
@@ -169,7 +169,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.FQDN = DefaultFQDN
 	}
 	if c.Location == nil {
-		l := DefaultLocation()
+		l := defaultLocation()
 		c.Location = &l
 	}
 	if c.BootTime == 0 {
@@ -185,7 +185,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.WebhookTimeout = Duration(DefaultWebhookTimeout)
 	}
 	if c.Clock == nil {
-		c.Clock = RealClock()
+		c.Clock = realClock{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -22,10 +22,11 @@
 // A game server that exits with an error marks its deployment Status.ERROR; one that exits
 // cleanly, or calls ARBITRIUM_DELETE_URL, terminates it.
 //
-// Everything a test needs is switchable: the Clock (RealClock, ScaledClock for "30 s boot in
-// 30 ms", FakeClock for step-by-step tests), the random Seed, the Launcher (FuncLauncher for
-// an in-process Go game server, ExecLauncher for a program) and Faults (error rates, fixed
-// failures, latency, boot failures, deployments that never get ready, lost webhooks). The admin
+// Everything a test needs is switchable: the Clock (the wall clock by default, ScaledClock for
+// "30 s boot in 30 ms", FakeClock for step-by-step tests), the random Seed, the Launcher
+// (FuncLauncher for an in-process Go game server, ExecLauncher for a program) and Faults (error
+// rates, fixed failures, latency, boot failures, deployments that never get ready, lost
+// webhooks). The admin
 // API (/admin/state, /admin/calls, /admin/faults) and the matching methods (State,
 // LiveSessions, CallCounts, SetFaults) let tests assert "no leaked sessions" and count calls.
 //

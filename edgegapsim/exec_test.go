@@ -14,6 +14,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 )
 
 // gameServerEnv switches the test binary into a tiny game server (see TestMain).
@@ -100,6 +101,7 @@ func (s *syncBuffer) String() string {
 // mode) on a free loopback UDP port, talks to it, stops it via the empty TTL, and sees a
 // crash turn the deployment to error.
 func TestExecLauncher(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -127,9 +129,9 @@ func TestExecLauncher(t *testing.T) {
 		if !addr.Addr().IsLoopback() {
 			t.Fatalf("game server address %v is not loopback", addr)
 		}
-		waitFor(t, "game server listening", func() bool {
+		eventually.True(t, 10*time.Second, func() bool {
 			return bytes.Contains([]byte(out.String()), []byte("["+g.Deployment.RequestID+"] listening on"))
-		})
+		}, "game server listening")
 		reply := udpRoundTrip(t, addr.String(), "hello")
 		if reply != g.Deployment.RequestID+" hello" {
 			t.Errorf("reply %q from %v", reply, addr)
@@ -141,9 +143,9 @@ func TestExecLauncher(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.clock.Advance(10 * time.Minute)
-	waitFor(t, "clean exit", func() bool {
+	eventually.True(t, 10*time.Second, func() bool {
 		return bytes.Contains([]byte(out.String()), []byte("["+deps[0]+"] bye"))
-	})
+	}, "clean exit")
 	// Crash: the second game server exits with status 3.
 	g2 := f.get(t, id2)
 	addr, _ := g2.Endpoint("")
@@ -153,10 +155,10 @@ func TestExecLauncher(t *testing.T) {
 	}
 	_, _ = conn.Write([]byte("crash"))
 	conn.Close()
-	waitFor(t, "deployment error", func() bool {
+	eventually.True(t, 10*time.Second, func() bool {
 		st := f.sim.State()
 		return len(st.Deployments) == 1 && st.Deployments[0].Status == edgegap.DeploymentStatusError
-	})
+	}, "deployment error")
 	if g := f.get(t, id2); g.Error == nil || !edgegap.StatusIs(g.Status, "error") {
 		t.Errorf("session after crash: %+v", g)
 	}
@@ -188,6 +190,7 @@ func udpRoundTrip(t *testing.T, addr, msg string) string {
 // TestExecLauncherKillsStubbornProcess: a game server that ignores SIGINT is killed after
 // StopGrace, so Close does not hang.
 func TestExecLauncherKillsStubbornProcess(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
@@ -201,9 +204,9 @@ func TestExecLauncherKillsStubbornProcess(t *testing.T) {
 	id := f.create(t, edgegap.SessionCreateRequest{})
 	f.clock.Advance(3 * time.Second)
 	g := f.get(t, id)
-	waitFor(t, "game server listening", func() bool {
+	eventually.True(t, 10*time.Second, func() bool {
 		return bytes.Contains([]byte(out.String()), []byte("["+g.Deployment.RequestID+"] listening on"))
-	})
+	}, "game server listening")
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

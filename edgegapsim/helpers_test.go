@@ -107,13 +107,21 @@ func (h *hookReceiver) next(t *testing.T) []byte {
 	}
 }
 
-// none asserts that no webhook arrives within d.
-func (h *hookReceiver) none(t *testing.T, d time.Duration) {
+// closeAndCheckWebhooks closes the simulator, which waits for its webhook workers to finish
+// every queued webhook, and then checks that the receiver has no webhook left that the test did
+// not take with next, that none was dropped, and that sent were sent in all.
+func (f *fixture) closeAndCheckWebhooks(t *testing.T, sent uint64) {
 	t.Helper()
+	if err := f.sim.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case b := <-h.bodies:
-		t.Fatalf("unexpected webhook: %s", b)
-	case <-time.After(d):
+	case b := <-f.hooks.bodies:
+		t.Errorf("unexpected webhook: %s", b)
+	default:
+	}
+	if st := f.sim.State().Webhooks; st.Sent != sent || st.Dropped != 0 || st.Failed != 0 {
+		t.Errorf("webhooks %+v, want %d sent and none dropped or failed", st, sent)
 	}
 }
 
@@ -161,18 +169,6 @@ func (f *fixture) raw(t *testing.T, method, path, auth, body string) (int, []byt
 	return resp.StatusCode, b
 }
 
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func mustJSON(t *testing.T, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)
@@ -185,16 +181,6 @@ func mustJSON(t *testing.T, v any) []byte {
 // envGetter turns an env map into a getenv function.
 func envGetter(env map[string]string) func(string) string {
 	return func(k string) string { return env[k] }
-}
-
-// nextOrNil returns a webhook body that arrives within 100 ms, or nil.
-func (h *hookReceiver) nextOrNil() []byte {
-	select {
-	case b := <-h.bodies:
-		return b
-	case <-time.After(100 * time.Millisecond):
-		return nil
-	}
 }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

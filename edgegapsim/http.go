@@ -6,11 +6,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // maxRequestBody bounds request bodies.
@@ -26,98 +28,124 @@ const (
 	authAPIKey  authKind = iota // one of Config.APIKeys
 	authContext                 // the deployment's context token
 	authDelete                  // the deployment's delete token
-	authNone                    // admin API
 )
 
+// apiHandler answers one API call: status, JSON body, or an error (an *errAPI for an Edgegap
+// error answer).
+type apiHandler func(s *Simulator, r *http.Request) (int, any, error)
+
+// route is one endpoint of the Edgegap API.
 type route struct {
 	method   string
-	pattern  []string // literal segments, "*" captures
+	path     string // a ServeMux path pattern
 	endpoint edgegap.Endpoint
 	auth     authKind
-	handle   func(s *Simulator, r *http.Request, args []string) (int, any, error)
+	handle   apiHandler
 }
 
-// routes is the read-only routing table of the Edgegap API.
+// routes is the read-only routing table of the Edgegap API. Path wildcards: {app}, {version},
+// {id} (a session or deployment id) and {token} (the security number of a context URL, the
+// access point of a self-stop URL).
 var routes = []route{
-	{http.MethodGet, []string{"v1", "app", "*"}, edgegap.EndpointAppGet, authAPIKey, (*Simulator).handleAppGet},
-	{http.MethodGet, []string{"v1", "app", "*", "version", "*"}, edgegap.EndpointAppVersionGet, authAPIKey, (*Simulator).handleVersionGet},
-	{http.MethodPost, []string{"v1", "session"}, edgegap.EndpointSessionCreate, authAPIKey, (*Simulator).handleSessionCreate},
-	{http.MethodGet, []string{"v1", "session", "*"}, edgegap.EndpointSessionGet, authAPIKey, (*Simulator).handleSessionGet},
-	{http.MethodDelete, []string{"v1", "session", "*"}, edgegap.EndpointSessionDelete, authAPIKey, (*Simulator).handleSessionDelete},
-	{http.MethodGet, []string{"v1", "sessions"}, edgegap.EndpointSessionList, authAPIKey, (*Simulator).handleSessionList},
-	{http.MethodGet, []string{"v1", "context", "*", "*"}, edgegap.EndpointContextGet, authContext, (*Simulator).handleContextGet},
-	{http.MethodDelete, []string{"v1", "self", "stop", "*", "*"}, edgegap.EndpointSelfStop, authDelete, (*Simulator).handleSelfStop},
+	{http.MethodGet, "/v1/app/{app}", edgegap.EndpointAppGet, authAPIKey, (*Simulator).handleAppGet},
+	{http.MethodGet, "/v1/app/{app}/version/{version}", edgegap.EndpointAppVersionGet, authAPIKey, (*Simulator).handleVersionGet},
+	{http.MethodPost, "/v1/session", edgegap.EndpointSessionCreate, authAPIKey, (*Simulator).handleSessionCreate},
+	{http.MethodGet, "/v1/session/{id}", edgegap.EndpointSessionGet, authAPIKey, (*Simulator).handleSessionGet},
+	{http.MethodDelete, "/v1/session/{id}", edgegap.EndpointSessionDelete, authAPIKey, (*Simulator).handleSessionDelete},
+	{http.MethodGet, "/v1/sessions", edgegap.EndpointSessionList, authAPIKey, (*Simulator).handleSessionList},
+	{http.MethodGet, "/v1/context/{id}/{token}", edgegap.EndpointContextGet, authContext, (*Simulator).handleContextGet},
+	{http.MethodDelete, "/v1/self/stop/{id}/{token}", edgegap.EndpointSelfStop, authDelete, (*Simulator).handleSelfStop},
 }
 
-// splitPath splits a URL path into segments, ignoring empty ones, so "//v1/session" and
-// "/v1/session/" both mean /v1/session.
-func splitPath(p string) []string {
-	parts := strings.Split(p, "/")
-	out := parts[:0]
-	for _, x := range parts {
-		if x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func match(pattern, segs []string) ([]string, bool) {
-	if len(pattern) != len(segs) {
-		return nil, false
-	}
-	var args []string
-	for i, p := range pattern {
-		if p == "*" {
-			args = append(args, segs[i])
-		} else if p != segs[i] {
-			return nil, false
-		}
-	}
-	return args, true
-}
-
-// ServeHTTP serves the Edgegap API (/v1/...) and the admin API (/admin/...).
-func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	segs := splitPath(r.URL.Path)
-	if len(segs) > 0 && segs[0] == "admin" {
-		s.serveAdmin(w, r, segs[1:])
-		return
-	}
-	var found *route
-	var args []string
-	methodMismatch := false
+// newMux routes the Edgegap API (see routes) and the admin API. Every route serves exactly its
+// method (a GET pattern of ServeMux also takes HEAD; these do not). An API path with another
+// method is 405, any other path 404, both counted under endpointUnknown; the admin API answers
+// 404 to anything it does not serve and is not counted.
+func (s *Simulator) newMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	paths := map[string]bool{}
 	for i := range routes {
-		a, ok := match(routes[i].pattern, segs)
-		if !ok {
+		rt := &routes[i]
+		mux.Handle(rt.method+" "+rt.path, exactMethod(rt.method, s.methodNotAllowed, func(w http.ResponseWriter, r *http.Request) {
+			s.serveRoute(w, r, rt)
+		}))
+		if !paths[rt.path] {
+			paths[rt.path] = true
+			mux.HandleFunc(rt.path, s.methodNotAllowed)
+		}
+	}
+	s.adminRoutes(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/"); first == "admin" {
+			adminNotFound(w, r)
+			return
+		}
+		s.count(endpointUnknown, http.StatusNotFound)
+		writeJSON(w, http.StatusNotFound, edgegap.ErrorBody{Message: http.StatusText(http.StatusNotFound)})
+	})
+	return mux
+}
+
+// exactMethod serves h for method only, and other for any other method (HEAD on a GET route).
+func exactMethod(method string, other, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			other(w, r)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Simulator) methodNotAllowed(w http.ResponseWriter, _ *http.Request) {
+	s.count(endpointUnknown, http.StatusMethodNotAllowed)
+	writeJSON(w, http.StatusMethodNotAllowed, edgegap.ErrorBody{Message: http.StatusText(http.StatusMethodNotAllowed)})
+}
+
+// ServeHTTP serves the Edgegap API (/v1/...) and the admin API (/admin/...). Empty path
+// segments are ignored, so "//v1/session" (as the Rust client sends it) and "/v1/session/" both
+// mean /v1/session.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, withCleanPath(r))
+}
+
+// withCleanPath returns r with the empty segments of its path dropped. "." and ".." stay
+// segments of their own (ServeMux would otherwise redirect to a path without them).
+func withCleanPath(r *http.Request) *http.Request {
+	segs := strings.Split(r.URL.Path, "/")
+	path := make([]string, 0, len(segs))
+	raw := make([]string, 0, len(segs))
+	for _, seg := range segs {
+		if seg == "" {
 			continue
 		}
-		if routes[i].method != r.Method {
-			methodMismatch = true
-			continue
+		path = append(path, seg)
+		if seg == "." || seg == ".." {
+			raw = append(raw, strings.ReplaceAll(seg, ".", "%2E"))
+		} else {
+			raw = append(raw, url.PathEscape(seg))
 		}
-		found, args = &routes[i], a
-		break
 	}
-	if found == nil {
-		status := http.StatusNotFound
-		if methodMismatch {
-			status = http.StatusMethodNotAllowed
-		}
-		s.count(endpointUnknown, status)
-		writeJSON(w, status, edgegap.ErrorBody{Message: http.StatusText(status)})
-		return
-	}
-	status, body, header := s.serveAPI(r, found, args)
+	u := *r.URL
+	u.Path = "/" + strings.Join(path, "/")
+	u.RawPath = "/" + strings.Join(raw, "/")
+	r2 := *r
+	r2.URL = &u
+	return &r2
+}
+
+// serveRoute answers one API call and counts it.
+func (s *Simulator) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
+	status, body, header := s.serveAPI(r, rt)
 	for k, v := range header {
 		w.Header().Set(k, v)
 	}
-	s.count(found.endpoint, status)
+	s.count(rt.endpoint, status)
 	writeJSON(w, status, body)
 }
 
 // serveAPI runs one API call through latency, auth, fault injection and its handler.
-func (s *Simulator) serveAPI(r *http.Request, rt *route, args []string) (int, any, map[string]string) {
+func (s *Simulator) serveAPI(r *http.Request, rt *route) (int, any, map[string]string) {
 	s.mu.Lock()
 	ef, key, hasFault := s.faults.forEndpoint(rt.endpoint)
 	closed := s.closed
@@ -134,7 +162,7 @@ func (s *Simulator) serveAPI(r *http.Request, rt *route, args []string) (int, an
 	if closed {
 		return http.StatusServiceUnavailable, edgegap.ErrorBody{Message: errClosed.Error()}, nil
 	}
-	if !s.authorized(r, rt, args) {
+	if !s.authorized(r, rt) {
 		return http.StatusUnauthorized, edgegap.ErrorBody{Message: edgegap.MessageUnauthorized}, nil
 	}
 	if hasFault {
@@ -150,7 +178,7 @@ func (s *Simulator) serveAPI(r *http.Request, rt *route, args []string) (int, an
 			return status, edgegap.ErrorBody{Message: msg}, hdr
 		}
 	}
-	status, body, err := rt.handle(s, r, args)
+	status, body, err := rt.handle(s, r)
 	if err != nil {
 		var ae *errAPI
 		if errors.As(err, &ae) {
@@ -185,12 +213,12 @@ func (s *Simulator) injectFault(e, key edgegap.Endpoint) (status, retryAfter int
 	if retryAfter == 0 && status == http.StatusTooManyRequests {
 		retryAfter = 1
 	}
-	s.log.Info("injected fault", "endpoint", e, "status", status)
+	s.log.Info("injected fault", logkey.Endpoint, e, "status", status)
 	return status, retryAfter, true
 }
 
 // authorized checks the authorization header against the credential the route needs.
-func (s *Simulator) authorized(r *http.Request, rt *route, args []string) bool {
+func (s *Simulator) authorized(r *http.Request, rt *route) bool {
 	got := r.Header.Get("Authorization")
 	if got == "" {
 		return false
@@ -207,7 +235,7 @@ func (s *Simulator) authorized(r *http.Request, rt *route, args []string) bool {
 	case authContext, authDelete:
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		d, ok := s.deployments[args[0]]
+		d, ok := s.deployments[r.PathValue("id")]
 		if !ok {
 			return true // the handler answers 404
 		}
@@ -217,7 +245,7 @@ func (s *Simulator) authorized(r *http.Request, rt *route, args []string) bool {
 		}
 		return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 	}
-	return true
+	return false
 }
 
 // count records one API call.
@@ -263,27 +291,27 @@ func decodeJSON(data []byte, v any) error {
 	return nil
 }
 
-func (s *Simulator) handleAppGet(_ *http.Request, args []string) (int, any, error) {
+func (s *Simulator) handleAppGet(r *http.Request) (int, any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.apps[args[0]]
+	a, ok := s.apps[r.PathValue("app")]
 	if !ok {
 		return 0, nil, apiErr(http.StatusNotFound, edgegap.MessageAppNotFound)
 	}
 	return http.StatusOK, s.appView(a), nil
 }
 
-func (s *Simulator) handleVersionGet(_ *http.Request, args []string) (int, any, error) {
+func (s *Simulator) handleVersionGet(r *http.Request) (int, any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, v, err := s.version(args[0], args[1], http.StatusNotFound)
+	_, v, err := s.version(r.PathValue("app"), r.PathValue("version"), http.StatusNotFound)
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, s.versionView(v), nil
 }
 
-func (s *Simulator) handleSessionCreate(r *http.Request, _ []string) (int, any, error) {
+func (s *Simulator) handleSessionCreate(r *http.Request) (int, any, error) {
 	var req edgegap.SessionCreateRequest
 	if err := decodeBody(r, &req); err != nil {
 		return 0, nil, err
@@ -304,16 +332,17 @@ func (s *Simulator) handleSessionCreate(r *http.Request, _ []string) (int, any, 
 	if req.WebhookURL != "" {
 		out.WebhookURL = edgegap.Ptr(req.WebhookURL)
 	}
-	s.log.Info("session created", "session", sess.id, "deployment", sess.dep.id, "users", len(sess.users))
+	s.log.Info("session created", logkey.SessionID, sess.id, logkey.Deployment, sess.dep.id, "users", len(sess.users))
 	return edgegap.StatusCreated, out, nil
 }
 
-func (s *Simulator) handleSessionGet(_ *http.Request, args []string) (int, any, error) {
+func (s *Simulator) handleSessionGet(r *http.Request) (int, any, error) {
+	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.sessions[args[0]]
+	sess, ok := s.sessions[id]
 	if !ok {
-		if _, gone := s.gone[args[0]]; gone {
+		if _, gone := s.gone[id]; gone {
 			return 0, nil, apiErr(edgegap.StatusSessionGone, edgegap.MessageTerminated)
 		}
 		return 0, nil, apiErr(http.StatusNotFound, edgegap.MessageSessionNotFound)
@@ -321,17 +350,18 @@ func (s *Simulator) handleSessionGet(_ *http.Request, args []string) (int, any, 
 	return http.StatusOK, s.sessionView(sess), nil
 }
 
-func (s *Simulator) handleSessionDelete(_ *http.Request, args []string) (int, any, error) {
+func (s *Simulator) handleSessionDelete(r *http.Request) (int, any, error) {
+	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.deleteSessionLocked(args[0]); err != nil {
+	if err := s.deleteSessionLocked(id); err != nil {
 		return 0, nil, err
 	}
-	s.log.Info("session deleted", "session", args[0])
-	return http.StatusOK, edgegap.SessionDeleted{Message: edgegap.MessageSessionDeleted, SessionID: args[0]}, nil
+	s.log.Info("session deleted", logkey.SessionID, id)
+	return http.StatusOK, edgegap.SessionDeleted{Message: edgegap.MessageSessionDeleted, SessionID: id}, nil
 }
 
-func (s *Simulator) handleSessionList(r *http.Request, _ []string) (int, any, error) {
+func (s *Simulator) handleSessionList(r *http.Request) (int, any, error) {
 	page, limit := 1, 20
 	if v, err := strconv.Atoi(r.URL.Query().Get("page")); err == nil && v > 0 {
 		page = v
@@ -360,21 +390,21 @@ func (s *Simulator) handleSessionList(r *http.Request, _ []string) (int, any, er
 	return http.StatusOK, edgegap.SessionList{Data: data, TotalCount: edgegap.Ptr(len(all)), Pagination: &p}, nil
 }
 
-func (s *Simulator) handleContextGet(_ *http.Request, args []string) (int, any, error) {
+func (s *Simulator) handleContextGet(r *http.Request) (int, any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, ok := s.deployments[args[0]]
-	if !ok || strconv.Itoa(d.securityNum) != args[1] {
+	d, ok := s.deployments[r.PathValue("id")]
+	if !ok || strconv.Itoa(d.securityNum) != r.PathValue("token") {
 		return 0, nil, apiErr(http.StatusNotFound, edgegap.MessageDeploymentNotFound)
 	}
 	return http.StatusOK, s.deploymentView(d), nil
 }
 
-func (s *Simulator) handleSelfStop(_ *http.Request, args []string) (int, any, error) {
+func (s *Simulator) handleSelfStop(r *http.Request) (int, any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d, ok := s.deployments[args[0]]
-	if !ok || strconv.Itoa(d.accessPoint) != args[1] {
+	d, ok := s.deployments[r.PathValue("id")]
+	if !ok || strconv.Itoa(d.accessPoint) != r.PathValue("token") {
 		return 0, nil, apiErr(http.StatusNotFound, edgegap.MessageDeploymentNotFound)
 	}
 	s.terminateLocked(d, "self-stop")

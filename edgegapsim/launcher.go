@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // LaunchSpec describes the game server of one deployment.
@@ -144,7 +145,7 @@ func (l *ExecLauncher) Launch(ctx context.Context, spec LaunchSpec) (Process, er
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("edgegapsim: start %s: %w", l.Path, err)
 	}
-	log.Info("game server started", "deployment", spec.RequestID, "pid", cmd.Process.Pid, "program", l.Path)
+	log.Info("game server started", logkey.Deployment, spec.RequestID, "pid", cmd.Process.Pid, "program", l.Path)
 	p := &funcProcess{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -155,7 +156,7 @@ func (l *ExecLauncher) Launch(ctx context.Context, spec LaunchSpec) (Process, er
 			err = nil // stopped by us
 		}
 		p.err = err
-		log.Info("game server exited", "deployment", spec.RequestID, "pid", cmd.Process.Pid, "err", err)
+		log.Info("game server exited", logkey.Deployment, spec.RequestID, "pid", cmd.Process.Pid, logkey.Err, err)
 	}()
 	return p, nil
 }
@@ -167,7 +168,7 @@ func (l *ExecLauncher) emitter(log *slog.Logger, prefix, rid, stream string) fun
 		}
 	}
 	return func(line []byte) {
-		log.Info("game server output", "deployment", rid, "stream", stream, "line", string(line))
+		log.Info("game server output", logkey.Deployment, rid, "stream", stream, "line", string(line))
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/internal/serve"
 )
 
 // Simulator is a local stand-in for the Edgegap API. It is an http.Handler; serve it with
@@ -28,6 +30,7 @@ type Simulator struct {
 	log      *slog.Logger
 	launcher Launcher
 	hooks    *webhookSender
+	mux      *http.ServeMux
 
 	runCtx    context.Context
 	runCancel context.CancelFunc
@@ -132,6 +135,7 @@ func New(cfg Config) (*Simulator, error) {
 		calls:       map[edgegap.Endpoint]map[int]uint64{},
 	}
 	s.hooks = newWebhookSender(ctx, cfg.HTTPClient, cfg.WebhookTimeout.D(), cfg.Logger)
+	s.mux = s.newMux()
 	for _, a := range cfg.Apps {
 		if err := s.addAppLocked(a); err != nil {
 			cancel()
@@ -181,12 +185,9 @@ func (s *Simulator) SetBaseURL(u string) {
 	s.baseURL = trimSlash(u)
 }
 
-// URL returns the base URL set by Config.BaseURL, SetBaseURL or Serve.
-func (s *Simulator) URL() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.baseURL
-}
+// shutdownGrace bounds each of the two steps of Serve's shutdown: finishing in-flight requests,
+// then stopping the game servers.
+const shutdownGrace = 5 * time.Second
 
 // Serve serves the simulator on ln until ctx is done, then shuts the HTTP server down
 // gracefully and closes the simulator (stopping every game server). If no base URL is set yet,
@@ -197,29 +198,13 @@ func (s *Simulator) Serve(ctx context.Context, ln net.Listener) error {
 		s.baseURL = "http://" + ln.Addr().String()
 	}
 	s.mu.Unlock()
-	srv := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	err := serve.HTTP(ctx, serve.NewServer(s, s.log), ln, shutdownGrace, nil)
+	if err != nil {
+		err = fmt.Errorf("edgegapsim: %w", err)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		_ = s.Close(context.Background())
-		return fmt.Errorf("edgegapsim: serve: %w", err)
-	case <-ctx.Done():
-	}
-	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
-	err := srv.Shutdown(shCtx)
-	if cerr := s.Close(shCtx); err == nil {
-		err = cerr
-	}
-	return err
+	return errors.Join(err, s.Close(cctx))
 }
 
 // Close terminates every deployment (stopping their game servers), stops webhook delivery and
@@ -470,7 +455,7 @@ func (s *Simulator) newDeploymentLocked(a *appState, v *versionState) (*deployme
 		boot += time.Duration(s.rng.Int64N(int64(j)))
 	}
 	d.bootTimer = s.clock.AfterFunc(boot, func() { s.bootDone(d) })
-	s.log.Info("deployment created", "deployment", id, "app", d.app, "version", d.versionName, "boot", boot)
+	s.log.Info("deployment created", logkey.Deployment, id, logkey.Game, d.app, logkey.Version, d.versionName, "boot", boot)
 	return d, nil
 }
 
@@ -489,7 +474,7 @@ func (s *Simulator) bootDone(d *deployment) {
 	}
 	d.bootTimer = nil
 	if d.neverReady {
-		s.log.Info("deployment never gets ready (injected fault)", "deployment", d.id)
+		s.log.Info("deployment never gets ready (injected fault)", logkey.Deployment, d.id)
 		s.mu.Unlock()
 		return
 	}
@@ -544,18 +529,18 @@ func (s *Simulator) watch(d *deployment, proc Process) {
 		return // stopped by the simulator
 	}
 	if err != nil {
-		s.log.Warn("game server crashed", "deployment", d.id, "err", err)
+		s.log.Warn("game server crashed", logkey.Deployment, d.id, logkey.Err, err)
 		s.failLocked(d, "game server exited: "+err.Error())
 		return
 	}
-	s.log.Info("game server exited", "deployment", d.id)
+	s.log.Info("game server exited", logkey.Deployment, d.id)
 	s.terminateLocked(d, "game server exited")
 }
 
 // readyLocked marks d ready and notifies its sessions. Caller holds s.mu.
 func (s *Simulator) readyLocked(d *deployment) {
 	d.status = edgegap.DeploymentStatusReady
-	s.log.Info("deployment ready", "deployment", d.id, "sessions", len(d.sessions))
+	s.log.Info("deployment ready", logkey.Deployment, d.id, "sessions", len(d.sessions))
 	for _, sess := range sortedSessions(d.sessions) {
 		s.webhookLocked(sess)
 	}
@@ -574,7 +559,7 @@ func (s *Simulator) failLocked(d *deployment, msg string) {
 	d.status = edgegap.DeploymentStatusError
 	d.errMsg = msg
 	d.cancel()
-	s.log.Warn("deployment in error", "deployment", d.id, "error", msg)
+	s.log.Warn("deployment in error", logkey.Deployment, d.id, logkey.Err, msg)
 	for _, sess := range sortedSessions(d.sessions) {
 		s.webhookLocked(sess)
 	}
@@ -609,7 +594,7 @@ func (s *Simulator) terminateLocked(d *deployment, reason string) {
 		s.gone[id] = now
 	}
 	s.pruneGoneLocked(now)
-	s.log.Info("deployment terminated", "deployment", d.id, "reason", reason, "sessions", len(d.sessions))
+	s.log.Info("deployment terminated", logkey.Deployment, d.id, "reason", reason, "sessions", len(d.sessions))
 }
 
 // goneRetention is how long a session of a terminated deployment answers 410 (then 404).

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // webhookWorkers is the number of delivery goroutines; a session's webhooks always go through
@@ -90,21 +92,21 @@ func (w *webhookSender) post(j webhookJob) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.url, bytes.NewReader(j.body))
 	if err != nil {
 		w.failed.Add(1)
-		w.log.Warn("session webhook: bad URL", "session", j.sid, "err", err)
+		w.log.Warn("session webhook: bad URL", logkey.SessionID, j.sid, logkey.Err, err)
 		return
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := w.hc.Do(req)
 	if err != nil {
 		w.failed.Add(1)
-		w.log.Warn("session webhook failed", "session", j.sid, "err", err)
+		w.log.Warn("session webhook failed", logkey.SessionID, j.sid, logkey.Err, err)
 		return
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		w.failed.Add(1)
-		w.log.Warn("session webhook answered non-2xx", "session", j.sid, "status", resp.StatusCode)
+		w.log.Warn("session webhook answered non-2xx", logkey.SessionID, j.sid, "status", resp.StatusCode)
 		return
 	}
 	w.sent.Add(1)
@@ -136,7 +138,7 @@ func (s *Simulator) webhookLocked(sess *session) {
 	}
 	if s.roll(s.faults.WebhookLossRate) {
 		s.hooks.lost.Add(1)
-		s.log.Info("session webhook lost (injected fault)", "session", sess.id)
+		s.log.Info("session webhook lost (injected fault)", logkey.SessionID, sess.id)
 		return
 	}
 	body, err := json.Marshal(s.summaryView(sess, true))

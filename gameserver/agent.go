@@ -14,6 +14,9 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/netcode"
 )
 
 // Errors returned by the Agent. Test them with errors.Is.
@@ -35,25 +38,43 @@ var (
 
 // Defaults of the Config durations and limits (used where the field is zero).
 const (
-	DefaultAuthorizeTimeout  = time.Second
-	DefaultAuthorizeAttempts = 3
-	DefaultOpTimeout         = 5 * time.Second
-	DefaultRetryMin          = 100 * time.Millisecond
-	DefaultRetryMax          = 10 * time.Second
-	DefaultFlushTimeout      = 5 * time.Second
-	DefaultMaxPendingEvents  = 10000
+	defaultAuthorizeTimeout  = time.Second
+	defaultAuthorizeAttempts = 3
+	defaultOpTimeout         = 5 * time.Second
+	defaultRetryMin          = 100 * time.Millisecond
+	defaultRetryMax          = 10 * time.Second
+	defaultFlushTimeout      = 5 * time.Second
+	defaultMaxPendingEvents  = 10000
 	// authorizationTTL is how long a successful AuthorizeClient is remembered (and answered from
 	// memory) while the client completes its handshake. It matches the 30 s TTL of sessions_ly2eg.
 	authorizationTTL = 30 * time.Second
 )
 
+// authorizeBackoff spaces the session lookups of one AuthorizeClient: 50 ms, then 100 ms (the
+// default three attempts), growing to at most 200 ms.
+var authorizeBackoff = backoff.Policy{Base: 50 * time.Millisecond, Max: 200 * time.Millisecond}
+
 // Config configures an [Agent]. Only Arbitrium is required.
 type Config struct {
 	// Arbitrium is the deployment's environment, usually from [EnvFromEnviron].
 	Arbitrium Arbitrium
-	// CertDigest is the digest of the game server's WebTransport certificate (as browsers want
-	// it for serverCertificateHashes). When set, it is stored in cert_digests[public IP] so the
-	// matchmaker can hand it to clients. Empty: nothing is stored (UDP-only servers).
+	// Transport is the transport of the game server's netcode server: netcode.TransportUDP (the
+	// default when empty) or netcode.TransportWebTransport. With WebTransport the agent makes a
+	// self-signed certificate for the public IP (and CertHosts), serves it through TLSConfig,
+	// publishes its digest in cert_digests, renews it before it expires (the new digest is
+	// published before the new certificate is served) and removes the digest when it stops.
+	Transport netcode.Transport
+	// CertHosts are further host names or IPs for the WebTransport certificate (the public IP is
+	// always in it). Browsers pin the certificate by digest, so names are optional.
+	CertHosts []string
+	// CertValidity and CertRenewBefore tune the WebTransport certificate (netcode.CertRotatorConfig:
+	// defaults 13 days, at most 14, and renewal when less than 2 days are left).
+	CertValidity, CertRenewBefore time.Duration
+	// CertDigest is the digest of a certificate the game server brings itself (a UDP game server
+	// leaves it empty; with Transport WebTransport the agent makes the certificate and this must
+	// stay empty). When set, it is stored in cert_digests like the agent's own digest: under the
+	// public IP (bevygap_server_plugin's key) and the deployment key of
+	// protocol.CertDigestDeploymentKey, and removed when the agent stops.
 	CertDigest string
 	// Buckets names the KV buckets: Prefix must match the matchmaker's (empty, the default, gives
 	// the reference's names). Replicas and Memory only matter when the agent has to create a
@@ -86,28 +107,28 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.AuthorizeTimeout <= 0 {
-		c.AuthorizeTimeout = DefaultAuthorizeTimeout
+		c.AuthorizeTimeout = defaultAuthorizeTimeout
 	}
 	if c.AuthorizeAttempts <= 0 {
-		c.AuthorizeAttempts = DefaultAuthorizeAttempts
+		c.AuthorizeAttempts = defaultAuthorizeAttempts
 	}
 	if c.OpTimeout <= 0 {
-		c.OpTimeout = DefaultOpTimeout
+		c.OpTimeout = defaultOpTimeout
 	}
 	if c.RetryMin <= 0 {
-		c.RetryMin = DefaultRetryMin
+		c.RetryMin = defaultRetryMin
 	}
 	if c.RetryMax <= 0 {
-		c.RetryMax = DefaultRetryMax
+		c.RetryMax = defaultRetryMax
 	}
 	if c.RetryMax < c.RetryMin {
 		c.RetryMax = c.RetryMin
 	}
 	if c.FlushTimeout <= 0 {
-		c.FlushTimeout = DefaultFlushTimeout
+		c.FlushTimeout = defaultFlushTimeout
 	}
 	if c.MaxPendingEvents <= 0 {
-		c.MaxPendingEvents = DefaultMaxPendingEvents
+		c.MaxPendingEvents = defaultMaxPendingEvents
 	}
 	return c
 }
@@ -123,6 +144,18 @@ func (c Config) validate() error {
 	}
 	if c.CertDigest != "" && !a.PublicIP.IsValid() {
 		problems = append(problems, "CertDigest is set but Arbitrium.PublicIP is not")
+	}
+	switch c.Transport {
+	case "", netcode.TransportUDP:
+	case netcode.TransportWebTransport:
+		if !a.PublicIP.IsValid() {
+			problems = append(problems, "Transport is webtransport but Arbitrium.PublicIP is not set")
+		}
+		if c.CertDigest != "" {
+			problems = append(problems, "Transport is webtransport: the agent makes the certificate, leave CertDigest empty")
+		}
+	default:
+		problems = append(problems, fmt.Sprintf("Transport %q is neither udp nor webtransport", c.Transport))
 	}
 	if c.IdleTimeout > 0 && (a.DeleteURL == "" || a.DeleteToken == "") {
 		problems = append(problems, "IdleTimeout is set but Arbitrium.DeleteURL or DeleteToken is empty")
@@ -182,7 +215,7 @@ type authorization struct {
 // every outage and recovery is logged.
 type Agent struct {
 	cfg Config
-	nc  *nats.Conn
+	nc  natsConn
 	js  jetstream.JetStream
 	eg  *edgegap.Client
 	log *slog.Logger
@@ -213,6 +246,24 @@ type Agent struct {
 	// closeDone is closed when Close has flushed (or given up on) the queue.
 	closeDone chan struct{}
 	ready     chan struct{} // closed when the context is published and the digest stored
+
+	// The certificate digest (certdigest.go).
+	rotator      *netcode.CertRotator // WebTransport only
+	ipKey        string               // cert_digests key of the public IP ("" for IPv6)
+	depKey       string               // cert_digests key of this deployment
+	depFilter    string               // matches the deployment keys of the public IP
+	digestStored chan struct{}        // closed when the boot digest is stored
+	dmu          sync.Mutex
+	digest       digestState
+}
+
+// natsConn is what the agent uses of its NATS connection: a *nats.Conn, or an in-memory fake
+// that lets tests run the agent on fake time.
+type natsConn interface {
+	IsConnected() bool
+	IsClosed() bool
+	Publish(subject string, data []byte) error
+	FlushWithContext(ctx context.Context) error
 }
 
 // New returns an Agent for the deployment described by cfg, using nc for NATS (nc stays the
@@ -225,23 +276,30 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Agent, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("component", "gameserver")
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: jetstream: %w", ErrConfig, err)
 	}
+	return newAgent(cfg, nc, js, nil, log)
+}
+
+// newAgent builds an agent for a checked cfg. bk, when not nil, are the buckets to use (js is
+// then not needed); otherwise they are opened through js on first use.
+func newAgent(cfg Config, nc natsConn, js jetstream.JetStream, bk *bus.GameServerBuckets, log *slog.Logger) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With(logkey.Component, "gameserver")
 	eg := cfg.Edgegap
 	if eg == nil {
 		eg = edgegap.NewClient("", "", edgegap.WithLogger(log))
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:        cfg,
 		nc:         nc,
 		js:         js,
+		bk:         bk,
 		eg:         eg,
 		log:        log,
 		applied:    make(map[uint64]string),
@@ -254,7 +312,13 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*Agent, error) {
 		done:       make(chan struct{}),
 		closeDone:  make(chan struct{}),
 		ready:      make(chan struct{}),
-	}, nil
+
+		digestStored: make(chan struct{}),
+	}
+	if err := a.initCert(); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // Ready is closed once the deployment context has been published on gameserver.contexts and the
@@ -280,8 +344,8 @@ func (a *Agent) Connected() int {
 	return len(a.connected)
 }
 
-// Pending returns how many connect/disconnect events wait to be written to NATS.
-func (a *Agent) Pending() int {
+// pending returns how many connect/disconnect events wait to be written to NATS.
+func (a *Agent) pending() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return len(a.queue)
@@ -326,27 +390,28 @@ func (a *Agent) AuthorizeClient(ctx context.Context, clientID uint64) (string, e
 
 	key := strconv.FormatUint(clientID, 10)
 	var lastErr error
+	b := authorizeBackoff.Start()
 	for attempt := 1; attempt <= a.cfg.AuthorizeAttempts; attempt++ {
 		sessionID, err := a.lookupSession(ctx, key, a.cfg.AuthorizeTimeout)
 		if err == nil {
 			a.rememberAuthorization(clientID, sessionID)
-			a.log.InfoContext(ctx, "client authorized", "client_id", clientID, "session_id", sessionID)
+			a.log.InfoContext(ctx, "client authorized", logkey.ClientID, clientID, logkey.SessionID, sessionID)
 			return sessionID, nil
 		}
 		if errors.Is(err, ErrUnknownClient) {
-			a.log.WarnContext(ctx, "refusing client: no session for its client id", "client_id", clientID)
+			a.log.WarnContext(ctx, "refusing client: no session for its client id", logkey.ClientID, clientID)
 			return "", fmt.Errorf("%w: client %d", ErrUnknownClient, clientID)
 		}
 		lastErr = err
 		if attempt == a.cfg.AuthorizeAttempts || ctx.Err() != nil {
 			break
 		}
-		if !sleepCtx(ctx, time.Duration(attempt)*50*time.Millisecond) {
+		if b.Wait(ctx) != nil {
 			break
 		}
 	}
 	a.log.WarnContext(ctx, "cannot check client: NATS unavailable; dropping its connection request so it retries",
-		"client_id", clientID, "err", lastErr)
+		logkey.ClientID, clientID, logkey.Err, lastErr)
 	return "", fmt.Errorf("%w: session lookup for client %d: %w", ErrNATSUnavailable, clientID, lastErr)
 }
 
@@ -372,7 +437,7 @@ func (a *Agent) lookupSession(ctx context.Context, key string, timeout time.Dura
 		return "", ErrUnknownClient
 	}
 	if !bus.ValidSessionID(string(entry.Value())) {
-		a.log.Error("sessions_ly2eg holds a value that cannot be a session id; refusing the client", "client_id", key)
+		a.log.Error("sessions_ly2eg holds a value that cannot be a session id; refusing the client", logkey.ClientID, key)
 		return "", ErrUnknownClient
 	}
 	return string(entry.Value()), nil
@@ -405,12 +470,12 @@ func (a *Agent) ClientConnected(clientID uint64) {
 	a.mu.Lock()
 	if a.closed {
 		a.mu.Unlock()
-		a.log.Error("client connected after Close; not recorded", "client_id", clientID)
+		a.log.Error("client connected after Close; not recorded", logkey.ClientID, clientID)
 		return
 	}
 	if _, dup := a.connected[clientID]; dup {
 		a.mu.Unlock()
-		a.log.Warn("client connected twice; ignoring the second report", "client_id", clientID)
+		a.log.Warn("client connected twice; ignoring the second report", logkey.ClientID, clientID)
 		return
 	}
 	sessionID := a.authorized[clientID].sessionID
@@ -429,13 +494,13 @@ func (a *Agent) ClientDisconnected(clientID uint64) {
 	a.mu.Lock()
 	if a.closed && a.isDone() {
 		a.mu.Unlock()
-		a.log.Error("client disconnected after Close; not recorded", "client_id", clientID)
+		a.log.Error("client disconnected after Close; not recorded", logkey.ClientID, clientID)
 		return
 	}
 	sessionID, ok := a.connected[clientID]
 	if !ok {
 		a.mu.Unlock()
-		a.log.Warn("disconnect of a client that was not connected; ignoring", "client_id", clientID)
+		a.log.Warn("disconnect of a client that was not connected; ignoring", logkey.ClientID, clientID)
 		return
 	}
 	delete(a.connected, clientID)
@@ -463,7 +528,7 @@ func (a *Agent) enqueueLocked(ev event) {
 	if len(a.queue) >= a.cfg.MaxPendingEvents {
 		a.dropped++
 		a.log.Error("too many events waiting for NATS; dropping one", "event", ev.kind.String(),
-			"client_id", ev.clientID, "pending", len(a.queue), "dropped_total", a.dropped)
+			logkey.ClientID, ev.clientID, "pending", len(a.queue), "dropped_total", a.dropped)
 		return
 	}
 	a.queue = append(a.queue, ev)
@@ -496,7 +561,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.log.InfoContext(ctx, "game server agent starting", "arbitrium", a.cfg.Arbitrium,
-		"cert_digest", a.cfg.CertDigest != "", "idle_timeout", a.cfg.IdleTimeout)
+		"transport", a.Transport(), "cert_digest", a.CertDigest(), "idle_timeout", a.cfg.IdleTimeout)
 
 	fatal := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -509,13 +574,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.IdleTimeout > 0 {
 		wg.Go(func() { a.idleSelfDestruct(runCtx) })
 	}
+	if a.rotator != nil {
+		wg.Go(func() { a.runRotator(runCtx) })
+	}
 
 	var err error
 	select {
 	case <-runCtx.Done():
 	case <-a.stop:
 	case err = <-fatal:
-		a.log.ErrorContext(ctx, "unrecoverable configuration error; stopping", "err", err)
+		a.log.ErrorContext(ctx, "unrecoverable configuration error; stopping", logkey.Err, err)
 	}
 	cancel()
 	wg.Wait()
@@ -524,6 +592,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer fcancel()
 	if left := a.processEvents(fctx, true); left > 0 {
 		a.log.Error("stopping with events not written to NATS", "pending", left)
+	}
+	if derr := a.removeCertDigests(fctx); derr != nil {
+		a.log.Error("stopping with the cert digest left in cert_digests (it expires with the bucket's TTL)", logkey.Err, derr)
 	}
 	return err
 }
@@ -548,12 +619,12 @@ func (a *Agent) Close(ctx context.Context) error {
 		select {
 		case <-a.done:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d pending: %w", ErrUnflushed, a.Pending(), ctx.Err())
+			return fmt.Errorf("%w: %d pending: %w", ErrUnflushed, a.pending(), ctx.Err())
 		}
 	}
 	// Without Run, or for events reported after Run finished its own flush.
 	a.processEvents(ctx, true)
-	if n := a.Pending(); n > 0 {
+	if n := a.pending(); n > 0 {
 		return fmt.Errorf("%w: %d pending", ErrUnflushed, n)
 	}
 	return nil
@@ -579,14 +650,14 @@ func (a *Agent) processEvents(ctx context.Context, untilEmpty bool) int {
 			}
 			select {
 			case <-ctx.Done():
-				return a.Pending()
+				return a.pending()
 			case <-a.wake:
 				continue
 			}
 		}
 		if err := a.applyWithRetry(ctx, ev); err != nil {
 			// ctx ended or nc was closed; ev stays at the head of the queue.
-			return a.Pending()
+			return a.pending()
 		}
 		a.mu.Lock()
 		a.queue[0] = event{}
@@ -604,16 +675,16 @@ func (a *Agent) processEvents(ctx context.Context, untilEmpty bool) int {
 func (a *Agent) applyWithRetry(ctx context.Context, ev event) error {
 	err := a.retry(ctx, "write "+ev.kind.String()+" event", func(ctx context.Context) error {
 		return a.applyEvent(ctx, ev)
-	}, slog.Uint64("client_id", ev.clientID), slog.String("note", "the game goes on; events stay queued in order until NATS is back"))
+	}, slog.Uint64(logkey.ClientID, ev.clientID), slog.String("note", "the game goes on; events stay queued in order until NATS is back"))
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
 	if errors.Is(err, nats.ErrConnectionClosed) {
-		a.log.Error("NATS connection closed; events cannot be written any more", "pending", a.Pending())
+		a.log.Error("NATS connection closed; events cannot be written any more", "pending", a.pending())
 		return err
 	}
 	if err != nil {
-		a.log.Error("dropping event that cannot be written", "event", ev.kind.String(), "client_id", ev.clientID, "err", err)
+		a.log.Error("dropping event that cannot be written", "event", ev.kind.String(), logkey.ClientID, ev.clientID, logkey.Err, err)
 	}
 	return nil
 }
@@ -635,7 +706,7 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 		if sessionID == "" {
 			sessionID, err = a.lookupSession(ctx, strconv.FormatUint(ev.clientID, 10), a.cfg.OpTimeout)
 			if errors.Is(err, ErrUnknownClient) {
-				return permanent(fmt.Errorf("connected client %d has no session in %s; it was never authorized",
+				return backoff.Permanent(fmt.Errorf("connected client %d has no session in %s; it was never authorized",
 					ev.clientID, bk.SessionsLy2Eg.Bucket()))
 			}
 			if err != nil {
@@ -646,20 +717,20 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
 		}
 		a.applied[ev.clientID] = sessionID
-		a.log.Info("client connected; session claimed", "client_id", ev.clientID, "session_id", sessionID)
+		a.log.Info("client connected; session claimed", logkey.ClientID, ev.clientID, logkey.SessionID, sessionID)
 	case eventDisconnect:
 		sessionID := ev.sessionID
 		if sessionID == "" {
 			sessionID = a.applied[ev.clientID]
 		}
 		if sessionID == "" {
-			return permanent(fmt.Errorf("disconnected client %d has no known session", ev.clientID))
+			return backoff.Permanent(fmt.Errorf("disconnected client %d has no known session", ev.clientID))
 		}
 		if err := bk.ActiveConnections.Delete(ctx, sessionID); err != nil {
 			return classifyKV(fmt.Errorf("delete %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
 		}
 		delete(a.applied, ev.clientID)
-		a.log.Info("client disconnected; session released", "client_id", ev.clientID, "session_id", sessionID)
+		a.log.Info("client disconnected; session released", logkey.ClientID, ev.clientID, logkey.SessionID, sessionID)
 	}
 	return nil
 }
@@ -679,68 +750,74 @@ func (a *Agent) buckets(ctx context.Context) (*bus.GameServerBuckets, error) {
 	return bk, nil
 }
 
-// permanentError marks a failure that retrying cannot fix.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-func permanent(err error) error { return &permanentError{err: err} }
-
 // classifyKV marks KV errors that retrying cannot fix as permanent.
 func classifyKV(err error) error {
 	if errors.Is(err, jetstream.ErrInvalidKey) || errors.Is(err, nats.ErrMaxPayload) {
-		return permanent(err)
+		return backoff.Permanent(err)
 	}
 	return err
 }
 
-// retry runs op until it succeeds, fails permanently or ctx ends, with exponential backoff between
-// RetryMin and RetryMax. Failures are logged at WARN (the first, then at growing intervals) and a
-// success after failures is logged at INFO, so an outage and its end show in the log.
+// errNATSClosed stops a retry: a closed nats.Conn never comes back.
+var errNATSClosed = errors.New("NATS connection closed")
+
+// retry runs op until it succeeds, fails permanently ([backoff.Permanent]) or ctx ends, with exponential
+// backoff between RetryMin and RetryMax. While NATS is disconnected it waits for nats.go to
+// reconnect instead, then starts the backoff afresh; once the connection is closed for good it
+// gives up with nats.ErrConnectionClosed. Failures are logged at WARN (the first, then at
+// growing intervals) and a success after failures is logged at INFO, so an outage and its end
+// show in the log.
 func (a *Agent) retry(ctx context.Context, what string, op func(context.Context) error, attrs ...any) error {
-	backoff := a.cfg.RetryMin
+	policy := backoff.Policy{Base: a.cfg.RetryMin, Max: a.cfg.RetryMax}
+	failures := 0
 	var firstFailure time.Time
-	for attempt := 1; ; attempt++ {
-		err := op(ctx)
-		if err == nil {
-			if attempt > 1 {
-				a.log.Info(what+": succeeded after retries", append(attrs, "attempts", attempt,
+	var lastErr error
+	for {
+		// One run of the backoff. It is stopped early (with a cause) when waiting cannot help:
+		// NATS is disconnected (wait for the reconnect instead) or closed.
+		runCtx, stop := context.WithCancelCause(ctx)
+		err := backoff.Retry(runCtx, policy, func(ctx context.Context) error {
+			lastErr = op(ctx)
+			return lastErr
+		}, func(_ int, wait time.Duration, err error) {
+			failures++
+			if failures == 1 {
+				firstFailure = time.Now()
+			}
+			switch {
+			case a.nc.IsClosed():
+				stop(errNATSClosed)
+				return
+			case errors.Is(err, errNotConnected):
+				stop(errNotConnected)
+			}
+			if failures&(failures-1) == 0 { // 1, 2, 4, 8, …
+				a.log.Warn(what+": failed; retrying with backoff",
+					append(attrs, logkey.Attempt, failures, logkey.RetryIn, wait, "pending_events", a.pending(), logkey.Err, err)...)
+			}
+		})
+		cause := context.Cause(runCtx)
+		stop(nil)
+		switch {
+		case err == nil:
+			if failures > 0 {
+				a.log.Info(what+": succeeded after retries", append(attrs, "attempts", failures+1,
 					"outage", time.Since(firstFailure).Round(time.Millisecond))...)
 			}
 			return nil
-		}
-		var pe *permanentError
-		if errors.As(err, &pe) {
-			return pe.err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
-		}
-		if a.nc.IsClosed() {
-			// A closed nats.Conn never comes back; whoever closed it is shutting down.
+		case ctx.Err() != nil:
+			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), lastErr)
+		case cause == errNATSClosed:
+			// Whoever closed the connection is shutting down.
 			return fmt.Errorf("%s: %w", what, nats.ErrConnectionClosed)
-		}
-		if attempt == 1 {
-			firstFailure = time.Now()
-		}
-		if attempt&(attempt-1) == 0 { // 1, 2, 4, 8, …
-			a.log.Warn(what+": failed; retrying with backoff",
-				append(attrs, "attempt", attempt, "retry_in", backoff, "pending_events", a.Pending(), "err", err)...)
-		}
-		if errors.Is(err, errNotConnected) {
-			// Wait for nats.go to reconnect (it retries on its own), then start the backoff
-			// afresh so that buffered events go out as soon as NATS is back.
+		case cause == errNotConnected:
+			// nats.go reconnects on its own; once it has, buffered events go out at once.
 			if !a.waitConnected(ctx, a.cfg.RetryMax) {
-				return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
+				return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), lastErr)
 			}
-			backoff = a.cfg.RetryMin
 			continue
 		}
-		if !sleepCtx(ctx, backoff) {
-			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
-		}
-		backoff = min(backoff*2, a.cfg.RetryMax)
+		return err // permanent
 	}
 }
 
@@ -750,23 +827,11 @@ func (a *Agent) waitConnected(ctx context.Context, d time.Duration) bool {
 	step := min(a.cfg.RetryMin, 100*time.Millisecond)
 	deadline := time.Now().Add(d)
 	for !a.nc.IsConnected() && time.Now().Before(deadline) {
-		if !sleepCtx(ctx, step) {
+		if backoff.Sleep(ctx, step) != nil {
 			return false
 		}
 	}
 	return ctx.Err() == nil
-}
-
-// sleepCtx waits for d or until ctx ends; it reports whether the full time passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // notify does a non-blocking send on a 1-buffered channel.

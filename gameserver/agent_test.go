@@ -3,16 +3,22 @@ package gameserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/internal/eventually"
+	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -22,6 +28,7 @@ func okContext(t *testing.T) *contextServer {
 }
 
 func TestNewRejectsBadConfig(t *testing.T) {
+	t.Parallel()
 	nc := connect(t)
 	good := testArbitrium("http://127.0.0.1:1/ctx", "http://127.0.0.1:1/stop")
 	tests := []struct {
@@ -35,6 +42,19 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"digest without public IP", func(c *Config) { c.CertDigest = "ab"; c.Arbitrium.PublicIP = netipZero() }, nc},
 		{"idle timeout without delete token", func(c *Config) { c.IdleTimeout = time.Minute; c.Arbitrium.DeleteToken = "" }, nc},
 		{"negative idle timeout", func(c *Config) { c.IdleTimeout = -time.Second }, nc},
+		{"unknown transport", func(c *Config) { c.Transport = "tcp" }, nc},
+		{"webtransport without public IP", func(c *Config) {
+			c.Transport = netcode.TransportWebTransport
+			c.Arbitrium.PublicIP = netipZero()
+		}, nc},
+		{"webtransport with a digest of its own", func(c *Config) {
+			c.Transport = netcode.TransportWebTransport
+			c.CertDigest = "ab"
+		}, nc},
+		{"certificate valid too long", func(c *Config) {
+			c.Transport = netcode.TransportWebTransport
+			c.CertValidity = 15 * 24 * time.Hour
+		}, nc},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,32 +117,157 @@ func TestAuthorizeClient(t *testing.T) {
 }
 
 func TestAuthorizeClientNATSUnavailable(t *testing.T) {
-	nc := connect(t)
-	js := resetBuckets(t, nc, 1)
-	putSession(t, js, 42, "s-42")
-	down := connect(t)
-	cs := okContext(t)
-	log, _ := testLogger(t)
-	a, err := New(fastConfig(testArbitrium(cs.URL+"/ctx", cs.URL+"/stop")), down, log)
-	if err != nil {
-		t.Fatal(err)
+	t.Parallel()
+	tests := []struct {
+		name   string
+		break_ func(f *fakeNATS)
+		took   time.Duration // attempts × lookup + backoff, on the fake clock
+	}{
+		// Each lookup fails at once; one 50 ms pause between the two attempts.
+		{"disconnected", func(f *fakeNATS) { f.setConnected(false) }, 50 * time.Millisecond},
+		// Each lookup hangs until AuthorizeTimeout (300 ms).
+		{"lookups hang", func(f *fakeNATS) { f.hang = true }, 2*300*time.Millisecond + 50*time.Millisecond},
 	}
-	down.Close()
-	start := time.Now()
-	_, err = a.AuthorizeClient(t.Context(), 42)
-	if !errors.Is(err, ErrNATSUnavailable) || errors.Is(err, ErrUnknownClient) {
-		t.Fatalf("err = %v, want ErrNATSUnavailable only", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			inBubble(t, func(t *testing.T, w *fakeWorld) {
+				w.nats.putSession("42", "s-42")
+				tt.break_(w.nats)
+				a, _ := w.newAgent(t, w.config())
+				start := time.Now()
+				_, err := a.AuthorizeClient(t.Context(), 42)
+				if !errors.Is(err, ErrNATSUnavailable) || errors.Is(err, ErrUnknownClient) {
+					t.Fatalf("err = %v, want ErrNATSUnavailable only", err)
+				}
+				if d := time.Since(start); d != tt.took {
+					t.Fatalf("AuthorizeClient took %v with NATS down, want %v", d, tt.took)
+				}
+				if err := a.Close(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := a.AuthorizeClient(t.Context(), 42); !errors.Is(err, ErrClosed) {
+					t.Fatalf("after Close: %v, want ErrClosed", err)
+				}
+			})
+		})
 	}
-	// Bound: attempts × (timeout + backoff) = 2 × (300 ms + 50 ms), with slack.
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("AuthorizeClient took %v with NATS down", d)
-	}
-	if err := a.Close(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.AuthorizeClient(t.Context(), 42); !errors.Is(err, ErrClosed) {
-		t.Fatalf("after Close: %v, want ErrClosed", err)
-	}
+}
+
+// TestRetryBackoff: a failing write is retried after RetryMin, then twice as long each time up
+// to RetryMax; the outage and its end are logged.
+func TestRetryBackoff(t *testing.T) {
+	t.Parallel()
+	inBubble(t, func(t *testing.T, w *fakeWorld) {
+		w.nats.putSession("5", "s5")
+		var failed atomic.Int32
+		w.nats.fail = func(op, bucket, _ string) error {
+			if op == "put" && bucket == protocol.BucketActiveConnections && failed.Add(1) <= 6 {
+				return errors.New("nats: timeout")
+			}
+			return nil
+		}
+		cfg := w.config() // RetryMin 20 ms, RetryMax 200 ms
+		a, lb, _ := w.startAgent(t, cfg)
+		a.ClientConnected(5)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got, want := w.nats.activeOps(), []kvOp{{"PUT", "s5", "5"}}; !slices.Equal(got, want) {
+			t.Fatalf("writes %v, want %v", got, want)
+		}
+		calls := w.nats.callTimes("put " + protocol.BucketActiveConnections)
+		var gaps []time.Duration
+		for i := 1; i < len(calls); i++ {
+			gaps = append(gaps, calls[i].Sub(calls[i-1]))
+		}
+		ms := time.Millisecond
+		if want := []time.Duration{20 * ms, 40 * ms, 80 * ms, 160 * ms, 200 * ms, 200 * ms}; !slices.Equal(gaps, want) {
+			t.Fatalf("waits between attempts %v, want %v", gaps, want)
+		}
+		logs := lb.String()
+		for _, s := range []string{"failed; retrying with backoff", "attempt=4", "succeeded after retries", "attempts=7"} {
+			if !strings.Contains(logs, s) {
+				t.Errorf("log does not say %q", s)
+			}
+		}
+		if strings.Contains(logs, "attempt=3 ") {
+			t.Error("third failure logged (only 1, 2, 4, 8, … are)")
+		}
+	})
+}
+
+// TestPermanentWriteErrorDropsEvent: an error retrying cannot fix is not retried; the event is
+// dropped and logged, and the next one is written.
+func TestPermanentWriteErrorDropsEvent(t *testing.T) {
+	t.Parallel()
+	inBubble(t, func(t *testing.T, w *fakeWorld) {
+		w.nats.putSession("5", "s5")
+		w.nats.putSession("6", "s6")
+		w.nats.fail = func(op, _, key string) error {
+			if op == "put" && key == "s5" {
+				return fmt.Errorf("put: %w", jetstream.ErrInvalidKey)
+			}
+			return nil
+		}
+		a, lb, _ := w.startAgent(t, w.config())
+		a.ClientConnected(5)
+		a.ClientConnected(6)
+		synctest.Wait()
+		if got, want := w.nats.activeOps(), []kvOp{{"PUT", "s6", "6"}}; !slices.Equal(got, want) {
+			t.Fatalf("writes %v, want %v", got, want)
+		}
+		if n := len(w.nats.callTimes("put " + protocol.BucketActiveConnections)); n != 2 {
+			t.Fatalf("%d puts, want 2 (no retry of the permanent failure)", n)
+		}
+		if a.pending() != 0 || !strings.Contains(lb.String(), "dropping event that cannot be written") {
+			t.Fatalf("pending %d; log:\n%s", a.pending(), lb.String())
+		}
+	})
+}
+
+// TestEventsWaitForReconnect: while NATS is down the agent waits for the reconnect instead of
+// backing off, keeps events in order, and writes them as soon as NATS is back.
+func TestEventsWaitForReconnect(t *testing.T) {
+	t.Parallel()
+	inBubble(t, func(t *testing.T, w *fakeWorld) {
+		w.nats.putSession("1", "s1")
+		w.nats.putSession("2", "s2")
+		cfg := w.config() // RetryMin 20 ms: the connection state is polled every 20 ms
+		a, lb, _ := w.startAgent(t, cfg)
+		a.ClientConnected(1)
+		synctest.Wait()
+
+		w.nats.setConnected(false)
+		start := time.Now()
+		a.ClientDisconnected(1)
+		a.ClientConnected(2)
+		if d := time.Since(start); d != 0 {
+			t.Fatalf("hooks blocked for %v during an outage", d)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := a.pending(); got != 2 {
+			t.Fatalf("pending = %d during the outage, want 2", got)
+		}
+		// The agent checks the connection before each write: nothing is tried while down.
+		if n := len(w.nats.callTimes("delete " + protocol.BucketActiveConnections)); n != 0 {
+			t.Fatalf("%d deletes tried while disconnected", n)
+		}
+		if !strings.Contains(lb.String(), "write disconnect event: failed; retrying with backoff") {
+			t.Error("outage not logged")
+		}
+
+		w.nats.setConnected(true)
+		time.Sleep(cfg.RetryMin)
+		synctest.Wait()
+		want := []kvOp{{"PUT", "s1", "1"}, {"DEL", "s1", ""}, {"PUT", "s2", "2"}}
+		if got := w.nats.activeOps(); !slices.Equal(got, want) {
+			t.Fatalf("writes %v within RetryMin of the reconnect, want %v", got, want)
+		}
+		if a.pending() != 0 {
+			t.Fatalf("pending = %d after the reconnect", a.pending())
+		}
+	})
 }
 
 func TestConnectAndDisconnectWriteActiveConnections(t *testing.T) {
@@ -149,11 +294,11 @@ func TestConnectAndDisconnectWriteActiveConnections(t *testing.T) {
 	}
 	a.ClientConnected(42)
 	a.ClientConnected(99)
-	eventually(t, 5*time.Second, "active_connections puts", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		v42, ok42 := value("sess-42")
 		v99, ok99 := value("sess-99")
 		return ok42 && ok99 && v42 == "42" && v99 == "99"
-	})
+	}, "active_connections puts")
 	if a.Connected() != 2 {
 		t.Fatalf("Connected() = %d", a.Connected())
 	}
@@ -161,11 +306,11 @@ func TestConnectAndDisconnectWriteActiveConnections(t *testing.T) {
 	a.ClientDisconnected(42)
 	a.ClientDisconnected(99)
 	a.ClientDisconnected(1234) // never connected: ignored
-	eventually(t, 5*time.Second, "active_connections deletes", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		_, ok42 := value("sess-42")
 		_, ok99 := value("sess-99")
-		return !ok42 && !ok99 && a.Pending() == 0
-	})
+		return !ok42 && !ok99 && a.pending() == 0
+	}, "active_connections deletes")
 	// The matchmaker reacts to a delete marker, not to a purge.
 	e, err := active.GetRevision(t.Context(), "sess-42", lastRevision(t, active, "sess-42"))
 	if err == nil || e != nil {
@@ -245,7 +390,7 @@ func TestEventsSurviveNATSOutageInOrder(t *testing.T) {
 	}
 	// Client 1 is connected before the outage.
 	a.ClientConnected(1)
-	eventually(t, 5*time.Second, "first connect written", func() bool { return a.Pending() == 0 })
+	eventually.True(t, 5*time.Second, func() bool { return a.pending() == 0 }, "first connect written")
 
 	// Client 4's session exists, but the agent has not looked it up (4 is never authorized):
 	// the lookup happens when its connect event is written, after the outage. (It is stored
@@ -253,21 +398,20 @@ func TestEventsSurviveNATSOutageInOrder(t *testing.T) {
 	// the test could write it.)
 	putSession(t, js, 4, "s4")
 	testNATS.stop(t)
-	eventually(t, 5*time.Second, "agent notices the outage", func() bool { return !nc.IsConnected() })
+	eventually.True(t, 5*time.Second, func() bool { return !nc.IsConnected() }, "agent notices the outage")
 
-	// The game keeps running: every hook returns at once.
-	start := time.Now()
+	// The game keeps running (that the hooks return at once is timed on the fake clock in
+	// TestEventsWaitForReconnect).
 	a.ClientDisconnected(1)
 	a.ClientConnected(2)
 	a.ClientConnected(3)
 	a.ClientDisconnected(2)
 	a.ClientDisconnected(3)
 	a.ClientConnected(4) // never authorized: its session is looked up after the outage
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Fatalf("hooks blocked for %v during a NATS outage", d)
-	}
-	time.Sleep(300 * time.Millisecond) // several retry rounds fail
-	if got := a.Pending(); got != 6 {
+	eventually.True(t, 5*time.Second, func() bool {
+		return strings.Contains(lb.String(), "write disconnect event: failed; retrying with backoff")
+	}, "a write fails during the outage")
+	if got := a.pending(); got != 6 {
 		t.Fatalf("Pending() = %d during outage, want 6", got)
 	}
 	if _, err := a.AuthorizeClient(t.Context(), 5); !errors.Is(err, ErrNATSUnavailable) {
@@ -275,7 +419,7 @@ func TestEventsSurviveNATSOutageInOrder(t *testing.T) {
 	}
 
 	testNATS.start(t)
-	eventually(t, 15*time.Second, "buffered events written", func() bool { return a.Pending() == 0 })
+	eventually.True(t, 15*time.Second, func() bool { return a.pending() == 0 }, "buffered events written")
 
 	want := []kvOp{
 		{"PUT", "s1", "1"},
@@ -358,81 +502,6 @@ func TestCloseIsBoundedWhenNATSIsGone(t *testing.T) {
 	}
 }
 
-func TestIdleSelfDestruct(t *testing.T) {
-	nc := connect(t)
-	js := resetBuckets(t, nc, 1)
-	putSession(t, js, 8, "s8")
-	var calls counter
-	var badAuth counter
-	del := newContextServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodDelete || r.URL.Path != "/v1/self/stop/9f511e17/660" {
-			http.Error(w, "wrong call", http.StatusBadRequest)
-			return
-		}
-		if r.Header.Get("Authorization") != testDeleteToken {
-			badAuth.inc()
-		}
-		if calls.inc() == 1 {
-			http.Error(w, `{"message":"busy"}`, http.StatusServiceUnavailable) // retried
-			return
-		}
-		_, _ = w.Write([]byte(`{"message":"Deployment 9170f5211e17 will be deleted"}`))
-	})
-	cs := okContext(t)
-	cfg := fastConfig(testArbitrium(cs.URL+"/ctx", del.URL+"/v1/self/stop/9f511e17/660"))
-	cfg.IdleTimeout = 400 * time.Millisecond
-	log, lb := testLogger(t)
-	a, err := New(cfg, nc, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A player connects right away and stays for twice the idle timeout: no self-stop.
-	a.ClientConnected(8)
-	runErr := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { runErr <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-runErr
-	}()
-	time.Sleep(800 * time.Millisecond)
-	if n := calls.get(); n != 0 {
-		t.Fatalf("self-stop called %d times while a client was connected", n)
-	}
-
-	a.ClientDisconnected(8)
-	eventually(t, 5*time.Second, "self-stop", func() bool { return calls.get() >= 2 })
-	time.Sleep(600 * time.Millisecond) // longer than the idle timeout: no second deletion
-	if n := calls.get(); n != 2 {
-		t.Fatalf("delete URL called %d times, want 2 (one 503 retried, then one success)", n)
-	}
-	if badAuth.get() != 0 {
-		t.Fatal("delete URL called without the delete token")
-	}
-	if strings.Contains(lb.String(), testDeleteToken) {
-		t.Fatal("delete token in the log")
-	}
-}
-
-func TestIdleSelfDestructWhenNobodyEverComes(t *testing.T) {
-	nc := connect(t)
-	resetBuckets(t, nc, 0)
-	var calls counter
-	del := newContextServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		calls.inc()
-		w.WriteHeader(http.StatusGone) // already terminated counts as done
-	})
-	cs := okContext(t)
-	cfg := fastConfig(testArbitrium(cs.URL+"/ctx", del.URL+"/stop"))
-	cfg.IdleTimeout = 200 * time.Millisecond
-	startAgent(t, cfg, nc)
-	eventually(t, 5*time.Second, "self-stop", func() bool { return calls.get() == 1 })
-	time.Sleep(500 * time.Millisecond)
-	if n := calls.get(); n != 1 {
-		t.Fatalf("delete URL called %d times, want once", n)
-	}
-}
-
 func netipZero() (z netip.Addr) { return z }
 
 func TestBucketPrefix(t *testing.T) {
@@ -460,10 +529,10 @@ func TestBucketPrefix(t *testing.T) {
 		t.Fatalf("AuthorizeClient = %q, %v", s, err)
 	}
 	a.ClientConnected(77)
-	eventually(t, 5*time.Second, "prefixed active_connections put", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		e, err := kv(t, js, "spacepit_active_connections").Get(t.Context(), "p-77")
 		return err == nil && string(e.Value()) == "77"
-	})
+	}, "prefixed active_connections put")
 	if _, err := kv(t, js, protocol.BucketActiveConnections).Get(t.Context(), "p-77"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("unprefixed bucket written: %v", err)
 	}
@@ -488,7 +557,7 @@ func TestDisconnectsAfterRunReturnedAreFlushedByClose(t *testing.T) {
 	runErr := make(chan error, 1)
 	go func() { runErr <- a.Run(ctx) }()
 	a.ClientConnected(11)
-	eventually(t, 5*time.Second, "connect written", func() bool { return a.Pending() == 0 })
+	eventually.True(t, 5*time.Second, func() bool { return a.pending() == 0 }, "connect written")
 
 	// SIGTERM: the signal context ends Run first, then the game kicks its players, then Close.
 	cancel()

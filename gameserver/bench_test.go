@@ -65,7 +65,7 @@ func BenchmarkEventsWritten(b *testing.B) {
 		a.ClientConnected(id)
 		a.ClientDisconnected(id)
 	}
-	for a.Pending() > 0 {
+	for a.pending() > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	b.StopTimer()
@@ -76,7 +76,7 @@ func BenchmarkContextJSON(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(contextBody)))
 	for b.Loop() {
-		if _, err := ContextJSON([]byte(contextBody)); err != nil {
+		if _, err := contextJSON([]byte(contextBody)); err != nil {
 			b.Fatal(err)
 		}
 	}

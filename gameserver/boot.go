@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -20,8 +22,13 @@ import (
 func (a *Agent) boot(ctx context.Context) error {
 	var wg sync.WaitGroup
 	var digestErr, contextErr error
-	if a.cfg.CertDigest != "" {
-		wg.Go(func() { digestErr = a.storeCertDigest(ctx) })
+	if a.hasDigest() {
+		wg.Go(func() {
+			digestErr = a.storeCertDigest(ctx)
+			if digestErr == nil {
+				close(a.digestStored)
+			}
+		})
 	}
 	wg.Go(func() { contextErr = a.publishContext(ctx) })
 	wg.Wait()
@@ -31,33 +38,12 @@ func (a *Agent) boot(ctx context.Context) error {
 		return nil
 	}
 	if digestErr != nil && ctx.Err() == nil {
-		a.log.Error("could not store the cert digest", "err", digestErr)
+		a.log.Error("could not store the cert digest", logkey.Err, digestErr)
 	}
 	if contextErr != nil && ctx.Err() == nil {
-		a.log.Error("could not publish the deployment context", "err", contextErr)
+		a.log.Error("could not publish the deployment context", logkey.Err, contextErr)
 	}
 	return errors.Join(digestErr, contextErr)
-}
-
-// storeCertDigest puts cert_digests[public ip] = digest.
-func (a *Agent) storeCertDigest(ctx context.Context) error {
-	key := a.cfg.Arbitrium.PublicIP.String()
-	return a.retry(ctx, "store cert digest", func(ctx context.Context) error {
-		if !a.nc.IsConnected() {
-			return errNotConnected
-		}
-		ctx, cancel := context.WithTimeout(ctx, a.cfg.OpTimeout)
-		defer cancel()
-		bk, err := a.buckets(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := bk.CertDigests.Put(ctx, key, []byte(a.cfg.CertDigest)); err != nil {
-			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.CertDigests.Bucket(), key, err))
-		}
-		a.log.Info("cert digest stored", "public_ip", key, "digest", a.cfg.CertDigest)
-		return nil
-	}, "public_ip", key)
 }
 
 // publishContext fetches the deployment context and publishes it on gameserver.contexts.
@@ -79,7 +65,7 @@ func (a *Agent) publishContext(ctx context.Context) error {
 		if err := a.nc.FlushWithContext(fctx); err != nil {
 			return fmt.Errorf("flush %s: %w", protocol.SubjectGameserverContexts, err)
 		}
-		a.log.Info("deployment context published", "subject", protocol.SubjectGameserverContexts, "bytes", len(body))
+		a.log.Info("deployment context published", logkey.Subject, protocol.SubjectGameserverContexts, "bytes", len(body))
 		return nil
 	})
 }
@@ -96,35 +82,35 @@ func (a *Agent) fetchContext(ctx context.Context) ([]byte, error) {
 			var ae *edgegap.APIError
 			if errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 &&
 				ae.StatusCode != http.StatusRequestTimeout && ae.StatusCode != http.StatusTooManyRequests {
-				return permanent(fmt.Errorf("%w: context API rejected ARBITRIUM_CONTEXT_URL/ARBITRIUM_CONTEXT_TOKEN: %w", ErrConfig, err))
+				return backoff.Permanent(fmt.Errorf("%w: context API rejected ARBITRIUM_CONTEXT_URL/ARBITRIUM_CONTEXT_TOKEN: %w", ErrConfig, err))
 			}
 			var se *json.SyntaxError
 			var te *json.UnmarshalTypeError
 			if errors.As(err, &se) || errors.As(err, &te) {
-				return permanent(fmt.Errorf("context API answered something that is not a deployment: %w", err))
+				return backoff.Permanent(fmt.Errorf("context API answered something that is not a deployment: %w", err))
 			}
 			return err
 		}
-		b, err := ContextJSON(dc.Raw)
+		b, err := contextJSON(dc.Raw)
 		if err != nil {
-			return permanent(err)
+			return backoff.Permanent(err)
 		}
 		body = b
 		a.mu.Lock()
 		d := dc.Deployment
 		a.deployment = &d
 		a.mu.Unlock()
-		a.log.Info("deployment context fetched", "request_id", d.RequestID, "public_ip", d.PublicIP, "fqdn", d.FQDN)
+		a.log.Info("deployment context fetched", logkey.RequestID, d.RequestID, "public_ip", d.PublicIP, "fqdn", d.FQDN)
 		return nil
 	})
 	return body, err
 }
 
-// ContextJSON returns the bytes published on gameserver.contexts for a context body: the same
+// contextJSON returns the bytes published on gameserver.contexts for a context body: the same
 // JSON object, compact, with the keys of every object in sorted order and numbers exactly as
 // received. That is what the Rust plugin publishes (it re-serialises the object with serde_json,
 // whose default map is sorted). It fails unless raw is one JSON object.
-func ContextJSON(raw []byte) ([]byte, error) {
+func contextJSON(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any

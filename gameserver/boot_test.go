@@ -8,8 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,12 +66,6 @@ func newContextServer(t *testing.T, respond func(n int, w http.ResponseWriter, r
 	return cs
 }
 
-func (cs *contextServer) count() int {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	return len(cs.requests)
-}
-
 func (cs *contextServer) request(i int) *http.Request {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
@@ -84,6 +78,7 @@ func serveContext(w http.ResponseWriter) {
 }
 
 func TestContextFetchedWithRetriesAndPublished(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		respond   func(n int, w http.ResponseWriter, r *http.Request)
@@ -117,78 +112,102 @@ func TestContextFetchedWithRetriesAndPublished(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nc := connect(t)
-			resetBuckets(t, nc, 0)
-			cs := newContextServer(t, tt.respond)
-			sub, err := nc.SubscribeSync(protocol.SubjectGameserverContexts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := nc.Flush(); err != nil {
-				t.Fatal(err)
-			}
-			a, _, _ := startAgent(t, fastConfig(testArbitrium(cs.URL+"/v1/context/9170f5211e17/17", cs.URL+"/stop")), nc)
-
-			msg, err := sub.NextMsg(10 * time.Second)
-			if err != nil {
-				t.Fatalf("no context published: %v", err)
-			}
-			if string(msg.Data) != contextPublished {
-				t.Fatalf("published\n%s\nwant\n%s", msg.Data, contextPublished)
-			}
-			select {
-			case <-a.Ready():
-			case <-time.After(5 * time.Second):
-				t.Fatal("Ready not closed")
-			}
-			if got := cs.count(); got != tt.wantCalls {
-				t.Errorf("context API called %d times, want %d", got, tt.wantCalls)
-			}
-			for i := range cs.count() {
-				r := cs.request(i)
-				if r.Method != http.MethodGet || r.URL.Path != "/v1/context/9170f5211e17/17" {
-					t.Errorf("request %d: %s %s", i, r.Method, r.URL.Path)
+			t.Parallel()
+			inBubble(t, func(t *testing.T, w *fakeWorld) {
+				w.ctxAPI.respond = tt.respond
+				a, _, _ := w.startAgent(t, w.config())
+				select {
+				case <-a.Ready():
+				case <-time.After(time.Minute):
+					t.Fatal("Ready not closed")
 				}
-				if got := r.Header.Get("Authorization"); got != testContextToken {
-					t.Errorf("request %d: Authorization %q, want the raw context token", i, got)
+				pub := w.nats.publishedContexts()
+				if len(pub) != 1 || string(pub[0]) != contextPublished {
+					t.Fatalf("published %q\nwant\n%s", pub, contextPublished)
 				}
-				if ua := r.Header.Get("User-Agent"); !strings.HasPrefix(ua, "bevygap-go/") {
-					t.Errorf("request %d: User-Agent %q", i, ua)
+				if got := w.ctxAPI.count(); got != tt.wantCalls {
+					t.Errorf("context API called %d times, want %d", got, tt.wantCalls)
 				}
-			}
-			d, ok := a.Deployment()
-			if !ok || d.FQDN != "9170f5211e17.pr.edgegap.net" || d.Sockets == nil || *d.Sockets != 6 {
-				t.Errorf("Deployment() = %+v, %v", d, ok)
-			}
-			if extra, err := sub.NextMsg(100 * time.Millisecond); err == nil {
-				t.Errorf("context published twice: %s", extra.Data)
-			}
+				for i := range w.ctxAPI.count() {
+					r, _ := w.ctxAPI.request(i)
+					if r.Method != http.MethodGet || r.URL.String() != fakeContextURL {
+						t.Errorf("request %d: %s %s", i, r.Method, r.URL)
+					}
+					if got := r.Header.Get("Authorization"); got != testContextToken {
+						t.Errorf("request %d: Authorization %q, want the raw context token", i, got)
+					}
+					if ua := r.Header.Get("User-Agent"); !strings.HasPrefix(ua, "bevygap-go/") {
+						t.Errorf("request %d: User-Agent %q", i, ua)
+					}
+				}
+				d, ok := a.Deployment()
+				if !ok || d.FQDN != "9170f5211e17.pr.edgegap.net" || d.Sockets == nil || *d.Sockets != 6 {
+					t.Errorf("Deployment() = %+v, %v", d, ok)
+				}
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				if n := len(w.nats.publishedContexts()); n != 1 {
+					t.Errorf("context published %d times", n)
+				}
+			})
 		})
 	}
 }
 
-func TestContextRejectedIsAConfigError(t *testing.T) {
+// TestContextPublishedOnNATS: the context reaches a subscriber of gameserver.contexts on a real
+// NATS server, byte for byte.
+func TestContextPublishedOnNATS(t *testing.T) {
 	nc := connect(t)
 	resetBuckets(t, nc, 0)
-	cs := newContextServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusUnauthorized)
-		_, _ = w.Write([]byte(`{"message":"Invalid token"}`))
-	})
-	_, lb, runErr := startAgent(t, fastConfig(testArbitrium(cs.URL+"/v1/context/x/1", cs.URL+"/stop")), nc)
+	cs := newContextServer(t, func(n int, w http.ResponseWriter, r *http.Request) { serveContext(w) })
+	sub, err := nc.SubscribeSync(protocol.SubjectGameserverContexts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a, _, _ := startAgent(t, fastConfig(testArbitrium(cs.URL+"/v1/context/9170f5211e17/17", cs.URL+"/stop")), nc)
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no context published: %v", err)
+	}
+	if string(msg.Data) != contextPublished {
+		t.Fatalf("published\n%s\nwant\n%s", msg.Data, contextPublished)
+	}
 	select {
-	case err := <-runErr:
-		if !errors.Is(err, ErrConfig) {
-			t.Fatalf("Run = %v, want ErrConfig", err)
-		}
-		if strings.Contains(err.Error(), testContextToken) || strings.Contains(lb.String(), testContextToken) {
-			t.Fatal("context token leaked into error or log")
-		}
+	case <-a.Ready():
 	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop on a rejected context token")
+		t.Fatal("Ready not closed")
 	}
-	if got := cs.count(); got != 1 {
-		t.Errorf("a 401 was retried: %d calls", got)
+	if r := cs.request(0); r.Method != http.MethodGet || r.URL.Path != "/v1/context/9170f5211e17/17" || r.Header.Get("Authorization") != testContextToken {
+		t.Errorf("request: %s %s, Authorization %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
 	}
+}
+
+func TestContextRejectedIsAConfigError(t *testing.T) {
+	t.Parallel()
+	inBubble(t, func(t *testing.T, w *fakeWorld) {
+		w.ctxAPI.respond = func(n int, rw http.ResponseWriter, r *http.Request) {
+			rw.WriteHeader(http.StatusUnauthorized)
+			_, _ = rw.Write([]byte(`{"message":"Invalid token"}`))
+		}
+		_, lb, runErr := w.startAgent(t, w.config())
+		select {
+		case err := <-runErr:
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("Run = %v, want ErrConfig", err)
+			}
+			if strings.Contains(err.Error(), testContextToken) || strings.Contains(lb.String(), testContextToken) {
+				t.Fatal("context token leaked into error or log")
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("Run did not stop on a rejected context token")
+		}
+		if got := w.ctxAPI.count(); got != 1 {
+			t.Errorf("a 401 was retried: %d calls", got)
+		}
+	})
 }
 
 func TestCertDigestStoredInReferenceBuckets(t *testing.T) {
@@ -227,6 +246,7 @@ func TestCertDigestStoredInReferenceBuckets(t *testing.T) {
 }
 
 func TestContextJSON(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in, want string
 		wantErr        bool
@@ -247,7 +267,8 @@ func TestContextJSON(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ContextJSON([]byte(tt.in))
+			t.Parallel()
+			got, err := contextJSON([]byte(tt.in))
 			if tt.wantErr {
 				if err == nil {
 					t.Fatalf("accepted: %s", got)
@@ -269,51 +290,44 @@ func FuzzContextJSON(f *testing.F) {
 	f.Add([]byte(`{"a":[1,{"b":"<"}]}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		out, err := ContextJSON(in)
+		out, err := contextJSON(in)
 		if err != nil {
 			return
 		}
 		if !json.Valid(out) || out[0] != '{' {
 			t.Fatalf("invalid output %q for %q", out, in)
 		}
-		again, err := ContextJSON(out)
+		again, err := contextJSON(out)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("not idempotent: %q -> %q (%v)", out, again, err)
 		}
 	})
 }
 
-// counter counts calls; used by fake HTTP servers.
-type counter struct{ n atomic.Int64 }
-
-func (c *counter) inc() int64 { return c.n.Add(1) }
-func (c *counter) get() int64 { return c.n.Load() }
-
 func TestContextNotAnObjectIsLoggedNotFatal(t *testing.T) {
-	nc := connect(t)
-	resetBuckets(t, nc, 1)
-	cs := newContextServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
-		_, _ = w.Write([]byte(`["not", "a", "deployment"]`))
+	t.Parallel()
+	inBubble(t, func(t *testing.T, w *fakeWorld) {
+		w.ctxAPI.respond = func(n int, rw http.ResponseWriter, r *http.Request) {
+			_, _ = rw.Write([]byte(`["not", "a", "deployment"]`))
+		}
+		a, lb, runErr := w.startAgent(t, w.config())
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if !strings.Contains(lb.String(), "could not publish the deployment context") {
+			t.Fatal("error not logged")
+		}
+		select {
+		case err := <-runErr:
+			t.Fatalf("Run stopped: %v", err)
+		case <-a.Ready():
+			t.Fatal("Ready without a context")
+		default:
+		}
+		if pub := w.nats.publishedContexts(); len(pub) != 0 {
+			t.Fatalf("published %q", pub)
+		}
+		if got := w.ctxAPI.count(); got != 1 {
+			t.Fatalf("a malformed context was fetched %d times", got)
+		}
 	})
-	sub, err := nc.SubscribeSync(protocol.SubjectGameserverContexts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, lb, runErr := startAgent(t, fastConfig(testArbitrium(cs.URL+"/ctx", cs.URL+"/stop")), nc)
-	eventually(t, 5*time.Second, "error logged", func() bool {
-		return strings.Contains(lb.String(), "could not publish the deployment context")
-	})
-	select {
-	case err := <-runErr:
-		t.Fatalf("Run stopped: %v", err)
-	case <-a.Ready():
-		t.Fatal("Ready without a context")
-	case <-time.After(200 * time.Millisecond):
-	}
-	if m, err := sub.NextMsg(50 * time.Millisecond); err == nil {
-		t.Fatalf("published %s", m.Data)
-	}
-	if got := cs.count(); got != 1 {
-		t.Fatalf("a malformed context was fetched %d times", got)
-	}
 }

@@ -21,15 +21,11 @@ type Arbitrium = edgegap.Arbitrium
 // Edgegap mapped it to (see [edgegap.Port]).
 type Port = edgegap.Port
 
-// EnvError reports everything wrong with the ARBITRIUM_* environment at once: the missing
-// variables and why each malformed one was rejected (never its value). See [edgegap.EnvError].
-type EnvError = edgegap.EnvError
-
 // EnvFromEnviron reads the ARBITRIUM_* variables with getenv (usually os.Getenv) with
 // [edgegap.ArbitriumFromEnv]. It checks all of them and returns an error matching ErrConfig
-// that wraps one *EnvError listing every missing variable and every malformed one: URLs must be
-// absolute http(s) URLs, the public IP an IP literal, and the location and ports mapping JSON
-// objects of the documented shape.
+// that wraps one *[edgegap.EnvError] (errors.As) listing every missing variable and every
+// malformed one: URLs must be absolute http(s) URLs, the public IP an IP literal, and the
+// location and ports mapping JSON objects of the documented shape.
 func EnvFromEnviron(getenv func(string) string) (Arbitrium, error) {
 	a, err := edgegap.ArbitriumFromEnv(getenv)
 	if err != nil {

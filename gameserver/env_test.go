@@ -26,6 +26,7 @@ func fullEnv() map[string]string {
 // TestEnvFromEnvironComplete: the SDK returns what edgegap.ArbitriumFromEnv decodes (whose test
 // pins every field).
 func TestEnvFromEnvironComplete(t *testing.T) {
+	t.Parallel()
 	env := fullEnv()
 	getenv := func(k string) string { return env[k] }
 	a, err := EnvFromEnviron(getenv)
@@ -47,6 +48,7 @@ func TestEnvFromEnvironComplete(t *testing.T) {
 // TestEnvFromEnvironErrors: the checks themselves are tested with edgegap.ArbitriumFromEnv; the
 // game server SDK adds ErrConfig and keeps the *EnvError reachable.
 func TestEnvFromEnvironErrors(t *testing.T) {
+	t.Parallel()
 	env := fullEnv()
 	env[edgegap.EnvRequestID] = ""
 	env[edgegap.EnvPublicIP] = "not-an-ip"
@@ -54,7 +56,7 @@ func TestEnvFromEnvironErrors(t *testing.T) {
 	if !errors.Is(err, ErrConfig) || !errors.Is(err, edgegap.ErrEnvironment) {
 		t.Fatalf("error does not match ErrConfig and edgegap.ErrEnvironment: %v", err)
 	}
-	var ee *EnvError
+	var ee *edgegap.EnvError
 	if !errors.As(err, &ee) {
 		t.Fatalf("not an *EnvError: %T", err)
 	}

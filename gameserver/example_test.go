@@ -37,8 +37,10 @@ func Example() {
 	defer nc.Close()
 
 	agent, err := gameserver.New(gameserver.Config{
-		Arbitrium:   arb,
-		CertDigest:  "", // the WebTransport certificate digest, if the server has one
+		Arbitrium: arb,
+		// WebTransport (what bevygap's Rust client plugin and browsers speak): the agent makes,
+		// publishes and renews the certificate. netcode.TransportUDP needs none.
+		Transport:   netcode.TransportWebTransport,
 		IdleTimeout: 10 * time.Minute,
 	}, nc, log)
 	if err != nil {
@@ -48,6 +50,8 @@ func Example() {
 	runErr := make(chan error, 1)
 	go func() { runErr <- agent.Run(ctx) }()
 
+	// The netcode server's transport and certificate come from the agent:
+	_ = netcode.ServerConfig{Transport: agent.Transport(), TLSConfig: agent.TLSConfig()}
 	// The netcode server's callbacks (see the package documentation for package netcode's).
 	onConnectRequest := func(ctx context.Context, clientID uint64) bool {
 		_, err := agent.AuthorizeClient(ctx, clientID)

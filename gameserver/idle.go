@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // errNoLongerIdle aborts a self-stop because a client arrived meanwhile.
@@ -51,25 +53,25 @@ func (a *Agent) idleSelfDestruct(ctx context.Context) {
 // is (being) deleted, or the attempt was given up for good.
 func (a *Agent) selfStop(ctx context.Context) bool {
 	arb := a.cfg.Arbitrium
-	a.log.Warn("game server idle; deleting its own deployment", "idle_for", a.cfg.IdleTimeout, "request_id", arb.RequestID)
+	a.log.Warn("game server idle; deleting its own deployment", "idle_for", a.cfg.IdleTimeout, logkey.RequestID, arb.RequestID)
 	err := a.retry(ctx, "self-stop deployment", func(ctx context.Context) error {
 		if a.Connected() > 0 {
-			return permanent(errNoLongerIdle)
+			return backoff.Permanent(errNoLongerIdle)
 		}
 		_, err := a.eg.SelfStop(ctx, arb.DeleteURL, arb.DeleteToken)
-		if err == nil || edgegap.IsNotFound(err) {
+		if err == nil || errors.Is(err, edgegap.ErrNotFound) {
 			return nil
 		}
 		var ae *edgegap.APIError
 		if errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 &&
 			ae.StatusCode != http.StatusRequestTimeout && ae.StatusCode != http.StatusTooManyRequests {
-			return permanent(fmt.Errorf("%w: delete URL rejected: %w", ErrConfig, err))
+			return backoff.Permanent(fmt.Errorf("%w: delete URL rejected: %w", ErrConfig, err))
 		}
 		return err
-	}, "request_id", arb.RequestID)
+	}, logkey.RequestID, arb.RequestID)
 	switch {
 	case err == nil:
-		a.log.Warn("deployment deletion requested; Edgegap will stop this game server", "request_id", arb.RequestID)
+		a.log.Warn("deployment deletion requested; Edgegap will stop this game server", logkey.RequestID, arb.RequestID)
 		return true
 	case errors.Is(err, errNoLongerIdle):
 		a.log.Info("self-stop cancelled: a client arrived")
@@ -77,7 +79,7 @@ func (a *Agent) selfStop(ctx context.Context) bool {
 	case ctx.Err() != nil:
 		return false
 	default:
-		a.log.Error("self-stop failed; giving up", "err", err)
+		a.log.Error("self-stop failed; giving up", logkey.Err, err)
 		return true
 	}
 }

@@ -219,15 +219,3 @@ func startAgent(t *testing.T, cfg Config, nc *nats.Conn) (*Agent, *logBuffer, <-
 	})
 	return a, lb, runErr
 }
-
-// eventually polls cond every 10 ms until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

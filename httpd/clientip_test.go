@@ -9,6 +9,7 @@ import (
 )
 
 func TestClientIPSelection(t *testing.T) {
+	t.Parallel()
 	trusted, err := ParsePrefixes("10.0.0.0/8, 127.0.0.1, fd00::/8")
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +83,7 @@ func TestClientIPSelection(t *testing.T) {
 }
 
 func TestParsePrefixes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in      string
 		want    string
@@ -116,6 +118,7 @@ func TestParsePrefixes(t *testing.T) {
 }
 
 func TestLimitKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		same bool
@@ -134,6 +137,7 @@ func TestLimitKey(t *testing.T) {
 }
 
 func TestRateLimiter(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	a := limitKey(mustAddr("203.0.113.1"))
 	b := limitKey(mustAddr("203.0.113.2"))
@@ -177,6 +181,7 @@ func TestRateLimiter(t *testing.T) {
 }
 
 func TestRateLimiterForgetsIdleBuckets(t *testing.T) {
+	t.Parallel()
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	l := newIPRateLimiter(6, 2)
 	for i := 0; i < 100; i++ {
@@ -192,6 +197,7 @@ func TestRateLimiterForgetsIdleBuckets(t *testing.T) {
 }
 
 func TestStreamCounter(t *testing.T) {
+	t.Parallel()
 	a := limitKey(mustAddr("203.0.113.1"))
 	b := limitKey(mustAddr("203.0.113.2"))
 	c := newStreamCounter(3, 2)
@@ -219,6 +225,7 @@ func TestStreamCounter(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := Config{}.withDefaults()
 	if err != nil {
 		t.Fatal(err)

@@ -35,9 +35,10 @@ const (
 	DefaultMaxBodyBytes = 4 << 10
 	// DefaultMaxMessageBytes limits the WebSocket request message.
 	DefaultMaxMessageBytes = 4 << 10
-	// DefaultReadyCacheTTL is how long /readyz reuses its last matchmaker probe.
-	DefaultReadyCacheTTL = 2 * time.Second
 )
+
+// defaultReadyCacheTTL is how long /readyz reuses its last matchmaker probe.
+const defaultReadyCacheTTL = 2 * time.Second
 
 // DefaultStandInIP is the reference's stand-in for loopback clients (near London, UK).
 var DefaultStandInIP = netip.MustParseAddr("81.128.157.100")
@@ -84,11 +85,6 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxMessageBytes limits the size of a WebSocket message from the client.
 	MaxMessageBytes int64
-
-	// ReadyService is the NATS micro service /readyz pings; "" means "gensession".
-	ReadyService string
-	// ReadyCacheTTL is how long a /readyz probe result is reused.
-	ReadyCacheTTL time.Duration
 }
 
 // withDefaults returns c with every zero field set to its default, or an error for a value that
@@ -119,7 +115,6 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.StreamTimeout, DefaultStreamTimeout)
 	setDur(&c.GenSessionTimeout, DefaultGenSessionTimeout)
 	setDur(&c.WriteTimeout, DefaultWriteTimeout)
-	setDur(&c.ReadyCacheTTL, DefaultReadyCacheTTL)
 	if c.SessionsPerMinute == 0 {
 		c.SessionsPerMinute = DefaultSessionsPerMinute
 	}
@@ -137,9 +132,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
-	}
-	if c.ReadyService == "" {
-		c.ReadyService = "gensession"
 	}
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/internal/bustest"
 	"github.com/bevygap-go/bevygap/internal/natsembed"
+	"github.com/bevygap-go/bevygap/internal/serve"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -44,6 +46,8 @@ type fakeMatchmaker struct {
 	requests    [][]byte // raw streaming request bodies
 	genRequests [][]byte
 	stop        chan struct{}
+	// release lets the "gated" game send its SessionReady and end (close it, once).
+	release chan struct{}
 }
 
 const (
@@ -58,7 +62,7 @@ const (
 func startFake(tb testing.TB) *fakeMatchmaker {
 	tb.Helper()
 	nc := connect(tb)
-	f := &fakeMatchmaker{stop: make(chan struct{})}
+	f := &fakeMatchmaker{stop: make(chan struct{}), release: make(chan struct{})}
 	// Each fake has queue groups of its own: a fake of an earlier (sub)test whose connection is
 	// still closing on the server must not be picked as "the" member of a shared queue group and
 	// swallow a request; with distinct groups every live fake gets every request.
@@ -129,12 +133,6 @@ func (f *fakeMatchmaker) stream(req micro.Request) {
 	game := strings.Split(req.Subject(), ".")[2]
 	ready := protocol.Ready(protocol.SessionReady{Token: fakeToken, IP: "1.2.3.4", Port: 32041, CertDigest: "ab:cd"})
 	var script [][]byte
-	wait := func(d time.Duration) {
-		select {
-		case <-time.After(d):
-		case <-f.stop:
-		}
-	}
 	switch game {
 	case "happy":
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Accepted(fakeSessionID)),
@@ -149,14 +147,20 @@ func (f *fakeMatchmaker) stream(req micro.Request) {
 		script = [][]byte{[]byte(`{"ProgressReport":"a<b>&c \u00e9"}`), []byte(`{"Unknown":1}`), []byte(`"Acknowledged"`), {}}
 	case "noend":
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(ready)}
-	case "hang", "slow":
+	case "hang": // acknowledges, then says nothing until the fake stops
 		go func() {
 			_ = req.Respond(mustMarshal(protocol.Acknowledged()))
-			if game == "hang" {
-				wait(time.Minute)
-			} else {
-				wait(600 * time.Millisecond)
+			<-f.stop
+			_ = req.Respond(nil)
+		}()
+		return
+	case "gated": // acknowledges, then is ready once the test closes f.release
+		go func() {
+			_ = req.Respond(mustMarshal(protocol.Acknowledged()))
+			select {
+			case <-f.release:
 				_ = req.Respond(mustMarshal(ready))
+			case <-f.stop:
 			}
 			_ = req.Respond(nil)
 		}()
@@ -180,9 +184,27 @@ func (t *testServer) wsURL() string {
 	return "ws" + strings.TrimPrefix(t.ts.URL, "http") + "/matchmaker/ws"
 }
 
+// testOption changes the front door or its http.Server before the server starts.
+type testOption func(*Server, *http.Server)
+
+// withReadTimeout sets the http.Server's ReadTimeout.
+func withReadTimeout(d time.Duration) testOption {
+	return func(_ *Server, hs *http.Server) { hs.ReadTimeout = d }
+}
+
+// withFinalGrace sets how long a stream waits for the end message after a final message.
+func withFinalGrace(d time.Duration) testOption {
+	return func(s *Server, _ *http.Server) { s.finalGrace = d }
+}
+
+// withReadyCacheTTL sets how long /readyz reuses a probe.
+func withReadyCacheTTL(d time.Duration) testOption {
+	return func(s *Server, _ *http.Server) { s.readyCacheTTL = d }
+}
+
 // newTestServer starts a front door with cfg (limits relaxed unless cfg sets them) behind an
-// http.Server configured like NewHTTPServer; tune may change that server before it starts.
-func newTestServer(tb testing.TB, cfg Config, tune ...func(*http.Server)) *testServer {
+// http.Server configured like Serve's (serve.NewServer), changed by opts.
+func newTestServer(tb testing.TB, cfg Config, opts ...testOption) *testServer {
 	tb.Helper()
 	if cfg.SessionsPerMinute == 0 {
 		cfg.SessionsPerMinute = -1
@@ -196,13 +218,9 @@ func newTestServer(tb testing.TB, cfg Config, tune ...func(*http.Server)) *testS
 		tb.Fatal(err)
 	}
 	ts := httptest.NewUnstartedServer(s)
-	hs := NewHTTPServer(s, quietLog())
-	ts.Config.ReadHeaderTimeout = hs.ReadHeaderTimeout
-	ts.Config.ReadTimeout = hs.ReadTimeout
-	ts.Config.IdleTimeout = hs.IdleTimeout
-	ts.Config.MaxHeaderBytes = hs.MaxHeaderBytes
-	for _, f := range tune {
-		f(ts.Config)
+	ts.Config = serve.NewServer(s, quietLog())
+	for _, o := range opts {
+		o(s, ts.Config)
 	}
 	ts.Start()
 	tb.Cleanup(func() {
@@ -214,18 +232,6 @@ func newTestServer(tb testing.TB, cfg Config, tune ...func(*http.Server)) *testS
 		ts.Close()
 	})
 	return &testServer{Server: s, ts: ts, reg: reg}
-}
-
-// eventually polls cond for up to 3 s.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // metricValue reads a counter, gauge or histogram (its sample count) without testutil.
@@ -246,3 +252,53 @@ func metricValue(tb testing.TB, m prometheus.Metric) float64 {
 	tb.Fatalf("unsupported metric %v", m.Desc())
 	return 0
 }
+
+// pipeNet is an in-memory network for tests on fake time (testing/synctest), where real sockets
+// would keep time from advancing: it is the server's net.Listener, and its DialContext hands
+// Accept the other end of a net.Pipe.
+type pipeNet struct {
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newPipeNet() *pipeNet {
+	return &pipeNet{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// Accept waits for a DialContext.
+func (p *pipeNet) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close makes Accept and DialContext fail.
+func (p *pipeNet) Close() error {
+	p.closeOnce.Do(func() { close(p.done) })
+	return nil
+}
+
+// Addr is "pipe".
+func (p *pipeNet) Addr() net.Addr { return pipeAddr{} }
+
+// DialContext connects to the listener, whatever the address.
+func (p *pipeNet) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case p.conns <- server:
+		return client, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }

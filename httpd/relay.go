@@ -7,12 +7,13 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
-// finalGrace is how long the relay still waits for the matchmaker's empty end-of-stream
+// defaultFinalGrace is how long a stream still waits for the matchmaker's empty end-of-stream
 // message after a final (SessionReady or Error) feedback.
-const finalGrace = 2 * time.Second
+const defaultFinalGrace = 2 * time.Second
 
 // relayResult says how a streaming request ended.
 type relayResult struct {
@@ -50,7 +51,7 @@ func (s *Server) relay(subject string, req []byte, start time.Time, gone, stop <
 	})
 	defer s.replies.release(w)
 	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: w.subject, Data: req}); err != nil {
-		s.log.Warn("httpd: publish session request", "subject", subject, "err", err)
+		s.log.Warn("httpd: publish session request", logkey.Subject, subject, logkey.Err, err)
 		return relayResult{outcome: outcomeFailed, errMsg: msgSendFailed, errCode: 503}
 	}
 	deadline := time.NewTimer(s.cfg.StreamTimeout)
@@ -80,7 +81,7 @@ func (s *Server) relay(subject string, req []byte, start time.Time, gone, stop <
 			if final == outcomeReady {
 				s.metrics.timeToReady.Observe(time.Since(start).Seconds())
 			}
-			deadline.Reset(finalGrace)
+			deadline.Reset(s.finalGrace)
 		case <-lost:
 			return relayResult{outcome: outcomeFailed, errMsg: msgLost, errCode: 500}
 		case <-deadline.C:

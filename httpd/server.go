@@ -48,11 +48,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/internal/serve"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
+	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // Server is the front door. It is an http.Handler; run it with [Server.Serve] or mount it in
-// your own http.Server (then use [NewHTTPServer] for safe timeouts and call [Server.Shutdown]).
+// your own http.Server (give it a ReadHeaderTimeout and no WriteTimeout: streams are long) and
+// call [Server.Shutdown] beside that server's Shutdown.
 type Server struct {
 	cfg      Config
 	nc       *nats.Conn
@@ -65,6 +69,13 @@ type Server struct {
 	cors     corsPolicy
 	limiter  *ipRateLimiter
 	streams  *streamCounter
+
+	// finalGrace is how long a stream still waits for the matchmaker's end-of-stream message
+	// after a final (SessionReady or Error) feedback: defaultFinalGrace (tests shorten it).
+	finalGrace time.Duration
+	// readyCacheTTL is how long /readyz reuses its last matchmaker probe: defaultReadyCacheTTL
+	// (tests shorten it).
+	readyCacheTTL time.Duration
 
 	stopCtx context.Context // cancelled by Shutdown
 	stop    context.CancelFunc
@@ -115,6 +126,9 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		cors:    newCORSPolicy(cfg.AllowedOrigins),
 		limiter: newIPRateLimiter(cfg.SessionsPerMinute, cfg.SessionBurst),
 		streams: newStreamCounter(cfg.MaxStreams, cfg.MaxStreamsPerIP),
+
+		finalGrace:    defaultFinalGrace,
+		readyCacheTTL: defaultReadyCacheTTL,
 	}
 	if g, ok := reg.(prometheus.Gatherer); ok {
 		s.gatherer = g
@@ -190,7 +204,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		s.closeOnce.Do(func() {
 			if err := s.replies.close(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-				s.log.Warn("httpd: unsubscribe reply inbox", "err", err)
+				s.log.Warn("httpd: unsubscribe reply inbox", logkey.Err, err)
 			}
 		})
 		return nil
@@ -199,58 +213,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// DrainTimeout is how long [Server.Serve] waits for open streams after its context ends.
-const DrainTimeout = 15 * time.Second
+// drainTimeout is how long [Server.Serve] waits for open streams after its context ends.
+const drainTimeout = 15 * time.Second
 
 // Serve accepts connections on ln until ctx ends, then shuts down gracefully: it stops
-// accepting, tells open WebSockets the server is going away and drains for at most
-// DrainTimeout. It returns nil after a clean shutdown.
+// accepting, tells open WebSockets the server is going away and drains for at most 15 s. It
+// returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := NewHTTPServer(s, s.log)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-		defer cancel()
-		_ = s.Shutdown(dctx)
-		return fmt.Errorf("httpd: serve: %w", err)
-	case <-ctx.Done():
+	drain := func(ctx context.Context) error {
+		s.log.Info("httpd shutting down", "open_streams", s.streams.open())
+		return s.Shutdown(ctx)
 	}
-	s.log.Info("httpd shutting down", "open_streams", s.streams.open())
-	dctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
-	defer cancel()
-	var wg sync.WaitGroup
-	var hsErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		hsErr = hs.Shutdown(dctx)
-	}()
-	err := s.Shutdown(dctx)
-	wg.Wait()
-	if hsErr != nil {
-		_ = hs.Close()
+	if err := serve.HTTP(ctx, serve.NewServer(s, s.log), ln, drainTimeout, drain); err != nil {
+		return fmt.Errorf("httpd: %w", err)
 	}
-	<-errc // http.ErrServerClosed
-	return errors.Join(err, hsErr)
-}
-
-// NewHTTPServer returns an http.Server for h with timeouts fit for the public internet: slow
-// headers and bodies are cut off, idle keep-alive connections closed. There is no global write
-// timeout (streams are long); the front door sets a deadline for each write itself.
-func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	return nil
 }
 
 const indexHTML = `<!doctype html>
@@ -289,17 +266,17 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // ready checks that NATS is connected and a matchmaker answers a NATS micro PING. Probe results
-// are cached for ReadyCacheTTL, so /readyz cannot be used to flood NATS.
+// are cached for readyCacheTTL, so /readyz cannot be used to flood NATS.
 func (s *Server) ready(ctx context.Context) error {
 	if st := s.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w: NATS %s", errNotReady, st)
 	}
 	s.readyMu.Lock()
 	defer s.readyMu.Unlock()
-	if !s.readyAt.IsZero() && time.Since(s.readyAt) < s.cfg.ReadyCacheTTL {
+	if !s.readyAt.IsZero() && time.Since(s.readyAt) < s.readyCacheTTL {
 		return s.readyErr
 	}
-	subj, err := micro.ControlSubject(micro.PingVerb, s.cfg.ReadyService, "")
+	subj, err := micro.ControlSubject(micro.PingVerb, protocol.GenSessionServiceName, "")
 	if err != nil {
 		return fmt.Errorf("%w: %v", errNotReady, err)
 	}
@@ -310,7 +287,7 @@ func (s *Server) ready(ctx context.Context) error {
 	case err == nil:
 		s.readyErr = nil
 	case errors.Is(err, nats.ErrNoResponders):
-		s.readyErr = fmt.Errorf("%w: no matchmaker (service %q) is running", errNotReady, s.cfg.ReadyService)
+		s.readyErr = fmt.Errorf("%w: no matchmaker (service %q) is running", errNotReady, protocol.GenSessionServiceName)
 	default:
 		s.readyErr = fmt.Errorf("%w: matchmaker ping: %v", errNotReady, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -117,7 +118,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.metrics.requests.WithLabelValues(routeStream, res.outcome).Inc()
-	s.log.Info("session request", "route", routeStream, "peer", src, "game", game, "version", version,
+	s.log.Info("session request", "route", routeStream, "peer", src, logkey.Game, game, logkey.Version, version,
 		"outcome", res.outcome, "duration", time.Since(start).Round(time.Millisecond))
 }
 
@@ -186,7 +187,7 @@ func (s *Server) wannaplay(w http.ResponseWriter, r *http.Request, clientIP stri
 		writeText(w, http.StatusRequestTimeout, "Request timeout")
 		return outcomeTimeout
 	default:
-		s.log.Warn("httpd: gensession request", "err", err)
+		s.log.Warn("httpd: gensession request", logkey.Err, err)
 		writeText(w, http.StatusInternalServerError, "Unhandled error")
 		return outcomeFailed
 	}

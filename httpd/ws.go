@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -129,7 +130,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.streams.release(key)
 		s.metrics.rejects.WithLabelValues("bad_upgrade").Inc()
 		s.metrics.requests.WithLabelValues(routeWS, outcomeRejected).Inc()
-		s.log.Debug("httpd: websocket upgrade failed", "peer", r.RemoteAddr, "err", err)
+		s.log.Debug("httpd: websocket upgrade failed", "peer", r.RemoteAddr, logkey.Err, err)
 		return
 	}
 	handedOff = true
@@ -174,7 +175,7 @@ func (s *Server) runWS(c *websocket.Conn, src netip.Addr, queryIP string, start 
 	}
 	<-w.done
 	s.metrics.requests.WithLabelValues(routeWS, w.outcome).Inc()
-	s.log.Info("session request", "route", routeWS, "peer", src, "game", game, "version", version,
+	s.log.Info("session request", "route", routeWS, "peer", src, logkey.Game, game, logkey.Version, version,
 		"outcome", w.outcome, "duration", time.Since(start).Round(time.Millisecond))
 }
 
@@ -242,7 +243,7 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 	w.mu.Unlock()
 	waiter := s.replies.register(w.deliver)
 	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: waiter.subject, Data: payload}); err != nil {
-		s.log.Warn("httpd: publish session request", "subject", subject, "err", err)
+		s.log.Warn("httpd: publish session request", logkey.Subject, subject, logkey.Err, err)
 		s.replies.release(waiter)
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
 		return req.Game, req.Version, nil
@@ -323,7 +324,7 @@ func (w *wsConn) relayOne(msg *nats.Msg) {
 		w.s.metrics.timeToReady.Observe(time.Since(w.start).Seconds())
 	}
 	w.mu.Lock()
-	w.timer.Reset(finalGrace) // the end-of-stream message should follow at once
+	w.timer.Reset(w.s.finalGrace) // the end-of-stream message should follow at once
 	w.mu.Unlock()
 }
 

@@ -7,10 +7,15 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bevygap-go/bevygap/internal/eventually"
+	"github.com/bevygap-go/bevygap/internal/serve"
 )
 
 // wsResult is everything a client saw on one matchmaker WebSocket.
@@ -93,13 +98,13 @@ func TestWSHappyPath(t *testing.T) {
 	if got, want := f.lastRequest(), `{"client_ip":"81.128.157.100","game":"happy","version":"1"}`; got != want {
 		t.Fatalf("matchmaker request = %s, want %s", got, want)
 	}
-	eventually(t, "requests{ws,ready} = 1", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		return metricValue(t, s.metrics.requests.WithLabelValues(routeWS, outcomeReady)) == 1
-	})
+	}, "requests{ws,ready} = 1")
 	if n := int(metricValue(t, s.metrics.timeToReady)); n != 1 {
 		t.Fatalf("time to ready series = %d", n)
 	}
-	eventually(t, "open websockets to drop to 0", func() bool { return metricValue(t, s.metrics.openWS) == 0 })
+	eventually.True(t, 5*time.Second, func() bool { return metricValue(t, s.metrics.openWS) == 0 }, "open websockets to drop to 0")
 }
 
 func TestWSRelaysBytesUnchanged(t *testing.T) {
@@ -120,21 +125,24 @@ func TestWSMatchmakerError(t *testing.T) {
 	if res.code != websocket.StatusNormalClosure || res.reason != "Goodbye" {
 		t.Fatalf("close = %d %q", res.code, res.reason)
 	}
-	eventually(t, "requests{ws,mm_error} = 1", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		return metricValue(t, s.metrics.requests.WithLabelValues(routeWS, outcomeMMError)) == 1
-	})
+	}, "requests{ws,mm_error} = 1")
 }
 
+// After a final message the server waits finalGrace for the end message, then says Goodbye
+// itself (were the grace not kept, the stream timeout would end it with an ERR frame).
 func TestWSEndsAfterFinalWithoutTerminator(t *testing.T) {
 	startFake(t)
-	s := newTestServer(t, Config{})
+	const grace = 100 * time.Millisecond
+	s := newTestServer(t, Config{}, withFinalGrace(grace))
 	start := time.Now()
 	res := wsSession(t, s.wsURL(), nil, `{"game":"noend","version":"1"}`, false)
 	if len(res.frames) != 2 || res.code != websocket.StatusNormalClosure || res.reason != "Goodbye" {
 		t.Fatalf("got %q close %d %q", res.frames, res.code, res.reason)
 	}
-	if d := time.Since(start); d < finalGrace || d > finalGrace+3*time.Second {
-		t.Fatalf("closed after %v, want about %v", d, finalGrace)
+	if d := time.Since(start); d < grace {
+		t.Fatalf("closed after %v, before the grace of %v", d, grace)
 	}
 }
 
@@ -202,17 +210,43 @@ func TestWSErrors(t *testing.T) {
 	}
 }
 
+// TestWSFirstMessageTimeout runs on fake time over an in-memory network: a client that sends
+// nothing is told so exactly FirstMessageTimeout (the default, 10 s) after the upgrade.
 func TestWSFirstMessageTimeout(t *testing.T) {
-	s := newTestServer(t, Config{FirstMessageTimeout: 200 * time.Millisecond})
-	start := time.Now()
-	res := wsSession(t, s.wsURL(), nil, "", false)
-	equalFrames(t, res.frames, []string{"ERR Timeout waiting for websocket request message: 200ms"})
-	if res.code != websocket.StatusPolicyViolation {
-		t.Fatalf("close code %d", res.code)
+	t.Parallel()
+	// The NATS connection is made outside the bubble (real network); this test never uses it.
+	s, err := New(Config{}, connect(t), quietLog(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("took %v", d)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		pn := newPipeNet()
+		hs := serve.NewServer(s, quietLog())
+		served := make(chan error, 1)
+		go func() { served <- hs.Serve(pn) }()
+		hc := &http.Client{Transport: &http.Transport{DialContext: pn.DialContext}}
+		ctx := context.Background()
+		c, _, err := websocket.Dial(ctx, "ws://front.test/matchmaker/ws", &websocket.DialOptions{HTTPClient: hc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		res := readAll(ctx, t, c)
+		if d := time.Since(start); d != DefaultFirstMessageTimeout {
+			t.Errorf("ended after %v, want %v", d, DefaultFirstMessageTimeout)
+		}
+		equalFrames(t, res.frames, []string{"ERR Timeout waiting for websocket request message: 10s"})
+		if res.code != websocket.StatusPolicyViolation {
+			t.Errorf("close code %d", res.code)
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		_ = hs.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
 	if n := metricValue(t, s.metrics.rejects.WithLabelValues("first_message_timeout")); n != 1 {
 		t.Fatalf("rejects{first_message_timeout} = %v", n)
 	}
@@ -255,12 +289,12 @@ func TestWSClientLeavesMidWait(t *testing.T) {
 		t.Fatalf("pending %d open %d, want 1 1", s.replies.pending(), s.streams.open())
 	}
 	_ = c.CloseNow()
-	eventually(t, "server to forget the client", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		return s.replies.pending() == 0 && s.streams.open() == 0 && metricValue(t, s.metrics.openWS) == 0
-	})
-	eventually(t, "outcome client_gone", func() bool {
+	}, "server to forget the client")
+	eventually.True(t, 5*time.Second, func() bool {
 		return metricValue(t, s.metrics.requests.WithLabelValues(routeWS, outcomeClientGone)) == 1
-	})
+	}, "outcome client_gone")
 }
 
 func TestWSShutdown(t *testing.T) {
@@ -274,7 +308,7 @@ func TestWSShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "two open streams", func() bool { return s.streams.open() == 2 })
+	eventually.True(t, 5*time.Second, func() bool { return s.streams.open() == 2 }, "two open streams")
 
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown(ctx) }()
@@ -354,10 +388,26 @@ func TestWSOrigin(t *testing.T) {
 // A waiting WebSocket must outlive the http.Server's ReadTimeout (hijacked connections have
 // their own timeouts).
 func TestWSOutlivesServerReadTimeout(t *testing.T) {
-	startFake(t)
-	s := newTestServer(t, Config{}, func(hs *http.Server) { hs.ReadTimeout = 200 * time.Millisecond })
-	res := wsSession(t, s.wsURL(), nil, `{"game":"slow","version":"1"}`, false)
-	if len(res.frames) != 2 || !strings.HasPrefix(res.frames[1], `{"SessionReady":`) || res.reason != "Goodbye" {
+	f := startFake(t)
+	const readTimeout = 100 * time.Millisecond
+	s := newTestServer(t, Config{}, withReadTimeout(readTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, s.wsURL(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte(`{"game":"gated","version":"1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, b, err := c.Read(ctx); err != nil || string(b) != `"Acknowledged"` {
+		t.Fatalf("first frame %q %v", b, err)
+	}
+	time.Sleep(3 * readTimeout) // the connection's read deadline would have passed by now
+	close(f.release)
+	res := readAll(ctx, t, c)
+	if len(res.frames) != 1 || !strings.HasPrefix(res.frames[0], `{"SessionReady":`) || res.reason != "Goodbye" {
 		t.Fatalf("got %q close %d %q", res.frames, res.code, res.reason)
 	}
 }
@@ -376,7 +426,7 @@ func TestWSDataWhileWaitingIsRefused(t *testing.T) {
 	if res.code != websocket.StatusPolicyViolation {
 		t.Fatalf("close code %d", res.code)
 	}
-	eventually(t, "waiter released", func() bool { return s.replies.pending() == 0 && s.streams.open() == 0 })
+	eventually.True(t, 5*time.Second, func() bool { return s.replies.pending() == 0 && s.streams.open() == 0 }, "waiter released")
 }
 
 func TestWSMessageSizeLimit(t *testing.T) {
@@ -392,6 +442,7 @@ func TestWSMessageSizeLimit(t *testing.T) {
 }
 
 func TestCloseReason(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("é", 100) // 200 bytes
 	got := closeReason(long)
 	if len(got) > 123 || !utf8.ValidString(got) || !strings.HasPrefix(long, got) {
@@ -421,9 +472,9 @@ func TestWSClientLeavesAfterReadyCountsAsReady(t *testing.T) {
 		}
 	}
 	_ = c.CloseNow()
-	eventually(t, "requests{ws,ready} = 1", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		return metricValue(t, s.metrics.requests.WithLabelValues(routeWS, outcomeReady)) == 1
-	})
+	}, "requests{ws,ready} = 1")
 	if n := metricValue(t, s.metrics.requests.WithLabelValues(routeWS, outcomeClientGone)); n != 0 {
 		t.Fatalf("counted as client_gone %v times", n)
 	}

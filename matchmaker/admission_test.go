@@ -3,11 +3,16 @@ package matchmaker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
 func TestAdmissionFIFOAndCancel(t *testing.T) {
+	t.Parallel()
 	a := newAdmission(1)
 	ctx := context.Background()
 	if err := a.acquire(ctx, time.Hour, nil); err != nil {
@@ -46,4 +51,61 @@ func TestAdmissionFIFOAndCancel(t *testing.T) {
 	if a.inUse != 0 {
 		t.Fatalf("inUse %d", a.inUse)
 	}
+}
+
+// TestAdmissionReportsPositionChanges: a queued request hears its position when it queues and
+// then, on the reporting tick, whenever it changed; never more often.
+func TestAdmissionReportsPositionChanges(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		a := newAdmission(1)
+		ctx := context.Background()
+		if err := a.acquire(ctx, time.Second, nil); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		var reports []string
+		took := func(want ...string) {
+			t.Helper()
+			synctest.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			if want == nil {
+				want = []string{}
+			}
+			slices.Sort(reports) // one tick wakes several waiters in any order
+			if !slices.Equal(reports, want) {
+				t.Fatalf("reports %v, want %v", reports, want)
+			}
+			reports = reports[:0]
+		}
+		for _, who := range []string{"b", "c", "d"} {
+			go func() {
+				if err := a.acquire(ctx, time.Second, func(p int) {
+					mu.Lock()
+					reports = append(reports, fmt.Sprintf("%s:%d", who, p))
+					mu.Unlock()
+				}); err != nil {
+					t.Error(err)
+				}
+			}()
+			synctest.Wait() // queued in this order
+		}
+		took("b:1", "c:2", "d:3")
+		time.Sleep(500 * time.Millisecond)
+		a.release() // to b
+		took()      // c and d learn it on their next tick
+		time.Sleep(500 * time.Millisecond)
+		took("c:1", "d:2")
+		time.Sleep(5 * time.Second)
+		took()      // unchanged: silent
+		a.release() // to c
+		a.release() // to d
+		time.Sleep(time.Second)
+		took()
+		a.release()
+		if a.inUse != 0 || a.queued() != 0 {
+			t.Fatalf("inUse %d, queued %d", a.inUse, a.queued())
+		}
+	})
 }

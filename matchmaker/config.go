@@ -90,7 +90,8 @@ type Config struct {
 	// the last write of its unclaimed_sessions entry, which is refreshed when it becomes ready).
 	ClaimGrace time.Duration
 	// CertDigestWait is how long to wait for a fresh game server to publish its cert digest
-	// when cert_digests has none yet. 0 disables waiting (the digest is then "").
+	// when cert_digests has none yet (neither its deployment key nor an IP key written after
+	// the session was created). 0 disables waiting (the digest is then the IP key's, or "").
 	CertDigestWait time.Duration
 	// MaxConcurrentCreates caps the session setups (create + readiness wait) in progress in this
 	// process; further requests queue in FIFO order and streaming clients see their position.
@@ -131,8 +132,6 @@ type Config struct {
 	EdgegapCallTimeout time.Duration
 	// Buckets names and replicates the shared buckets (prefix, replicas).
 	Buckets bus.BucketOptions
-	// SkipAppCheck skips the boot-time check that the app version exists and is active.
-	SkipAppCheck bool
 }
 
 // DefaultConfig returns the reference's defaults plus ours.
@@ -222,8 +221,8 @@ func setDefault[T comparable](v *T, def T) {
 }
 
 // EdgegapAPI is the part of the Edgegap REST API the matchmaker uses. *edgegap.Client implements
-// it, against the real API or the simulator. Errors are *edgegap.APIError for HTTP errors, so
-// that errors.Is(err, edgegap.ErrNotFound) and edgegap.StatusCode work.
+// it, against the real API or the simulator. HTTP errors are *edgegap.APIError values (found
+// with errors.As), so that errors.Is(err, edgegap.ErrNotFound) and edgegap.StatusCode work.
 type EdgegapAPI interface {
 	// GetApp returns the application (GET /v1/app/{app}).
 	GetApp(ctx context.Context, app string) (*edgegap.Application, error)
@@ -243,13 +242,13 @@ type EdgegapAPI interface {
 type Deps struct {
 	// NATS is a connected client (see bus.Connect). The matchmaker does not close it.
 	NATS *nats.Conn
-	// Edgegap is the Edgegap API (usually *edgegap.Client).
+	// Edgegap is the Edgegap API (usually *edgegap.Client). Its calls are counted in
+	// bevygap_matchmaker_edgegap_calls_total when the client was built with
+	// edgegap.WithObserver([EdgegapObserver](Registry)).
 	Edgegap EdgegapAPI
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Registry receives the matchmaker's Prometheus metrics; nil means a fresh private registry
-	// (see Matchmaker.Registry). The global default registry is never used.
-	Registry *prometheus.Registry
-	// Now is the clock (nil = time.Now); tests may inject a fake one.
-	Now func() time.Time
+	// nobody reads. The global default registry is never used.
+	Registry prometheus.Registerer
 }

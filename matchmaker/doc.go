@@ -37,7 +37,9 @@
 //	  │                    of ReadinessLimit; without webhooks immediately, then 0.5 s doubling to 3 s
 //	  │ ready (or: timeout → 504, session queued for deletion)
 //	  ▼
-//	port (PortName or first by name), cert_digests[public ip] (briefly watched if missing)
+//	port (PortName or first by name), cert digest: cert_digests[<public ip>.<request id>]
+//	  (Go game servers' own key), else cert_digests[<public ip>] (the Rust plugin's key); a
+//	  fresh deployment's are briefly watched if missing
 //	  ▼
 //	mint token (random u64 client id, server address = public ip:port)
 //	  ▼

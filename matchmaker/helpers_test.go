@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,21 +19,30 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/internal/bustest"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
-// testNATS is the one embedded nats-server of this test package.
-var testNATS *natsembed.Server
-
-func TestMain(m *testing.M) { bustest.Main(m, &testNATS) }
+// TestMain runs up to 8 tests at once instead of GOMAXPROCS (an explicit -parallel still
+// wins): the integration tests here mostly wait for network round trips and simulated boots,
+// not for the CPU, and each has its own NATS server, simulator and buckets.
+func TestMain(m *testing.M) {
+	if err := flag.Set("test.parallel", "8"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}
 
 const testAPIKey = "token sim-secret-4f1c2b"
 
@@ -54,8 +66,11 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// harness is one simulated world: the shared NATS (with a bucket prefix of its own), an
-// Edgegap simulator, a webhook sink that forwards to NATS, and matchmakers.
+// harness is one simulated world: a NATS server (its own unless given one to share, and a
+// bucket prefix of its own), an Edgegap simulator, a webhook sink that forwards to NATS, and
+// matchmakers. Harnesses are independent, so tests using them run in parallel: session.gensession
+// and the $SRV subjects are the same for every matchmaker on a NATS server, so only harnesses
+// of one test may share a server.
 type harness struct {
 	t       *testing.T
 	nc      *nats.Conn
@@ -68,33 +83,44 @@ type harness struct {
 	log     *slog.Logger
 	mms     []*Matchmaker
 	srv     *natsembed.Server
+
+	mu   sync.Mutex
+	regs map[*Matchmaker]*prometheus.Registry
 }
 
 type harnessOpts struct {
-	boot          time.Duration
-	webhook       bool
-	faults        edgegapsim.Faults
-	clock         edgegapsim.Clock
-	inactive      bool
-	maxDeploys    int
-	sockets       int
-	configure     func(*Config)
-	noMatchmaker  bool
-	apiRateLimit  bool
-	simLogger     *slog.Logger
-	clientTimeout time.Duration
+	boot         time.Duration
+	webhook      bool
+	faults       edgegapsim.Faults
+	clock        edgegapsim.Clock
+	inactive     bool
+	sockets      int
+	configure    func(*Config)
+	noMatchmaker bool
 	// quiet discards the logs (benchmarks).
 	quiet bool
-	// nats is the server to use instead of the package's shared one.
+	// nats is a server to share with other harnesses of the same test (default: a server of
+	// the harness's own).
 	nats *natsembed.Server
+}
+
+// newNATS starts an embedded nats-server with JetStream that stops with t.
+func newNATS(t testing.TB) *natsembed.Server {
+	t.Helper()
+	srv, err := natsembed.Start(natsembed.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
 }
 
 func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	n := harnessSeq.Add(1)
-	h := &harness{logs: &lockedBuffer{}, srv: testNATS}
-	if o.nats != nil {
-		h.srv = o.nats
+	h := &harness{logs: &lockedBuffer{}, srv: o.nats, regs: make(map[*Matchmaker]*prometheus.Registry)}
+	if h.srv == nil {
+		h.srv = newNATS(t)
 	}
 	if tt, ok := t.(*testing.T); ok {
 		h.t = tt
@@ -117,23 +143,18 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}
 	app := fmt.Sprintf("game%d", n)
 	active := !o.inactive
-	simLog := o.simLogger
-	if simLog == nil {
-		simLog = slog.New(slog.DiscardHandler)
-	}
 	sockets := o.sockets
 	if sockets == 0 {
 		sockets = 1 // one session per deployment: every session boots
 	}
 	sim, err := edgegapsim.New(edgegapsim.Config{
-		APIKeys:        []string{testAPIKey},
-		Apps:           []edgegapsim.AppConfig{{Name: app, Versions: []edgegapsim.VersionConfig{{Name: "v1", Active: &active, Sockets: sockets}}}},
-		BootTime:       edgegapsim.Duration(boot),
-		BootJitter:     -1,
-		Faults:         o.faults,
-		Clock:          o.clock,
-		Logger:         simLog,
-		MaxDeployments: o.maxDeploys,
+		APIKeys:    []string{testAPIKey},
+		Apps:       []edgegapsim.AppConfig{{Name: app, Versions: []edgegapsim.VersionConfig{{Name: "v1", Active: &active, Sockets: sockets}}}},
+		BootTime:   edgegapsim.Duration(boot),
+		BootJitter: -1,
+		Faults:     o.faults,
+		Clock:      o.clock,
+		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -203,14 +224,14 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 }
 
 // newAPI returns an Edgegap client for the simulator.
-func (h *harness) newAPI() *edgegap.Client {
+func (h *harness) newAPI(opts ...edgegap.Option) *edgegap.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 256
-	return edgegap.NewClient(h.simSrv.URL, testAPIKey,
-		edgegap.WithHTTPClient(&http.Client{Transport: tr}),
+	opts = append([]edgegap.Option{edgegap.WithHTTPClient(&http.Client{Transport: tr}),
 		edgegap.WithRateLimit(rate.Inf, 1),
 		edgegap.WithRetries(2, 20*time.Millisecond, 100*time.Millisecond),
-		edgegap.WithLogger(h.log))
+		edgegap.WithLogger(h.log)}, opts...)
+	return edgegap.NewClient(h.simSrv.URL, testAPIKey, opts...)
 }
 
 // start starts a matchmaker with its own NATS connection (so that a test can "kill" it).
@@ -220,11 +241,17 @@ func (h *harness) start(t testing.TB, cfg Config) *Matchmaker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mm, err := New(cfg, Deps{NATS: nc, Edgegap: h.newAPI(), Logger: h.log})
+	// Wired like the command: one registry, fed by the matchmaker and by its Edgegap client.
+	reg := prometheus.NewRegistry()
+	api := h.newAPI(edgegap.WithObserver(EdgegapObserver(reg)))
+	mm, err := New(cfg, Deps{NATS: nc, Edgegap: api, Logger: h.log, Registry: reg})
 	if err != nil {
 		nc.Close()
 		t.Fatal(err)
 	}
+	h.mu.Lock()
+	h.regs[mm] = reg
+	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := mm.Start(ctx); err != nil {
@@ -264,6 +291,57 @@ func (h *harness) gensession(t testing.TB, body string) genReply {
 	return r
 }
 
+// streamReader is one streaming request whose messages the test reads as they come.
+type streamReader struct {
+	sub *nats.Subscription
+}
+
+// openStream publishes a streaming request for game and version.
+func (h *harness) openStream(game, version, body string) (*streamReader, error) {
+	inbox := nats.NewInbox()
+	sub, err := h.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.nc.PublishRequest(protocol.SubjectMatchmakerRequestPrefix+"."+game+"."+version, inbox, []byte(body)); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	return &streamReader{sub: sub}, nil
+}
+
+// next returns the next message: its raw bytes and, unless it is the empty terminator (end),
+// the feedback it holds.
+func (s *streamReader) next() (raw []byte, f protocol.Feedback, end bool, err error) {
+	msg, err := s.sub.NextMsg(15 * time.Second)
+	if err != nil {
+		return nil, f, false, err
+	}
+	if len(msg.Data) == 0 {
+		return msg.Data, f, true, nil
+	}
+	if err := json.Unmarshal(msg.Data, &f); err != nil {
+		return msg.Data, f, false, fmt.Errorf("feedback %q: %w", msg.Data, err)
+	}
+	return msg.Data, f, false, nil
+}
+
+// rest collects the messages up to the terminator and ends the subscription.
+func (s *streamReader) rest() (raw [][]byte, fbs []protocol.Feedback, err error) {
+	defer func() { _ = s.sub.Unsubscribe() }()
+	for {
+		r, f, end, err := s.next()
+		if err != nil {
+			return raw, fbs, fmt.Errorf("stream: %w after %d messages", err, len(raw))
+		}
+		raw = append(raw, r)
+		if end {
+			return raw, fbs, nil
+		}
+		fbs = append(fbs, f)
+	}
+}
+
 // stream sends a streaming request and collects every message up to the empty terminator.
 func (h *harness) stream(t testing.TB, game, version, body string) (raw [][]byte, fbs []protocol.Feedback) {
 	t.Helper()
@@ -276,49 +354,36 @@ func (h *harness) stream(t testing.TB, game, version, body string) (raw [][]byte
 
 // streamE is stream for goroutines other than the test's: it returns errors.
 func (h *harness) streamE(game, version, body string) (raw [][]byte, fbs []protocol.Feedback, err error) {
-	inbox := nats.NewInbox()
-	sub, err := h.nc.SubscribeSync(inbox)
+	s, err := h.openStream(game, version, body)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := h.nc.PublishRequest(protocol.SubjectMatchmakerRequestPrefix+"."+game+"."+version, inbox, []byte(body)); err != nil {
-		return nil, nil, err
-	}
-	for {
-		msg, err := sub.NextMsg(15 * time.Second)
-		if err != nil {
-			return raw, fbs, fmt.Errorf("stream: %w after %d messages", err, len(raw))
-		}
-		raw = append(raw, msg.Data)
-		if len(msg.Data) == 0 {
-			return raw, fbs, nil
-		}
-		var f protocol.Feedback
-		if err := json.Unmarshal(msg.Data, &f); err != nil {
-			return raw, fbs, fmt.Errorf("feedback %q: %w", msg.Data, err)
-		}
-		fbs = append(fbs, f)
-	}
-}
-
-// eventually fails t unless cond becomes true within d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for: %s", d, what)
+	return s.rest()
 }
 
 // noLeaks waits until the simulator has no live session.
 func (h *harness) noLeaks(t testing.TB, d time.Duration) {
 	t.Helper()
-	eventually(t, d, "no live session in the simulator", func() bool { return h.sim.LiveSessions() == 0 })
+	eventually.True(t, d, func() bool { return h.sim.LiveSessions() == 0 }, "no live session in the simulator")
+}
+
+// releaseAll plays the game servers of every granted session: a player connects and leaves, so
+// the matchmaker deletes the session at once (instead of the unclaimed reaper, after
+// ReadinessLimit + ClaimGrace). It then waits until no session is left.
+func (h *harness) releaseAll(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := h.b.SessionsEg2Ly.Keys(ctx)
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		t.Fatal(err)
+	}
+	for _, sid := range keys {
+		if _, err := h.b.ActiveConnections.Put(ctx, sid, []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+		h.disconnect(t, sid)
+	}
+	h.noLeaks(t, 10*time.Second)
 }
 
 // claim plays the game server: maps the client id to a session and writes active_connections.
@@ -360,10 +425,17 @@ func (h *harness) clientIDOf(t testing.TB, token string) uint64 {
 // fmtAll prints v with every fmt verb a log line might use.
 func fmtAll(v any) string { return fmt.Sprintf("%v %+v %#v %s", v, v, v, v) }
 
-// testutilCounter sums every series of a counter family of mm's registry.
-func testutilCounter(t testing.TB, mm *Matchmaker, name string) float64 {
+// registry returns the metrics registry of a matchmaker started by h.
+func (h *harness) registry(mm *Matchmaker) *prometheus.Registry {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.regs[mm]
+}
+
+// counter sums every series of the counter family name of mm's metrics.
+func (h *harness) counter(t testing.TB, mm *Matchmaker, name string) float64 {
 	t.Helper()
-	mfs, err := mm.Registry().Gather()
+	mfs, err := h.registry(mm).Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // replayDeleteWindow: when the active-connection watcher starts, it replays the latest entry of
@@ -47,16 +49,27 @@ func (h *reapHeap) Pop() any {
 // unclaimedReaper deletes sessions that nobody claimed within ReadinessLimit + ClaimGrace of
 // the last write of their unclaimed_sessions entry. Every matchmaker runs one; they race
 // harmlessly (the delete queue deduplicates, KV deletes are revision-checked).
+//
+// It is a deadline heap fed by the watch of unclaimed_sessions (apply) and a timer (run) that
+// hands each due entry to reap; it knows nothing of NATS, so its timing is tested on fake time.
 type unclaimedReaper struct {
-	m     *Matchmaker
+	ttl     time.Duration // from an entry's last write to its reaping
+	recheck time.Duration // a reaped entry whose delete marker does not arrive is reaped again after this
+	reap    func(ctx context.Context, key string, rev uint64)
+
 	mu    sync.Mutex
 	items map[string]*reapItem
 	h     reapHeap
 	wake  chan struct{}
 }
 
-func newUnclaimedReaper(m *Matchmaker) *unclaimedReaper {
-	return &unclaimedReaper{m: m, items: make(map[string]*reapItem), wake: make(chan struct{}, 1)}
+// reapRecheck is how long a due entry waits before it is reaped again when its delete marker
+// does not arrive (the reap failed, or it is still on its way).
+const reapRecheck = 5 * time.Second
+
+func newUnclaimedReaper(ttl time.Duration, reap func(ctx context.Context, key string, rev uint64)) *unclaimedReaper {
+	return &unclaimedReaper{ttl: ttl, recheck: reapRecheck, reap: reap,
+		items: make(map[string]*reapItem), wake: make(chan struct{}, 1)}
 }
 
 // has reports whether key is currently in unclaimed_sessions (as far as the watch knows).
@@ -67,12 +80,16 @@ func (r *unclaimedReaper) has(key string) bool {
 	return ok
 }
 
-func (r *unclaimedReaper) size() int {
+// reset forgets every entry: a restarted watch replays them all.
+func (r *unclaimedReaper) reset() {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.items)
+	r.items = make(map[string]*reapItem)
+	r.h = nil
+	r.mu.Unlock()
 }
 
+// apply takes one entry of the watch: a put (re)sets the key's deadline to its write time plus
+// ttl, a delete or purge forgets the key.
 func (r *unclaimedReaper) apply(e jetstream.KeyValueEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -84,7 +101,7 @@ func (r *unclaimedReaper) apply(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	deadline := e.Created().Add(r.m.cfg.ReadinessLimit + r.m.cfg.ClaimGrace)
+	deadline := e.Created().Add(r.ttl)
 	if it, ok := r.items[key]; ok {
 		it.rev, it.deadline = e.Revision(), deadline
 		heap.Fix(&r.h, it.idx)
@@ -99,63 +116,10 @@ func (r *unclaimedReaper) apply(e jetstream.KeyValueEntry) {
 	}
 }
 
-// start loads the current entries (so the reaper knows the bucket before the matchmaker answers
-// requests) and runs the watch and the timer until bg ends.
-func (r *unclaimedReaper) start(startCtx, bg context.Context) error {
-	ready := make(chan error, 1)
-	r.m.goBackground(func() { r.watchLoop(bg, ready) })
-	select {
-	case err := <-ready:
-		if err != nil {
-			return fmt.Errorf("matchmaker: watch unclaimed_sessions: %w", err)
-		}
-	case <-startCtx.Done():
-		return fmt.Errorf("matchmaker: watch unclaimed_sessions: %w", startCtx.Err())
-	}
-	r.m.goBackground(func() { r.timerLoop(bg) })
-	return nil
-}
-
-func (r *unclaimedReaper) watchLoop(bg context.Context, ready chan<- error) {
-	backoff := 200 * time.Millisecond
-	first := true
-	for bg.Err() == nil {
-		w, err := r.m.b.UnclaimedSessions.WatchAll(bg)
-		if err != nil {
-			if first {
-				ready <- err
-				return
-			}
-			r.m.log.Warn("unclaimed_sessions watch failed, retrying", "err", err)
-			sleepCtx(bg, backoff)
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		backoff = 200 * time.Millisecond
-		// A restarted watch replays every current entry: start from an empty view.
-		r.mu.Lock()
-		r.items = make(map[string]*reapItem)
-		r.h = nil
-		r.mu.Unlock()
-		for e := range w.Updates() {
-			if e == nil {
-				if first {
-					first = false
-					ready <- nil
-				}
-				continue
-			}
-			r.apply(e)
-		}
-		_ = w.Stop()
-		if bg.Err() == nil {
-			r.m.log.Warn("unclaimed_sessions watch ended, restarting")
-			sleepCtx(bg, backoff)
-		}
-	}
-}
-
-func (r *unclaimedReaper) timerLoop(bg context.Context) {
+// run reaps due entries until bg ends: it sleeps until the earliest deadline (or a change of
+// the heap), hands the entry to reap and looks at it again after recheck if the delete marker
+// has not removed it by then.
+func (r *unclaimedReaper) run(bg context.Context) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -163,11 +127,10 @@ func (r *unclaimedReaper) timerLoop(bg context.Context) {
 		var due *reapItem
 		wait := time.Hour
 		if len(r.h) > 0 {
-			wait = r.h[0].deadline.Sub(r.m.now())
+			wait = time.Until(r.h[0].deadline)
 			if wait <= 0 {
 				due = r.h[0]
-				// Look again in a while if the delete marker does not arrive.
-				due.deadline = r.m.now().Add(5 * time.Second)
+				due.deadline = time.Now().Add(r.recheck)
 				heap.Fix(&r.h, due.idx)
 			}
 		}
@@ -194,32 +157,99 @@ func (r *unclaimedReaper) timerLoop(bg context.Context) {
 	}
 }
 
-func (r *unclaimedReaper) reap(bg context.Context, key string, rev uint64) {
+// startUnclaimedReaper loads the current unclaimed_sessions entries (so that the reaper knows
+// the bucket before the matchmaker answers requests) and then keeps the watch and the reaper's
+// timer running until bg ends.
+func (m *Matchmaker) startUnclaimedReaper(startCtx, bg context.Context) error {
+	m.unclaim = newUnclaimedReaper(m.cfg.ReadinessLimit+m.cfg.ClaimGrace, m.reapUnclaimed)
+	ready := make(chan error, 1)
+	m.goBackground(func() {
+		m.watchKV(bg, m.b.UnclaimedSessions, "unclaimed_sessions", ready, m.unclaim.reset,
+			func(e jetstream.KeyValueEntry, _ bool) { m.unclaim.apply(e) })
+	})
+	select {
+	case err := <-ready:
+		if err != nil {
+			return fmt.Errorf("matchmaker: watch unclaimed_sessions: %w", err)
+		}
+	case <-startCtx.Done():
+		return fmt.Errorf("matchmaker: watch unclaimed_sessions: %w", startCtx.Err())
+	}
+	m.goBackground(func() { m.unclaim.run(bg) })
+	return nil
+}
+
+// watchKV follows every key of kv until bg ends. Each watch first replays the current entries
+// (replaying is true for them), then follows the updates; a watch that fails or ends is
+// started again with backoff, after restart (when not nil) has been called. When ready is not
+// nil it receives the outcome of the first watch: nil once its replay is done, or the error of
+// its start, which ends watchKV.
+func (m *Matchmaker) watchKV(bg context.Context, kv jetstream.KeyValue, name string, ready chan<- error,
+	restart func(), onEntry func(e jetstream.KeyValueEntry, replaying bool)) {
+	b := backoff.Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second}.Start()
+	for bg.Err() == nil {
+		w, err := kv.WatchAll(bg)
+		if err != nil {
+			if ready != nil {
+				ready <- err
+				return
+			}
+			m.log.Warn(name+" watch failed, retrying", logkey.Err, err)
+			_ = b.Wait(bg)
+			continue
+		}
+		b.Reset()
+		if restart != nil {
+			restart()
+		}
+		replaying := true
+		for e := range w.Updates() {
+			if e == nil {
+				replaying = false
+				if ready != nil {
+					ready <- nil
+					ready = nil
+				}
+				continue
+			}
+			onEntry(e, replaying)
+		}
+		_ = w.Stop()
+		if bg.Err() == nil {
+			m.log.Warn(name + " watch ended, restarting")
+			_ = b.Wait(bg)
+		}
+	}
+}
+
+// reapUnclaimed queues the deletion of an unclaimed session whose deadline passed and drops its
+// unclaimed_sessions entry (revision rev), unless the session was claimed after all.
+func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
-	b := r.m.b
+	b := m.b
 	// Claimed after all (the active-connection watch may lag behind): just forget it.
 	if _, err := b.ActiveConnections.Get(ctx, key); err == nil {
 		_ = b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev))
 		return
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		r.m.log.Warn("reaper: active_connections lookup failed, will retry", "session_id", key, "err", err)
+		m.log.Warn("reaper: active_connections lookup failed, will retry", logkey.SessionID, key, logkey.Err, err)
 		return
 	}
 	if err := b.EnqueueSessionDelete(ctx, key); err != nil {
 		if errors.Is(err, bus.ErrBadSessionID) {
-			r.m.log.Error("reaper: unclaimed entry is not a session id; removing it", "key", key)
+			m.log.Error("reaper: unclaimed entry is not a session id; removing it", "key", key)
 			_ = b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev))
 			return
 		}
-		r.m.log.Warn("reaper: could not queue deletion, will retry", "session_id", key, "err", err)
+		m.log.Warn("reaper: could not queue deletion, will retry", logkey.SessionID, key, logkey.Err, err)
 		return
 	}
-	r.m.met.reaped.Inc()
-	r.m.met.deleteEnqueued.WithLabelValues("unclaimed").Inc()
-	r.m.log.Info("unclaimed session reaped, deletion queued", "session_id", key)
+	m.met.reaped.Inc()
+	m.met.deleteEnqueued.WithLabelValues("unclaimed").Inc()
+	m.log.Info("unclaimed session reaped, deletion queued", logkey.SessionID, key)
 	if err := b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
-		r.m.log.Debug("reaper: unclaimed entry changed or already removed", "session_id", key, "err", err)
+		m.log.Debug("reaper: unclaimed entry changed or already removed", logkey.SessionID, key, logkey.Err, err)
 	}
 }
 
@@ -229,30 +259,8 @@ func (r *unclaimedReaper) reap(bg context.Context, key string, rev uint64) {
 // watchActiveConnections: a put claims the session (drop it from unclaimed_sessions); a delete
 // or purge means the player left: queue the session's deletion.
 func (m *Matchmaker) watchActiveConnections(bg context.Context) {
-	backoff := 200 * time.Millisecond
-	for bg.Err() == nil {
-		w, err := m.b.ActiveConnections.WatchAll(bg)
-		if err != nil {
-			m.log.Warn("active_connections watch failed, retrying", "err", err)
-			sleepCtx(bg, backoff)
-			backoff = min(backoff*2, 10*time.Second)
-			continue
-		}
-		backoff = 200 * time.Millisecond
-		replaying := true
-		for e := range w.Updates() {
-			if e == nil {
-				replaying = false
-				continue
-			}
-			m.onActiveConnection(bg, e, replaying)
-		}
-		_ = w.Stop()
-		if bg.Err() == nil {
-			m.log.Warn("active_connections watch ended, restarting")
-			sleepCtx(bg, backoff)
-		}
-	}
+	m.watchKV(bg, m.b.ActiveConnections, "active_connections", nil, nil,
+		func(e jetstream.KeyValueEntry, replaying bool) { m.onActiveConnection(bg, e, replaying) })
 }
 
 func (m *Matchmaker) onActiveConnection(bg context.Context, e jetstream.KeyValueEntry, replaying bool) {
@@ -263,26 +271,26 @@ func (m *Matchmaker) onActiveConnection(bg context.Context, e jetstream.KeyValue
 	case jetstream.KeyValuePut:
 		if m.unclaim.has(sid) {
 			if err := m.b.UnclaimedSessions.Delete(ctx, sid); err != nil {
-				m.log.Warn("could not drop claimed session from unclaimed_sessions", "session_id", sid, "err", err)
+				m.log.Warn("could not drop claimed session from unclaimed_sessions", logkey.SessionID, sid, logkey.Err, err)
 			} else {
-				m.log.Info("session claimed by a player", "session_id", sid, "client_id", string(e.Value()))
+				m.log.Info("session claimed by a player", logkey.SessionID, sid, logkey.ClientID, string(e.Value()))
 			}
 		}
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
-		if replaying && m.now().Sub(e.Created()) > replayDeleteWindow {
+		if replaying && time.Since(e.Created()) > replayDeleteWindow {
 			return
 		}
-		err := retry(ctx, 200*time.Millisecond, func() error { return m.b.EnqueueSessionDelete(ctx, sid) })
+		err := retryNATS(ctx, 200*time.Millisecond, func(ctx context.Context) error { return m.b.EnqueueSessionDelete(ctx, sid) })
 		if err != nil {
 			// Not lost (e.g. a disconnect during shutdown): the next matchmaker start replays this
 			// delete marker (replayDeleteWindow), and the reconciler deletes a session that no
 			// bucket knows any more.
-			m.log.Warn("could not queue deletion of a session whose player left", "session_id", sid, "err", err,
+			m.log.Warn("could not queue deletion of a session whose player left", logkey.SessionID, sid, logkey.Err, err,
 				"note", "the next matchmaker start or the reconciler deletes it")
 			return
 		}
 		m.met.deleteEnqueued.WithLabelValues("disconnected").Inc()
-		m.log.Info("player left, session deletion queued", "session_id", sid)
+		m.log.Info("player left, session deletion queued", logkey.SessionID, sid)
 	}
 }
 
@@ -309,18 +317,18 @@ func (m *Matchmaker) runDeleteWorker(bg context.Context, cons jetstream.Consumer
 			}()
 		}, jetstream.PullMaxMessages(2*m.cfg.DeleteWorkers),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				m.log.Debug("delete consumer", "err", err)
+				m.log.Debug("delete consumer", logkey.Err, err)
 			}))
 		if err != nil {
-			m.log.Warn("delete worker: consume failed, retrying", "err", err)
-			sleepCtx(bg, 2*time.Second)
+			m.log.Warn("delete worker: consume failed, retrying", logkey.Err, err)
+			_ = backoff.Sleep(bg, 2*time.Second)
 			continue
 		}
 		select {
 		case <-bg.Done():
 		case <-cc.Closed():
 			m.log.Warn("delete worker: consumer closed, restarting")
-			sleepCtx(bg, time.Second)
+			_ = backoff.Sleep(bg, time.Second)
 		}
 		cc.Stop()
 	}
@@ -330,7 +338,7 @@ func (m *Matchmaker) runDeleteWorker(bg context.Context, cons jetstream.Consumer
 func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg) {
 	sid := string(msg.Data())
 	if !bus.ValidSessionID(sid) {
-		m.log.Error("delete queue: message is not a session id; dropping it", "subject", msg.Subject())
+		m.log.Error("delete queue: message is not a session id; dropping it", logkey.Subject, msg.Subject())
 		_ = msg.Term()
 		return
 	}
@@ -340,12 +348,12 @@ func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg) {
 	switch {
 	case err == nil:
 		m.met.deletes.WithLabelValues("deleted").Inc()
-		m.log.Info("session deleted on Edgegap", "session_id", sid)
+		m.log.Info("session deleted on Edgegap", logkey.SessionID, sid)
 		m.ack(msg, sid)
 		return
 	case errors.Is(err, edgegap.ErrNotFound):
 		m.met.deletes.WithLabelValues("already_gone").Inc()
-		m.log.Info("session already gone on Edgegap", "session_id", sid, "status", edgegap.StatusCode(err))
+		m.log.Info("session already gone on Edgegap", logkey.SessionID, sid, "status", edgegap.StatusCode(err))
 		m.ack(msg, sid)
 		return
 	}
@@ -357,31 +365,33 @@ func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg) {
 	if md, merr := msg.Metadata(); merr == nil {
 		n = md.NumDelivered
 	}
-	delay := m.cfg.DeleteRetryBase
-	for i := uint64(1); i < n && delay < m.cfg.DeleteRetryMax; i++ {
-		delay *= 2
-	}
-	delay = min(delay, m.cfg.DeleteRetryMax)
+	delay := m.deleteRetry().Delay(int(min(n, 64)))
 	m.met.deletes.WithLabelValues("retry").Inc()
 	switch {
 	case n == uint64(m.cfg.DeleteStuckAfter):
 		m.met.deletesStuck.Inc()
 		fallthrough
 	case n > uint64(m.cfg.DeleteStuckAfter):
-		m.log.Error("session delete keeps failing; still queued", "session_id", sid, "attempts", n, "retry_in", delay, "err", err)
+		m.log.Error("session delete keeps failing; still queued", logkey.SessionID, sid, "attempts", n, logkey.RetryIn, delay, logkey.Err, err)
 	default:
-		m.log.Warn("session delete failed; will retry", "session_id", sid, "attempt", n, "retry_in", delay, "err", err)
+		m.log.Warn("session delete failed; will retry", logkey.SessionID, sid, logkey.Attempt, n, logkey.RetryIn, delay, logkey.Err, err)
 	}
 	if err := msg.NakWithDelay(delay); err != nil {
-		m.log.Warn("delete queue: nak failed (message will be redelivered after the ack wait)", "session_id", sid, "err", err)
+		m.log.Warn("delete queue: nak failed (message will be redelivered after the ack wait)", logkey.SessionID, sid, logkey.Err, err)
 	}
+}
+
+// deleteRetry is the redelivery delay of a failed deletion: DeleteRetryBase doubling with each
+// delivery up to DeleteRetryMax (JetStream's NakWithDelay does the waiting).
+func (m *Matchmaker) deleteRetry() backoff.Policy {
+	return backoff.Policy{Base: m.cfg.DeleteRetryBase, Max: m.cfg.DeleteRetryMax}
 }
 
 func (m *Matchmaker) ack(msg jetstream.Msg, sid string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := msg.DoubleAck(ctx); err != nil {
-		m.log.Warn("delete queue: ack failed (the delete will be repeated, harmlessly)", "session_id", sid, "err", err)
+		m.log.Warn("delete queue: ack failed (the delete will be repeated, harmlessly)", logkey.SessionID, sid, logkey.Err, err)
 	}
 }
 
@@ -413,10 +423,10 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 	defer cancel()
 	list, err := m.api.ListAllSessions(ctx)
 	if err != nil {
-		m.log.Warn("reconcile: session list failed", "err", err)
+		m.log.Warn("reconcile: session list failed", logkey.Err, err)
 		return
 	}
-	now := m.now()
+	now := time.Now()
 	seen := make(map[string]bool, len(list))
 	for _, s := range list {
 		if !m.ownSession(s) {
@@ -443,13 +453,13 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 			continue
 		}
 		if err := m.b.EnqueueSessionDelete(ctx, sid); err != nil {
-			m.log.Warn("reconcile: could not queue deletion", "session_id", sid, "err", err)
+			m.log.Warn("reconcile: could not queue deletion", logkey.SessionID, sid, logkey.Err, err)
 			continue
 		}
 		delete(suspects, sid)
 		m.met.reconciled.Inc()
 		m.met.deleteEnqueued.WithLabelValues("reconcile").Inc()
-		m.log.Warn("reconcile: session unknown to every bucket, deletion queued", "session_id", sid)
+		m.log.Warn("reconcile: session unknown to every bucket, deletion queued", logkey.SessionID, sid)
 	}
 	m.log.Debug("reconcile: session list checked", "listed", len(list), "ours", len(seen), "suspects", len(suspects))
 	for sid := range suspects {
@@ -464,13 +474,4 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 // to this deployment. A session without it, or with another URL, is never touched.
 func (m *Matchmaker) ownSession(s edgegap.SessionSummary) bool {
 	return m.cfg.SessionWebhookURL != "" && s.WebhookURL != nil && *s.WebhookURL == m.cfg.SessionWebhookURL
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

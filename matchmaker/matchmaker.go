@@ -14,6 +14,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -32,8 +33,6 @@ type Matchmaker struct {
 	nc     *nats.Conn
 	api    EdgegapAPI
 	log    *slog.Logger
-	now    func() time.Time
-	reg    *prometheus.Registry
 	met    *metrics
 	minter *netcode.Minter
 	hooks  *hookRouter
@@ -69,13 +68,14 @@ func New(cfg Config, deps Deps) (*Matchmaker, error) {
 	if deps.Edgegap == nil {
 		return nil, fmt.Errorf("%w: no Edgegap API", ErrConfig)
 	}
+	return newMatchmaker(cfg, deps), nil
+}
+
+// newMatchmaker builds a matchmaker from a validated cfg (unit tests use it without NATS).
+func newMatchmaker(cfg Config, deps Deps) *Matchmaker {
 	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
-	}
-	now := deps.Now
-	if now == nil {
-		now = time.Now
 	}
 	reg := deps.Registry
 	if reg == nil {
@@ -86,27 +86,15 @@ func New(cfg Config, deps Deps) (*Matchmaker, error) {
 	m := &Matchmaker{
 		cfg:    cfg,
 		nc:     deps.NATS,
-		api:    countingAPI{api: deps.Edgegap, m: met},
-		log:    log.With("component", "matchmaker"),
-		now:    now,
-		reg:    reg,
+		api:    deps.Edgegap,
+		log:    log.With(logkey.Component, "matchmaker"),
 		met:    met,
 		minter: &netcode.Minter{Key: cfg.PrivateKey, Format: cfg.TokenFormat},
-		hooks:  newHookRouter(now),
+		hooks:  newHookRouter(),
 		admit:  newAdmission(cfg.MaxConcurrentCreates),
 	}
 	m.reqCtx, m.reqCancel = context.WithCancel(context.Background())
-	return m, nil
-}
-
-// Registry returns the Prometheus registry holding the matchmaker's metrics.
-func (m *Matchmaker) Registry() *prometheus.Registry { return m.reg }
-
-// Buckets returns the opened buckets (nil before Start).
-func (m *Matchmaker) Buckets() *bus.Buckets {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.b
+	return m
 }
 
 // Run starts the matchmaker, serves until ctx ends, then shuts down gracefully.
@@ -133,10 +121,8 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 	m.started = true
 	m.mu.Unlock()
 
-	if !m.cfg.SkipAppCheck {
-		if err := m.verifyApp(ctx); err != nil {
-			return err
-		}
+	if err := m.verifyApp(ctx); err != nil {
+		return err
 	}
 	b, err := bus.Open(ctx, m.nc, m.cfg.Buckets)
 	if err != nil {
@@ -165,8 +151,7 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 	}
 
 	// Lifecycle first, so that no request is answered before the reaper sees the bucket.
-	m.unclaim = newUnclaimedReaper(m)
-	if err := m.unclaim.start(ctx, bgCtx); err != nil {
+	if err := m.startUnclaimedReaper(ctx, bgCtx); err != nil {
 		return fail(err)
 	}
 	m.goBackground(func() { m.watchActiveConnections(bgCtx) })
@@ -209,11 +194,11 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 		m.addSub(sub)
 		streamSubject += "," + wild
 		m.log.Warn("answering requests for unknown games with 404 (--answer-unknown-games): run no other game's matchmaker on this NATS, its clients could get this 404 before its answer",
-			"subject", wild, "queue", UnknownGameQueueGroup)
+			logkey.Subject, wild, "queue", UnknownGameQueueGroup)
 	}
 	if protocol.ValidateGameVersion(m.cfg.AppName, m.cfg.AppVersion) != nil {
 		m.log.Warn("app name/version cannot be requested through the HTTP/WebSocket front door, which accepts only letters, digits, '_' and '-' (at most 30 characters); so front-door clients can never reach this matchmaker: name the Edgegap app version without dots (e.g. v0-0-1, not v0.0.1) and pass it as --app-version, or have clients publish NATS requests on the literal subject",
-			"app", m.cfg.AppName, "version", m.cfg.AppVersion, "subject", m.ownStreamSubject())
+			"app", m.cfg.AppName, logkey.Version, m.cfg.AppVersion, logkey.Subject, m.ownStreamSubject())
 	}
 
 	svc, err := m.addGenSessionService()
@@ -226,7 +211,7 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 	if err := m.nc.FlushTimeout(5 * time.Second); err != nil {
 		return fail(fmt.Errorf("matchmaker: flush subscriptions: %w", err))
 	}
-	m.log.Info("matchmaker ready", "app", m.cfg.AppName, "version", m.cfg.AppVersion,
+	m.log.Info("matchmaker ready", "app", m.cfg.AppName, logkey.Version, m.cfg.AppVersion,
 		"stream_subject", streamSubject, "service", protocol.SubjectGenSession,
 		"webhook_url_set", m.cfg.SessionWebhookURL != "", "token_format", m.cfg.TokenFormat.String(),
 		"protocol_id", m.cfg.ProtocolID, "private_key", m.cfg.PrivateKey, "buckets_prefix", m.cfg.Buckets.Prefix)
@@ -291,7 +276,7 @@ func (m *Matchmaker) verifyApp(ctx context.Context) error {
 	if !v.Active() {
 		return fmt.Errorf("%w: version %q of application %q is not active on Edgegap, sessions could not be created", ErrAppNotReady, m.cfg.AppVersion, m.cfg.AppName)
 	}
-	m.log.Info("Edgegap application version is active", "app", app.Name, "version", v.Name, "last_updated", app.LastUpdated)
+	m.log.Info("Edgegap application version is active", "app", app.Name, logkey.Version, v.Name, "last_updated", app.LastUpdated)
 	return nil
 }
 
@@ -354,7 +339,7 @@ func (m *Matchmaker) Shutdown(ctx context.Context) error {
 func (m *Matchmaker) onWebhook(msg *nats.Msg) {
 	w, err := edgegap.ParseSessionWebhook(msg.Data)
 	if err != nil {
-		m.log.Debug("ignoring webhook that is not a session webhook", "subject", msg.Subject, "err", err)
+		m.log.Debug("ignoring webhook that is not a session webhook", logkey.Subject, msg.Subject, logkey.Err, err)
 		return
 	}
 	if m.hooks.deliver(w) {

@@ -6,22 +6,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/serve"
 )
 
 // metrics are the matchmaker's Prometheus collectors, registered on one per-instance registry.
+// The Edgegap call counter is not among them: the Edgegap client feeds it (EdgegapObserver).
 type metrics struct {
 	requests        *prometheus.CounterVec   // kind, code
 	requestDuration *prometheus.HistogramVec // kind, result
 	inFlight        prometheus.Gauge
 	queued          prometheus.Gauge
-	edgegapCalls    *prometheus.CounterVec // endpoint, outcome
 	readyVia        *prometheus.CounterVec // via: webhook, poll
 	webhooks        *prometheus.CounterVec // matched: owned, cached
 	readyTimeouts   prometheus.Counter
@@ -33,7 +33,7 @@ type metrics struct {
 	webhookHealthy  prometheus.Gauge
 }
 
-func newMetrics(reg *prometheus.Registry) *metrics {
+func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_matchmaker_requests_total",
@@ -52,10 +52,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "bevygap_matchmaker_requests_queued",
 			Help: "Session requests waiting for a session-creation slot.",
 		}),
-		edgegapCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "bevygap_matchmaker_edgegap_calls_total",
-			Help: "Edgegap API calls made by the matchmaker, by endpoint and outcome.",
-		}, []string{"endpoint", "outcome"}),
 		readyVia: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_matchmaker_sessions_ready_total",
 			Help: "Sessions found ready, by what revealed it (webhook or poll).",
@@ -93,86 +89,53 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "1 while session webhooks arrive (slow fallback polling), 0 when polling fast.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.inFlight, m.queued, m.edgegapCalls,
-		m.readyVia, m.webhooks, m.readyTimeouts, m.deletes, m.deletesStuck, m.deleteEnqueued,
+	reg.MustRegister(m.requests, m.requestDuration, m.inFlight, m.queued, m.readyVia, m.webhooks, m.readyTimeouts, m.deletes, m.deletesStuck, m.deleteEnqueued,
 		m.reaped, m.reconciled, m.webhookHealthy)
 	return m
 }
 
-// countingAPI counts every Edgegap call per endpoint and outcome.
-type countingAPI struct {
-	api EdgegapAPI
-	m   *metrics
-}
-
-func (c countingAPI) observe(e edgegap.Endpoint, err error) {
-	c.m.edgegapCalls.WithLabelValues(string(e), outcomeLabel(err)).Inc()
-}
-
-func outcomeLabel(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+// EdgegapObserver returns the hook for edgegap.WithObserver that counts every HTTP attempt of an
+// Edgegap client in bevygap_matchmaker_edgegap_calls_total{endpoint,outcome}, registered on reg.
+// endpoint is an edgegap.Endpoint (session_create, session_get, …) and outcome an
+// edgegap.Outcome (ok, not_found, rate_limited, server_error, network_error, canceled, …); a
+// retried call counts once per attempt, as Edgegap sees and rate-limits it. Build the
+// matchmaker's client with it and give the same registry to [Deps]:
+//
+//	reg := prometheus.NewRegistry()
+//	api := edgegap.NewClient(url, key, edgegap.WithObserver(matchmaker.EdgegapObserver(reg)))
+//	mm, err := matchmaker.New(cfg, matchmaker.Deps{NATS: nc, Edgegap: api, Registry: reg})
+//
+// Observers made for the same registry count into the same series.
+func EdgegapObserver(reg prometheus.Registerer) func(edgegap.CallEvent) {
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "bevygap_matchmaker_edgegap_calls_total",
+		Help: "HTTP attempts of the matchmaker's Edgegap client, by endpoint and outcome (a retried call counts each attempt).",
+	}, []string{"endpoint", "outcome"})
+	if err := reg.Register(calls); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				calls = existing
+			}
+		}
 	}
-	if code := edgegap.StatusCode(err); code != 0 {
-		return strconv.Itoa(code)
+	return func(ev edgegap.CallEvent) {
+		calls.WithLabelValues(string(ev.Endpoint), string(ev.Outcome)).Inc()
 	}
-	return "network_error"
 }
 
-func (c countingAPI) GetApp(ctx context.Context, app string) (*edgegap.Application, error) {
-	r, err := c.api.GetApp(ctx, app)
-	c.observe(edgegap.EndpointAppGet, err)
-	return r, err
-}
-
-func (c countingAPI) GetAppVersion(ctx context.Context, app, version string) (*edgegap.AppVersion, error) {
-	r, err := c.api.GetAppVersion(ctx, app, version)
-	c.observe(edgegap.EndpointAppVersionGet, err)
-	return r, err
-}
-
-func (c countingAPI) CreateSession(ctx context.Context, req edgegap.SessionCreateRequest) (*edgegap.SessionCreated, error) {
-	r, err := c.api.CreateSession(ctx, req)
-	c.observe(edgegap.EndpointSessionCreate, err)
-	return r, err
-}
-
-func (c countingAPI) GetSession(ctx context.Context, id string) (*edgegap.Session, error) {
-	r, err := c.api.GetSession(ctx, id)
-	c.observe(edgegap.EndpointSessionGet, err)
-	return r, err
-}
-
-func (c countingAPI) DeleteSession(ctx context.Context, id string) (*edgegap.SessionDeleted, error) {
-	r, err := c.api.DeleteSession(ctx, id)
-	c.observe(edgegap.EndpointSessionDelete, err)
-	return r, err
-}
-
-func (c countingAPI) ListAllSessions(ctx context.Context) ([]edgegap.SessionSummary, error) {
-	r, err := c.api.ListAllSessions(ctx)
-	c.observe(edgegap.EndpointSessionList, err)
-	return r, err
-}
-
-// ServeMetrics serves reg at /metrics on ln until ctx ends, then closes ln. It is a helper for
-// the command; ln should normally listen on a loopback address.
-func ServeMetrics(ctx context.Context, ln net.Listener, reg *prometheus.Registry) error {
+// ServeMetrics serves g at /metrics on ln until ctx ends, then shuts down gracefully (in-flight
+// scrapes get 5 s) and closes ln. It is a helper for the command; ln should normally listen on a
+// loopback address.
+func ServeMetrics(ctx context.Context, ln net.Listener, g prometheus.Gatherer) error {
+	var opts promhttp.HandlerOpts
+	if reg, ok := g.(prometheus.Registerer); ok {
+		opts.Registry = reg // also count the scrapes themselves (promhttp_metric_handler_*)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, opts))
+	if err := serve.HTTP(ctx, serve.NewServer(mux, nil), ln, 5*time.Second, nil); err != nil {
 		return fmt.Errorf("matchmaker: metrics server: %w", err)
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		return nil
 	}
+	return nil
 }

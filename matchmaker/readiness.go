@@ -25,7 +25,6 @@ type hookRouter struct {
 	order   *list.List
 	max     int
 	ttl     time.Duration
-	now     func() time.Time
 
 	// healthy is true while webhooks are seen to arrive for our sessions: then the fallback
 	// poll is slow. A session found ready by a poll before its webhook flips it to false.
@@ -38,14 +37,13 @@ type recentHook struct {
 	at time.Time
 }
 
-func newHookRouter(now func() time.Time) *hookRouter {
+func newHookRouter() *hookRouter {
 	return &hookRouter{
 		waiters: make(map[string]chan hookEvent),
 		recent:  make(map[string]*list.Element),
 		order:   list.New(),
 		max:     10000,
 		ttl:     2 * time.Minute,
-		now:     now,
 		healthy: true,
 	}
 }
@@ -61,7 +59,7 @@ func (r *hookRouter) register(sessionID string) <-chan hookEvent {
 		h := el.Value.(recentHook)
 		r.order.Remove(el)
 		delete(r.recent, sessionID)
-		if r.now().Sub(h.at) <= r.ttl {
+		if time.Since(h.at) <= r.ttl {
 			ch <- h.ev
 		}
 	}
@@ -92,7 +90,7 @@ func (r *hookRouter) deliver(w edgegap.SessionWebhook) bool {
 		return true
 	}
 	// Not ours (yet): remember it briefly in case our waiter registers after it.
-	now := r.now()
+	now := time.Now()
 	for r.order.Len() > 0 {
 		front := r.order.Front()
 		h := front.Value.(recentHook)

@@ -1,59 +1,276 @@
 package matchmaker
 
 import (
+	"context"
+	"net/http"
+	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/protocol"
 )
 
 func TestHookRouter(t *testing.T) {
-	now := time.Unix(1000, 0)
-	r := newHookRouter(func() time.Time { return now })
-	// A webhook that arrives before its waiter registers is kept and delivered on register.
-	if r.deliver(edgegap.SessionWebhook{SessionID: "a-S", Status: "Ready", Ready: true}) {
-		t.Fatal("owned without a waiter")
-	}
-	ch := r.register("a-S")
-	select {
-	case ev := <-ch:
-		if !ev.ready {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		r := newHookRouter()
+		// A webhook that arrives before its waiter registers is kept and delivered on register.
+		if r.deliver(edgegap.SessionWebhook{SessionID: "a-S", Status: "Ready", Ready: true}) {
+			t.Fatal("owned without a waiter")
+		}
+		ch := r.register("a-S")
+		select {
+		case ev := <-ch:
+			if !ev.ready {
+				t.Fatalf("event %+v", ev)
+			}
+		default:
+			t.Fatal("cached webhook not delivered")
+		}
+		// Live delivery, error detection.
+		if !r.deliver(edgegap.SessionWebhook{SessionID: "a-S", Status: "Error"}) {
+			t.Fatal("not routed to its waiter")
+		}
+		if ev := <-ch; !ev.failed {
 			t.Fatalf("event %+v", ev)
 		}
-	default:
-		t.Fatal("cached webhook not delivered")
+		r.unregister("a-S")
+		// Stale cached webhooks (older than the 2 min ttl) are dropped; fresh ones are not.
+		r.deliver(edgegap.SessionWebhook{SessionID: "b-S", Status: "Ready", Ready: true})
+		r.deliver(edgegap.SessionWebhook{SessionID: "c-S", Status: "Ready", Ready: true})
+		time.Sleep(r.ttl)
+		select {
+		case <-r.register("c-S"):
+		default:
+			t.Fatal("webhook of exactly the ttl's age dropped")
+		}
+		time.Sleep(time.Nanosecond)
+		select {
+		case ev := <-r.register("b-S"):
+			t.Fatalf("stale event delivered: %+v", ev)
+		default:
+		}
+		// Health flips on a poll-found session and back on an owned webhook.
+		r.markPollFoundReady()
+		if r.isHealthy() {
+			t.Fatal("still healthy")
+		}
+		r.deliver(edgegap.SessionWebhook{SessionID: "b-S", Status: "Ready", Ready: true})
+		if !r.isHealthy() {
+			t.Fatal("not healthy after an owned webhook")
+		}
+		// The cache is bounded.
+		r.max = 3
+		for _, id := range []string{"c", "d", "e", "f", "g"} {
+			r.deliver(edgegap.SessionWebhook{SessionID: id, Status: "Linked"})
+		}
+		if len(r.recent) > 3 || r.order.Len() != len(r.recent) {
+			t.Fatalf("cache size %d / %d", len(r.recent), r.order.Len())
+		}
+	})
+}
+
+// TestWaitReady runs the readiness wait on fake time against an in-memory Edgegap: which
+// wake-ups (webhook, poll schedule, limit, cancel) end it, when it GETs the session, and what it
+// reports. Limit 60 s, polls from 0.5 s doubling to 3 s (the defaults).
+func TestWaitReady(t *testing.T) {
+	t.Parallel()
+	type hook struct {
+		at     time.Duration
+		status string // "Linked", "Ready", "Error"
 	}
-	// Live delivery, error detection.
-	if !r.deliver(edgegap.SessionWebhook{SessionID: "a-S", Status: "Error"}) {
-		t.Fatal("not routed to its waiter")
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	s := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	tests := []struct {
+		name     string
+		webhook  bool // SessionWebhookURL is set
+		degraded bool // a poll found an earlier session ready before its webhook
+		hooks    []hook
+		readyAt  time.Duration // GET shows the session ready from then on (0: never)
+		status   string        // GET status while not ready ("" = Status.LINKED)
+		getErr   map[int]error // error of the n-th GET (1 = first)
+		cancelAt time.Duration
+
+		wantGets    []time.Duration
+		wantAfter   time.Duration
+		wantCode    uint16 // 0: ready
+		wantVia     string
+		wantHealthy bool
+	}{
+		{name: "ready webhook wakes the waiter", webhook: true,
+			hooks: []hook{{s(1), "Linked"}, {s(20), "Ready"}}, readyAt: s(20),
+			wantGets: []time.Duration{s(20)}, wantAfter: s(20), wantVia: "webhook", wantHealthy: true},
+		{name: "no webhook at all: the early check finds it", webhook: true, readyAt: s(3),
+			wantGets: []time.Duration{s(5)}, wantAfter: s(5), wantVia: "poll"},
+		{name: "early check skipped after Linked, then polls at 60 and 80 %", webhook: true,
+			hooks: []hook{{s(1), "Linked"}}, readyAt: s(40),
+			wantGets: []time.Duration{s(36), s(48)}, wantAfter: s(48), wantVia: "poll"},
+		{name: "webhooks degraded: fast polls", webhook: true, degraded: true, readyAt: s(1),
+			wantGets: []time.Duration{0, ms(500), ms(1500)}, wantAfter: ms(1500), wantVia: "poll"},
+		{name: "no webhook url: polls doubling up to 3 s", readyAt: s(5),
+			wantGets: []time.Duration{0, ms(500), ms(1500), ms(3500), ms(6500)}, wantAfter: ms(6500),
+			wantVia: "poll", wantHealthy: true},
+		{name: "never ready: 504 at the limit", webhook: true, hooks: []hook{{s(1), "Linked"}},
+			wantGets: []time.Duration{s(36), s(48), s(57)}, wantAfter: s(60), wantCode: http.StatusGatewayTimeout, wantHealthy: true},
+		{name: "error webhook: 502 at once", webhook: true, hooks: []hook{{s(1), "Linked"}, {s(3), "Error"}},
+			wantGets: []time.Duration{}, wantAfter: s(3), wantCode: http.StatusBadGateway, wantHealthy: true},
+		{name: "error status on a poll: 502", status: edgegap.SessionStatusError,
+			wantGets: []time.Duration{0}, wantAfter: 0, wantCode: http.StatusBadGateway, wantHealthy: true},
+		{name: "session gone: 502", getErr: map[int]error{1: &edgegap.APIError{Endpoint: edgegap.EndpointSessionGet, StatusCode: 404}},
+			wantGets: []time.Duration{0}, wantAfter: 0, wantCode: http.StatusBadGateway, wantHealthy: true},
+		{name: "failed GET retried at the next poll", readyAt: ms(100),
+			getErr:   map[int]error{1: &edgegap.APIError{Endpoint: edgegap.EndpointSessionGet, StatusCode: 503}},
+			wantGets: []time.Duration{0, ms(500)}, wantAfter: ms(500), wantVia: "poll", wantHealthy: true},
+		{name: "request canceled: 503", webhook: true, cancelAt: s(10),
+			wantGets: []time.Duration{s(5)}, wantAfter: s(10), wantCode: http.StatusServiceUnavailable, wantHealthy: true},
 	}
-	if ev := <-ch; !ev.failed {
-		t.Fatalf("event %+v", ev)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				created := time.Now()
+				api := &fakeEdgegap{}
+				api.getSession = func(id string) (*edgegap.Session, error) {
+					if err := tt.getErr[len(api.getTimes(created))]; err != nil {
+						return nil, err
+					}
+					if tt.readyAt > 0 && time.Since(created) >= tt.readyAt {
+						return &edgegap.Session{SessionID: id, Status: edgegap.SessionStatusReady, Ready: true,
+							Deployment: &edgegap.Deployment{PublicIP: "203.0.113.7"}}, nil
+					}
+					st := tt.status
+					if st == "" {
+						st = edgegap.SessionStatusLinked
+					}
+					return &edgegap.Session{SessionID: id, Status: st, Linked: true}, nil
+				}
+				m, reg := newUnitMatchmaker(t, func(c *Config) {
+					if tt.webhook {
+						c.SessionWebhookURL = "https://hooks.example/hook/session"
+					}
+				}, api, nil)
+				if tt.degraded {
+					m.hooks.markPollFoundReady()
+				}
+				for _, h := range tt.hooks {
+					time.AfterFunc(h.at, func() {
+						m.hooks.deliver(edgegap.SessionWebhook{SessionID: "s-1", Status: h.status, Ready: h.status == "Ready"})
+					})
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				if tt.cancelAt > 0 {
+					time.AfterFunc(tt.cancelAt, cancel)
+				}
+				var progress []string
+				sess, waited, rerr := m.waitReady(ctx, "s-1", created, func(f protocol.Feedback) {
+					progress = append(progress, f.Text)
+				})
+
+				if after := time.Since(created); after != tt.wantAfter {
+					t.Errorf("returned after %v, want %v", after, tt.wantAfter)
+				}
+				if gets := api.getTimes(created); !slices.Equal(gets, tt.wantGets) {
+					t.Errorf("GETs at %v, want %v", gets, tt.wantGets)
+				}
+				switch {
+				case tt.wantCode != 0:
+					if rerr == nil || rerr.Code != tt.wantCode || sess != nil {
+						t.Fatalf("got %v, %v; want code %d", sess, rerr, tt.wantCode)
+					}
+				case rerr != nil || sess == nil || !sess.Ready || waited != tt.wantAfter:
+					t.Fatalf("got %v after %v, %v; want a ready session", sess, waited, rerr)
+				}
+				if tt.wantVia != "" {
+					if v := metricSum(t, reg, "bevygap_matchmaker_sessions_ready_total", map[string]string{"via": tt.wantVia}); v != 1 {
+						t.Errorf("ready via %s = %v", tt.wantVia, v)
+					}
+				}
+				if m.hooks.isHealthy() != tt.wantHealthy {
+					t.Errorf("webhooks healthy = %v, want %v", m.hooks.isHealthy(), tt.wantHealthy)
+				}
+				wantGauge := 1.0
+				if !tt.wantHealthy {
+					wantGauge = 0
+				}
+				if v := metricSum(t, reg, "bevygap_matchmaker_webhook_healthy", nil); v != wantGauge {
+					t.Errorf("webhook_healthy gauge %v, want %v", v, wantGauge)
+				}
+				if tt.wantCode == http.StatusGatewayTimeout {
+					if v := metricSum(t, reg, "bevygap_matchmaker_readiness_timeouts_total", nil); v != 1 {
+						t.Errorf("readiness timeouts = %v", v)
+					}
+				}
+				// Streaming clients hear what happens, and that time passes, every 2 s.
+				if tt.wantAfter >= 2*time.Second && !slices.Contains(progress, "Waiting for game server (2s)") {
+					t.Errorf("progress %q lacks the 2 s waiting report", progress)
+				}
+				if len(tt.hooks) > 0 && tt.hooks[0].status == "Linked" && !slices.Contains(progress, "Linked") {
+					t.Errorf("progress %q lacks the Linked webhook", progress)
+				}
+			})
+		})
 	}
-	r.unregister("a-S")
-	// Stale cached webhooks are dropped.
-	r.deliver(edgegap.SessionWebhook{SessionID: "b-S", Status: "Ready", Ready: true})
-	now = now.Add(3 * time.Minute)
-	select {
-	case ev := <-r.register("b-S"):
-		t.Fatalf("stale event delivered: %+v", ev)
-	default:
+}
+
+// TestWaitReadyAfterDegradation: a session found by a poll before its webhook switches the
+// next waits to the fast poll schedule (until a webhook is seen to work again).
+func TestWaitReadyAfterDegradation(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var created time.Time
+		api := &fakeEdgegap{getSession: func(id string) (*edgegap.Session, error) {
+			if time.Since(created) >= time.Second {
+				return &edgegap.Session{SessionID: id, Status: edgegap.SessionStatusReady, Ready: true,
+					Deployment: &edgegap.Deployment{PublicIP: "203.0.113.7"}}, nil
+			}
+			return &edgegap.Session{SessionID: id, Status: edgegap.SessionStatusLinked}, nil
+		}}
+		m, _ := newUnitMatchmaker(t, func(c *Config) { c.SessionWebhookURL = "https://hooks.example/hook/session" }, api, nil)
+		for i, want := range [][]time.Duration{{5 * time.Second}, {0, 500 * time.Millisecond, 1500 * time.Millisecond}} {
+			created = time.Now()
+			api.gets = nil
+			if _, _, rerr := m.waitReady(context.Background(), "s-1", created, func(protocol.Feedback) {}); rerr != nil {
+				t.Fatal(rerr)
+			}
+			if got := api.getTimes(created); !slices.Equal(got, want) {
+				t.Errorf("wait %d: GETs at %v, want %v", i+1, got, want)
+			}
+		}
+	})
+}
+
+func TestPollScheduleTable(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		hook, healthy bool
+		want          []time.Duration
+	}{
+		{"webhook healthy", true, true, []time.Duration{5 * time.Second, 36 * time.Second, 48 * time.Second, 57 * time.Second}},
+		{"webhook degraded", true, false, nil},
+		{"no webhook", false, true, nil},
 	}
-	// Health flips on a poll-found session and back on an owned webhook.
-	r.markPollFoundReady()
-	if r.isHealthy() {
-		t.Fatal("still healthy")
-	}
-	r.deliver(edgegap.SessionWebhook{SessionID: "b-S", Status: "Ready", Ready: true})
-	if !r.isHealthy() {
-		t.Fatal("not healthy after an owned webhook")
-	}
-	// The cache is bounded.
-	r.max = 3
-	for _, id := range []string{"c", "d", "e", "f", "g"} {
-		r.deliver(edgegap.SessionWebhook{SessionID: id, Status: "Linked"})
-	}
-	if len(r.recent) > 3 || r.order.Len() != len(r.recent) {
-		t.Fatalf("cache size %d / %d", len(r.recent), r.order.Len())
+	for _, tt := range tests {
+		got := pollSchedule(time.Minute, 500*time.Millisecond, 3*time.Second, tt.hook, tt.healthy)
+		if tt.want != nil {
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("%s: %v", tt.name, got)
+			}
+			continue
+		}
+		if got[0] != 0 || got[1] != 500*time.Millisecond || got[2] != 1500*time.Millisecond || got[3] != 3500*time.Millisecond {
+			t.Errorf("%s: %v", tt.name, got[:4])
+		}
+		for i := 4; i < len(got); i++ {
+			if got[i]-got[i-1] != 3*time.Second {
+				t.Errorf("%s: interval %v at %d", tt.name, got[i]-got[i-1], i)
+			}
+		}
+		if len(got) > 25 {
+			t.Errorf("%s: %d polls in a minute", tt.name, len(got))
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package matchmaker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -55,9 +57,11 @@ func burst(t *testing.T, h *harness, n int) (sids []string, last []protocol.Feed
 
 // Two games' matchmakers on one NATS, with default flags: each serves exactly its own requests.
 func TestTwoGamesOnOneNATSGetOnlyOwnRequests(t *testing.T) {
+	t.Parallel()
 	const n = 30
-	a := newHarness(t, harnessOpts{})
-	b := newHarness(t, harnessOpts{})
+	srv := newNATS(t)
+	a := newHarness(t, harnessOpts{nats: srv})
+	b := newHarness(t, harnessOpts{nats: srv})
 	type outcome struct {
 		sids []string
 		last []protocol.Feedback
@@ -94,17 +98,19 @@ func TestTwoGamesOnOneNATSGetOnlyOwnRequests(t *testing.T) {
 	if !errors.Is(err, nats.ErrNoResponders) {
 		t.Fatalf("unserved game: err = %v, want no responders", err)
 	}
-	a.noLeaks(t, 8*time.Second)
-	b.noLeaks(t, 8*time.Second)
+	a.releaseAll(t)
+	b.releaseAll(t)
 }
 
 // A matchmaker answering unknown games never takes a request away from the game's own matchmaker
 // (its wildcard subscription is in a queue group of its own) and never answers its own game with
 // an error.
 func TestAnswerUnknownGamesNeverStealsRequests(t *testing.T) {
+	t.Parallel()
 	const n = 20
-	a := newHarness(t, harnessOpts{configure: func(c *Config) { c.AnswerUnknownGames = true }})
-	b := newHarness(t, harnessOpts{})
+	srv := newNATS(t)
+	a := newHarness(t, harnessOpts{nats: srv, configure: func(c *Config) { c.AnswerUnknownGames = true }})
+	b := newHarness(t, harnessOpts{nats: srv})
 
 	// a's own game is served normally.
 	sids, last := burst(t, a, n)
@@ -117,9 +123,9 @@ func TestAnswerUnknownGamesNeverStealsRequests(t *testing.T) {
 	// Every request for b's game still reaches b (a may race it with a 404: the documented
 	// caveat of AnswerUnknownGames).
 	_, _ = burst(t, b, n)
-	eventually(t, 5*time.Second, "every request for b created a session on b's Edgegap", func() bool {
+	eventually.True(t, 5*time.Second, func() bool {
 		return b.sim.CallCounts().Endpoint(edgegap.EndpointSessionCreate) == n
-	})
+	}, "every request for b created a session on b's Edgegap")
 	if c := a.sim.CallCounts().Endpoint(edgegap.EndpointSessionCreate); c != n {
 		t.Fatalf("a: %d session creates, want its own %d", c, n)
 	}
@@ -128,11 +134,17 @@ func TestAnswerUnknownGamesNeverStealsRequests(t *testing.T) {
 	if len(raw) != 2 || !strings.HasPrefix(string(raw[0]), `{"Error":[404,`) {
 		t.Fatalf("unserved game: %q", raw)
 	}
-	a.noLeaks(t, 8*time.Second)
-	b.noLeaks(t, 8*time.Second)
+	// b grants even the requests whose client took a's 404 first; wait for all of them.
+	eventually.True(t, 10*time.Second, func() bool {
+		keys, _ := b.b.SessionsEg2Ly.Keys(context.Background())
+		return len(keys) == n
+	}, "b granted all %d requests", n)
+	a.releaseAll(t)
+	b.releaseAll(t)
 }
 
 func TestStreamQueueGroupsNeverMerge(t *testing.T) {
+	t.Parallel()
 	names := map[string]bool{UnknownGameQueueGroup: true}
 	for _, gv := range [][2]string{{"game1", "v1"}, {"game2", "v1"}, {"game1", "v2"}, {"spacepit_server", "v0.0.1"}} {
 		q := StreamQueueGroupFor(gv[0], gv[1])

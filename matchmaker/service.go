@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -57,7 +58,7 @@ func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
 			failed.Add(1)
 			m.finishMetrics("gensession", rerr.Code, time.Now())
 			if err := req.Error(strconv.Itoa(int(rerr.Code)), rerr.Message, nil); err != nil {
-				m.log.Warn("could not send gensession error", "err", err)
+				m.log.Warn("could not send gensession error", logkey.Err, err)
 			}
 			return
 		}
@@ -80,7 +81,7 @@ func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
 }
 
 // decodeClientIP reads client_ip from a JSON object with any other fields.
-func decodeClientIP(data []byte) (string, *RequestError) {
+func decodeClientIP(data []byte) (string, *requestError) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(data, &obj); err != nil {
 		return "", reqErr(http.StatusBadRequest, "error decoding session request: body is not a JSON object", err)
@@ -106,7 +107,7 @@ func (m *Matchmaker) handleGenSession(req micro.Request, ip netip.Addr) bool {
 	if rerr != nil {
 		m.finishMetrics("gensession", rerr.Code, start)
 		if err := req.Error(strconv.Itoa(int(rerr.Code)), rerr.Message, nil); err != nil {
-			m.log.Warn("could not send gensession error", "err", err)
+			m.log.Warn("could not send gensession error", logkey.Err, err)
 		}
 		return false
 	}
@@ -122,7 +123,7 @@ func (m *Matchmaker) handleGenSession(req micro.Request, ip netip.Addr) bool {
 	}
 	if err != nil {
 		// The requester will not get its token; the session stays unclaimed and is reaped.
-		m.log.Warn("could not send gensession reply", "session_id", g.sessionID, "err", err)
+		m.log.Warn("could not send gensession reply", logkey.SessionID, g.sessionID, logkey.Err, err)
 	}
 	m.finishMetrics("gensession", http.StatusOK, start)
 	return true
@@ -138,7 +139,7 @@ func (m *Matchmaker) finishMetrics(kind string, code uint16, start time.Time) {
 }
 
 // serve decodes a request body and runs the session flow.
-func (m *Matchmaker) serve(data []byte, progress progressFunc) (*grant, *RequestError) {
+func (m *Matchmaker) serve(data []byte, progress progressFunc) (*grant, *requestError) {
 	ip, rerr := parseRequest(data)
 	if rerr != nil {
 		return nil, rerr
@@ -147,7 +148,7 @@ func (m *Matchmaker) serve(data []byte, progress progressFunc) (*grant, *Request
 }
 
 // parseRequest reads and checks the client IP of a session request body.
-func parseRequest(data []byte) (netip.Addr, *RequestError) {
+func parseRequest(data []byte) (netip.Addr, *requestError) {
 	s, rerr := decodeClientIP(data)
 	if rerr != nil {
 		return netip.Addr{}, rerr
@@ -156,18 +157,18 @@ func parseRequest(data []byte) (netip.Addr, *RequestError) {
 }
 
 // serveIP requests a session for a client at ip and logs the outcome.
-func (m *Matchmaker) serveIP(ip netip.Addr, progress progressFunc) (*grant, *RequestError) {
+func (m *Matchmaker) serveIP(ip netip.Addr, progress progressFunc) (*grant, *requestError) {
 	g, rerr := m.requestSession(m.reqCtx, ip, progress)
 	if rerr != nil {
 		level := m.log.Warn
 		if rerr.Code >= 500 {
 			level = m.log.Error
 		}
-		level("session request failed", "client_ip", ip.String(), "code", rerr.Code, "error", rerr.Message, "cause", rerr.Err)
+		level("session request failed", logkey.ClientIP, ip.String(), "code", rerr.Code, "reason", rerr.Message, logkey.Err, rerr.Err)
 		return nil, rerr
 	}
-	m.log.Info("session granted", "session_id", g.sessionID, "client_id", g.clientID,
-		"client_ip", ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
+	m.log.Info("session granted", logkey.SessionID, g.sessionID, logkey.ClientID, g.clientID,
+		logkey.ClientIP, ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
 	return g, nil
 }
 
@@ -181,30 +182,30 @@ type streamReply struct {
 func (s streamReply) send(f protocol.Feedback) {
 	b, err := protocol.Marshal(f)
 	if err != nil {
-		s.m.log.Error("cannot encode feedback", "err", err)
+		s.m.log.Error("cannot encode feedback", logkey.Err, err)
 		return
 	}
 	if err := s.nc.Publish(s.inbox, b); err != nil {
-		s.m.log.Warn("could not publish feedback", "err", err)
+		s.m.log.Warn("could not publish feedback", logkey.Err, err)
 	}
 }
 
 // finish sends the empty message that ends the stream.
 func (s streamReply) finish() {
 	if err := s.nc.Publish(s.inbox, nil); err != nil {
-		s.m.log.Warn("could not publish end of stream", "err", err)
+		s.m.log.Warn("could not publish end of stream", logkey.Err, err)
 	}
 }
 
 // onStreamRequest handles matchmaker.request.<game>.<version>.
 func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 	if msg.Reply == "" {
-		m.log.Warn("matchmaker request without reply subject, dropped", "subject", msg.Subject)
+		m.log.Warn("matchmaker request without reply subject, dropped", logkey.Subject, msg.Subject)
 		return
 	}
 	if msg.Subject != m.ownStreamSubject() {
 		// Cannot happen with the literal subscription; never answer another game's request.
-		m.log.Warn("matchmaker request on a foreign subject, dropped", "subject", msg.Subject)
+		m.log.Warn("matchmaker request on a foreign subject, dropped", logkey.Subject, msg.Subject)
 		return
 	}
 	r := streamReply{nc: m.nc, inbox: msg.Reply, m: m}

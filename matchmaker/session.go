@@ -17,27 +17,30 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/backoff"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
-// RequestError is a failed session request: an HTTP-like code and a message for the client.
-// It never holds a secret.
-type RequestError struct {
+// requestError is a failed session request: an HTTP-like code and a message for the client.
+// It never holds a secret. It stays inside the package: clients see code and message on the
+// wire (service error headers, {"Error":[code,msg]}).
+type requestError struct {
 	Code    uint16
 	Message string
 	// Err is the cause, for logs.
 	Err error
 }
 
-func (e *RequestError) Error() string {
+func (e *requestError) Error() string {
 	return strconv.Itoa(int(e.Code)) + " " + e.Message
 }
 
-func (e *RequestError) Unwrap() error { return e.Err }
+func (e *requestError) Unwrap() error { return e.Err }
 
-func reqErr(code uint16, msg string, cause error) *RequestError {
-	return &RequestError{Code: code, Message: msg, Err: cause}
+func reqErr(code uint16, msg string, cause error) *requestError {
+	return &requestError{Code: code, Message: msg, Err: cause}
 }
 
 // grant is one granted session: what the client needs to connect.
@@ -51,7 +54,7 @@ type grant struct {
 type progressFunc func(protocol.Feedback)
 
 // parseClientIP checks a client_ip value.
-func parseClientIP(s string) (netip.Addr, *RequestError) {
+func parseClientIP(s string) (netip.Addr, *requestError) {
 	if s == "" {
 		return netip.Addr{}, reqErr(http.StatusBadRequest, "missing client_ip", nil)
 	}
@@ -64,7 +67,7 @@ func parseClientIP(s string) (netip.Addr, *RequestError) {
 
 // requestSession runs the whole flow for one client: admission, create, track, wait, token,
 // KV mappings. On any failure after the session exists, the session is queued for deletion.
-func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, progress progressFunc) (*grant, *RequestError) {
+func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, progress progressFunc) (*grant, *requestError) {
 	send := func(f protocol.Feedback) {
 		if progress != nil {
 			progress(f)
@@ -91,8 +94,8 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 		return nil, m.edgegapError("session create", err)
 	}
 	sid := created.SessionID
-	createdAt := m.now()
-	log := m.log.With("session_id", sid)
+	createdAt := time.Now()
+	log := m.log.With(logkey.SessionID, sid)
 	if !bus.ValidSessionID(sid) {
 		// Cannot be a KV key or subject token: delete right away, directly.
 		m.deleteDirectly(sid)
@@ -101,7 +104,7 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 	// Record the session before anything else can fail: from here on, a crash of this process
 	// leaves an unclaimed_sessions entry that any matchmaker's reaper will delete.
 	if err := m.trackUnclaimed(sid); err != nil {
-		log.Error("could not record session in unclaimed_sessions; deleting it now", "err", err)
+		log.Error("could not record session in unclaimed_sessions; deleting it now", logkey.Err, err)
 		m.deleteDirectly(sid)
 		return nil, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)
 	}
@@ -115,7 +118,7 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 	return g, nil
 }
 
-func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt time.Time, clientIP netip.Addr, send progressFunc) (*grant, *RequestError) {
+func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt time.Time, clientIP netip.Addr, send progressFunc) (*grant, *requestError) {
 	sess, waited, rerr := m.waitReady(ctx, sid, createdAt, send)
 	if rerr != nil {
 		return nil, rerr
@@ -124,7 +127,7 @@ func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt ti
 	if rerr != nil {
 		return nil, rerr
 	}
-	digest := m.certDigest(ctx, ip, waited)
+	digest := m.certDigest(ctx, ip, sess.Deployment.RequestID, createdAt, waited)
 
 	clientID, err := randomClientID()
 	if err != nil {
@@ -152,7 +155,7 @@ func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt ti
 func (m *Matchmaker) trackUnclaimed(sid string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return retry(ctx, 100*time.Millisecond, func() error {
+	return retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
 		_, err := m.b.UnclaimedSessions.Put(ctx, sid, []byte(sid))
 		return err
 	})
@@ -180,13 +183,13 @@ func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint6
 
 // waitReady waits until the session is ready: woken by its webhook, with a slow poll as
 // fallback. It returns the ready session and how long the wait took.
-func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.Time, send progressFunc) (*edgegap.Session, time.Duration, *RequestError) {
+func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.Time, send progressFunc) (*edgegap.Session, time.Duration, *requestError) {
 	hooks := m.hooks.register(sid)
 	defer m.hooks.unregister(sid)
 
 	withHook := m.cfg.SessionWebhookURL != ""
 	plan := newPollPlan(m.cfg.ReadinessLimit, m.cfg.PollInitial, m.cfg.PollMax, withHook, m.hooks.isHealthy())
-	limit := time.NewTimer(m.cfg.ReadinessLimit - m.now().Sub(createdAt))
+	limit := time.NewTimer(m.cfg.ReadinessLimit - time.Since(createdAt))
 	defer limit.Stop()
 	first, skippable, _ := plan.next()
 	poll := time.NewTimer(first)
@@ -194,9 +197,9 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 	sawHook := false
 	progress := time.NewTicker(2 * time.Second)
 	defer progress.Stop()
-	start := m.now()
+	start := time.Now()
 
-	check := func(via string) (*edgegap.Session, *RequestError, bool) {
+	check := func(via string) (*edgegap.Session, *requestError, bool) {
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
 		s, err := m.api.GetSession(cctx, sid)
 		cancel()
@@ -207,7 +210,7 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 			if ctx.Err() != nil {
 				return nil, m.contextError(ctx, ctx.Err()), true
 			}
-			m.log.Warn("session get failed, will retry", "session_id", sid, "err", err)
+			m.log.Warn("session get failed, will retry", logkey.SessionID, sid, logkey.Err, err)
 			return nil, nil, false
 		}
 		if s.Ready && s.Deployment != nil {
@@ -238,7 +241,7 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 			}
 			s, rerr, done := check("webhook")
 			if done {
-				return s, m.now().Sub(start), rerr
+				return s, time.Since(start), rerr
 			}
 		case <-poll.C:
 			if !(skippable && sawHook) {
@@ -248,16 +251,16 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 						m.hooks.markPollFoundReady()
 						m.met.webhookHealthy.Set(0)
 					}
-					return s, m.now().Sub(start), rerr
+					return s, time.Since(start), rerr
 				}
 			}
 			var at time.Duration
 			var ok bool
 			if at, skippable, ok = plan.next(); ok {
-				poll.Reset(max(0, at-m.now().Sub(createdAt)))
+				poll.Reset(max(0, at-time.Since(createdAt)))
 			}
 		case <-progress.C:
-			send(protocol.Progress(fmt.Sprintf("Waiting for game server (%ds)", int(m.now().Sub(createdAt).Seconds()))))
+			send(protocol.Progress(fmt.Sprintf("Waiting for game server (%ds)", int(time.Since(createdAt).Seconds()))))
 		case <-limit.C:
 			m.met.readyTimeouts.Inc()
 			return nil, 0, reqErr(http.StatusGatewayTimeout, "session still not ready, timed out.", nil)
@@ -276,7 +279,7 @@ func failedStatus(s string) bool {
 
 // pickAddress returns the game server's public IP and the external port of the configured
 // port (or the only/first one by name).
-func (m *Matchmaker) pickAddress(s *edgegap.Session) (netip.Addr, uint16, *RequestError) {
+func (m *Matchmaker) pickAddress(s *edgegap.Session) (netip.Addr, uint16, *requestError) {
 	d := s.Deployment
 	ip, err := netip.ParseAddr(d.PublicIP)
 	if err != nil {
@@ -311,45 +314,78 @@ func (m *Matchmaker) pickAddress(s *edgegap.Session) (netip.Addr, uint16, *Reque
 // booted and may not have published its cert digest yet.
 const freshDeploymentWait = 500 * time.Millisecond
 
-// certDigest reads cert_digests[ip]. If it is missing and the session had to boot (the game
-// server may not have published yet), it watches the key for up to CertDigestWait.
-func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, waited time.Duration) string {
-	key := ip.String()
+// certDigest returns the game server's certificate digest: cert_digests[<ip>.<request id>],
+// the deployment's own key (written by Go game servers, which may share an IP), else
+// cert_digests[<ip>], the Rust plugin's key (the newest deployment on the IP wrote it). For a
+// session that had to boot (the game server may not have published yet), an IP key written
+// before the session was created may be another deployment's: then both keys are watched for
+// up to CertDigestWait, and the first fresh write wins (the old IP value is the fallback).
+func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, requestID string, createdAt time.Time, waited time.Duration) string {
+	depKey, _ := protocol.CertDigestDeploymentKey(ip, requestID)
+	ipKey, _ := protocol.CertDigestIPKey(ip)
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	e, err := m.b.CertDigests.Get(gctx, key)
-	if err == nil {
+	get := func(ctx context.Context, key string) (jetstream.KeyValueEntry, bool) {
+		if key == "" {
+			return nil, false
+		}
+		e, err := m.b.CertDigests.Get(ctx, key)
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrKeyNotFound) {
+				m.log.Warn("cert digest lookup failed", "key", key, logkey.Err, err)
+			}
+			return nil, false
+		}
+		return e, true
+	}
+	if e, ok := get(gctx, depKey); ok {
 		return string(e.Value())
 	}
-	if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		m.log.Warn("cert digest lookup failed", "ip", key, "err", err)
-		return ""
+	fresh := m.cfg.CertDigestWait > 0 && waited >= freshDeploymentWait
+	fallback := ""
+	if e, ok := get(gctx, ipKey); ok {
+		fallback = string(e.Value())
+		if !fresh || e.Created().After(createdAt) {
+			return fallback
+		}
 	}
-	if m.cfg.CertDigestWait <= 0 || waited < freshDeploymentWait {
+	if !fresh {
 		return "" // a warm deployment published its digest long ago: it has none
+	}
+	var keys []string
+	for _, k := range []string{depKey, ipKey} {
+		if k != "" {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return fallback
 	}
 	wctx, wcancel := context.WithTimeout(ctx, m.cfg.CertDigestWait)
 	defer wcancel()
-	w, err := m.b.CertDigests.Watch(wctx, key, jetstream.UpdatesOnly())
+	w, err := m.b.CertDigests.WatchFiltered(wctx, keys, jetstream.UpdatesOnly())
 	if err != nil {
-		return ""
+		return fallback
 	}
 	defer func() { _ = w.Stop() }()
 	// The digest may have arrived between Get and Watch.
-	if e, err := m.b.CertDigests.Get(wctx, key); err == nil {
+	if e, ok := get(wctx, depKey); ok {
+		return string(e.Value())
+	}
+	if e, ok := get(wctx, ipKey); ok && e.Created().After(createdAt) {
 		return string(e.Value())
 	}
 	for {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
-				return ""
+				return fallback
 			}
 			if e != nil && e.Operation() == jetstream.KeyValuePut {
 				return string(e.Value())
 			}
 		case <-wctx.Done():
-			return ""
+			return fallback
 		}
 	}
 }
@@ -359,13 +395,13 @@ func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, waited time.
 func (m *Matchmaker) abandon(sid, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := retry(ctx, 200*time.Millisecond, func() error { return m.b.EnqueueSessionDelete(ctx, sid) })
+	err := retryNATS(ctx, 200*time.Millisecond, func(ctx context.Context) error { return m.b.EnqueueSessionDelete(ctx, sid) })
 	if err != nil {
-		m.log.Error("could not queue session deletion; the unclaimed reaper will delete it", "session_id", sid, "err", err)
+		m.log.Error("could not queue session deletion; the unclaimed reaper will delete it", logkey.SessionID, sid, logkey.Err, err)
 		return
 	}
 	m.met.deleteEnqueued.WithLabelValues("abandoned").Inc()
-	m.log.Info("session abandoned, deletion queued", "session_id", sid, "reason", reason)
+	m.log.Info("session abandoned, deletion queued", logkey.SessionID, sid, "reason", reason)
 	_ = m.b.UnclaimedSessions.Delete(ctx, sid)
 }
 
@@ -374,7 +410,7 @@ func (m *Matchmaker) abandon(sid, reason string) {
 func (m *Matchmaker) deleteDirectly(sid string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := retry(ctx, 500*time.Millisecond, func() error {
+	err := retryNATS(ctx, 500*time.Millisecond, func(ctx context.Context) error {
 		cctx, c := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
 		defer c()
 		_, err := m.api.DeleteSession(cctx, sid)
@@ -384,12 +420,12 @@ func (m *Matchmaker) deleteDirectly(sid string) {
 		return err
 	})
 	if err != nil {
-		m.log.Error("direct session delete failed; reconciliation will catch it", "session_id", sid, "err", err)
+		m.log.Error("direct session delete failed; reconciliation will catch it", logkey.SessionID, sid, logkey.Err, err)
 	}
 }
 
 // edgegapError maps an Edgegap failure to the client's error.
-func (m *Matchmaker) edgegapError(what string, err error) *RequestError {
+func (m *Matchmaker) edgegapError(what string, err error) *requestError {
 	code := edgegap.StatusCode(err)
 	msg := what + " failed"
 	var ae *edgegap.APIError
@@ -413,14 +449,14 @@ func (m *Matchmaker) edgegapError(what string, err error) *RequestError {
 }
 
 // contextError maps the end of a request context (shutdown) to an error.
-func (m *Matchmaker) contextError(ctx context.Context, err error) *RequestError {
+func (m *Matchmaker) contextError(ctx context.Context, err error) *requestError {
 	if errors.Is(context.Cause(ctx), errShuttingDown) || m.reqCtx.Err() != nil {
 		return reqErr(http.StatusServiceUnavailable, "matchmaker shutting down", err)
 	}
 	return reqErr(http.StatusServiceUnavailable, "request canceled", err)
 }
 
-func (m *Matchmaker) contextOr(ctx context.Context, e *RequestError) *RequestError {
+func (m *Matchmaker) contextOr(ctx context.Context, e *requestError) *requestError {
 	if ctx.Err() != nil {
 		return m.contextError(ctx, ctx.Err())
 	}
@@ -442,24 +478,15 @@ func randomClientID() (uint64, error) {
 	}
 }
 
-// retry calls f until it succeeds or ctx ends, with exponential backoff from base (max 2 s).
-func retry(ctx context.Context, base time.Duration, f func() error) error {
-	d := base
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
+// retryNATS calls op until it succeeds or ctx ends, waiting from base doubling up to 2 s between
+// calls (NATS may be reconnecting). A closed connection is final: this process lost NATS for
+// good.
+func retryNATS(ctx context.Context, base time.Duration, op func(context.Context) error) error {
+	return backoff.Retry(ctx, backoff.Policy{Base: base, Max: 2 * time.Second}, func(ctx context.Context) error {
+		err := op(ctx)
 		if errors.Is(err, nats.ErrConnectionClosed) {
-			return err // permanent: this process lost NATS for good
+			return backoff.Permanent(err)
 		}
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last error: %w)", ctx.Err(), err)
-		case <-t.C:
-		}
-		d = min(d*2, 2*time.Second)
-	}
+		return err
+	}, nil)
 }

@@ -9,6 +9,7 @@ import (
 )
 
 func TestAddressEncoding(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		addr   string
 		format Format
@@ -41,6 +42,7 @@ func TestAddressEncoding(t *testing.T) {
 }
 
 func TestReadAddressErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   []byte

@@ -12,10 +12,13 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
-// Errors of the client. Dial's errors wrap exactly one of the first five; a connected
-// client's Err / Recv / Send report the last three.
+// Errors of the client. Dial's errors wrap exactly one of the first five (or ErrCertMismatch,
+// over WebTransport with a pinned digest); a connected client's Err / Recv / Send report the
+// last three.
 var (
 	// ErrInvalidConnectToken: the token could not be decoded, or is inconsistent (no
 	// addresses, created after it expires).
@@ -71,8 +74,17 @@ func (e *DeniedError) Is(target error) bool { return target == ErrConnectionDeni
 // DefaultClientRecvQueue is the number of received payloads buffered for Client.Recv.
 const DefaultClientRecvQueue = 256
 
-// ClientConfig configures Dial. The zero value works with lightyear-0.17 tokens.
+// ClientConfig configures Dial. The zero value works with lightyear-0.17 tokens over UDP.
 type ClientConfig struct {
+	// Transport carries the packets: TransportUDP ("" means it) or TransportWebTransport
+	// (a WebTransport session to https://IP:PORT of each server address, as Lightyear's
+	// WebTransportClient does).
+	Transport Transport
+	// CertDigest, over WebTransport, pins the server's certificate as a browser does: Dial
+	// fails at once with an error wrapping ErrCertMismatch unless the server's certificate
+	// has this SHA-256 and browsers would pin it (ECDSA, valid now, for at most 14 days).
+	// nil means no certificate validation (Lightyear's native client). Ignored over UDP.
+	CertDigest *CertDigest
 	// Format is the byte order of the token and of packets (the zero value is lightyear-0.17).
 	Format Format
 	// SendInterval is how often connection requests, challenge responses and (when nothing
@@ -86,6 +98,50 @@ type ClientConfig struct {
 	RecvQueue int
 	// Logger receives debug logs; nil means slog.Default(). Keys and tokens are never logged.
 	Logger *slog.Logger
+
+	// network opens the socket to each server; nil means the Transport's. Tests use an
+	// in-memory network.
+	network clientNetwork
+}
+
+// clientNetwork opens a Client's socket to one server. dial must return when ctx ends.
+type clientNetwork interface {
+	dial(ctx context.Context, addr netip.AddrPort) (clientConn, error)
+}
+
+// clientConn is a Client's datagram socket, connected to one server: a *net.UDPConn, or
+// another datagram transport of the same shape. Read must return an error whose Timeout
+// method reports true once the read deadline passes, and net.ErrClosed after Close.
+type clientConn interface {
+	Read(b []byte) (int, error)
+	Write(b []byte) (int, error)
+	SetReadDeadline(t time.Time) error
+	LocalAddr() net.Addr
+	Close() error
+}
+
+// lingerer is implemented by a clientConn whose Close can drop packets just written (a
+// WebTransport session closing its QUIC connection): after lingerOnClose, Close waits
+// briefly for them to leave, or for the server to close first.
+type lingerer interface {
+	lingerOnClose()
+}
+
+// udpNetwork is the clientNetwork of UDP sockets.
+type udpNetwork struct{}
+
+// dial opens a UDP socket connected to addr.
+func (udpNetwork) dial(_ context.Context, addr netip.AddrPort) (clientConn, error) {
+	network := "udp6"
+	if addr.Addr().Is4() {
+		network = "udp4"
+	}
+	conn, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetReadBuffer(1 << 20)
+	return conn, nil
 }
 
 // Client is a client connected to a netcode.io server. Its methods are safe for concurrent
@@ -93,7 +149,7 @@ type ClientConfig struct {
 type Client struct {
 	cfg      ClientConfig
 	log      *slog.Logger
-	conn     *net.UDPConn
+	conn     clientConn
 	server   netip.AddrPort
 	timeout  time.Duration // 0: never times out
 	recvq    chan []byte
@@ -136,8 +192,10 @@ func Dial(ctx context.Context, token []byte, cfg ClientConfig) (*Client, error) 
 // accepts the client. Each attempt may last the token's timeout; all of them together may
 // last the token's lifetime (expire - create timestamp). It returns the error of the last
 // attempt: a *DeniedError (ErrConnectionDenied), ErrConnectionRequestTimedOut or
-// ErrConnectionResponseTimedOut (both ErrConnectionTimedOut), ErrConnectTokenExpired, or
-// ctx's error.
+// ErrConnectionResponseTimedOut (both ErrConnectionTimedOut), ErrConnectTokenExpired,
+// ErrCertMismatch (WebTransport with ClientConfig.CertDigest), ctx's error, or a socket or
+// session error. Over WebTransport the QUIC and WebTransport handshakes count towards the
+// token's timeout.
 func DialToken(ctx context.Context, t *ConnectToken, cfg ClientConfig) (*Client, error) {
 	cfg.Format = t.Format // the token's own format decides the packets' byte order
 	if cfg.SendInterval <= 0 {
@@ -151,6 +209,16 @@ func DialToken(ctx context.Context, t *ConnectToken, cfg ClientConfig) (*Client,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	var err error
+	if cfg.Transport, err = cfg.Transport.normalize(); err != nil {
+		return nil, err
+	}
+	if cfg.network == nil {
+		cfg.network = udpNetwork{}
+		if cfg.Transport == TransportWebTransport {
+			cfg.network = webTransportNetwork(cfg)
+		}
 	}
 	if err := checkFormat(t.Format); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConnectToken, err)
@@ -171,7 +239,7 @@ func DialToken(ctx context.Context, t *ConnectToken, cfg ClientConfig) (*Client,
 	}
 	d := &dialer{
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "netcode-client"),
+		log:     cfg.Logger.With(logkey.Component, "netcode-client"),
 		token:   t,
 		request: appendRequestPacket(make([]byte, 0, requestPacketBytes), t),
 		send:    send,
@@ -193,7 +261,7 @@ func DialToken(ctx context.Context, t *ConnectToken, cfg ClientConfig) (*Client,
 		if ctx.Err() != nil || errors.Is(err, ErrConnectTokenExpired) {
 			break
 		}
-		d.log.Debug("netcode connect attempt failed", "server", addr.String(), "err", err)
+		d.log.Debug("netcode connect attempt failed", "server", addr.String(), logkey.Err, err)
 	}
 	return nil, lastErr
 }
@@ -215,15 +283,11 @@ type dialer struct {
 
 // dial runs the handshake with one server.
 func (d *dialer) dial(ctx context.Context, addr netip.AddrPort) (*Client, error) {
-	network := "udp6"
-	if addr.Addr().Is4() {
-		network = "udp4"
-	}
-	conn, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(addr))
+	start := time.Now()
+	conn, err := d.open(ctx, addr, start)
 	if err != nil {
-		return nil, fmt.Errorf("netcode: dial %s: %w", addr, err)
+		return nil, err
 	}
-	_ = conn.SetReadBuffer(1 << 20)
 	c := &Client{
 		cfg:     d.cfg,
 		log:     d.log,
@@ -237,7 +301,7 @@ func (d *dialer) dial(ctx context.Context, addr netip.AddrPort) (*Client, error)
 	}
 	c.replay.reset()
 	c.sequence = d.sequence
-	err = c.handshake(ctx, d)
+	err = c.handshake(ctx, d, start)
 	d.sequence = c.sequence
 	if err != nil {
 		_ = conn.Close()
@@ -249,14 +313,44 @@ func (d *dialer) dial(ctx context.Context, addr netip.AddrPort) (*Client, error)
 	return c, nil
 }
 
+// open opens the socket to one server, within the attempt's timeout and the token's
+// lifetime (a WebTransport dial runs QUIC and HTTP/3 handshakes).
+func (d *dialer) open(ctx context.Context, addr netip.AddrPort, start time.Time) (clientConn, error) {
+	var deadline time.Time
+	if d.timeout > 0 {
+		deadline = start.Add(d.timeout)
+	}
+	if !d.tokenDeadline.IsZero() && (deadline.IsZero() || d.tokenDeadline.Before(deadline)) {
+		deadline = d.tokenDeadline
+	}
+	dctx := ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	conn, err := d.cfg.network.dial(dctx, addr)
+	switch {
+	case err == nil:
+		return conn, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case dctx.Err() != nil && deadline.Equal(d.tokenDeadline):
+		return nil, fmt.Errorf("%w (trying %s)", ErrConnectTokenExpired, addr)
+	case dctx.Err() != nil:
+		return nil, fmt.Errorf("%w (server %s): %w", ErrConnectionRequestTimedOut, addr, err)
+	}
+	return nil, fmt.Errorf("netcode: dial %s: %w", addr, err)
+}
+
 // handshake sends connection requests until a challenge comes, then challenge responses
-// until a keep-alive comes.
-func (c *Client) handshake(ctx context.Context, d *dialer) error {
+// until a keep-alive comes. start is when the attempt began.
+func (c *Client) handshake(ctx context.Context, d *dialer, start time.Time) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) }) // interrupts a blocked read
 	defer stop()
 	var (
 		responding   bool
-		stateStart   = time.Now()
+		stateStart   = start
 		nextSend     time.Time
 		challengeSeq uint64
 		challengeTok [challengeTokenBytes]byte
@@ -329,7 +423,7 @@ func (c *Client) handshake(ctx context.Context, d *dialer) error {
 			c.lastRecv = time.Now()
 			c.mu.Unlock()
 			_ = c.conn.SetReadDeadline(time.Time{})
-			c.log.Debug("netcode client connected", "server", c.server.String(), "client_id", c.clientID)
+			c.log.Debug("netcode client connected", "server", c.server.String(), logkey.ClientID, c.clientID)
 			return nil
 		}
 	}
@@ -486,14 +580,15 @@ func (c *Client) failLocked(err error) {
 	c.err = err
 	close(c.done)
 	_ = c.conn.Close()
-	c.log.Debug("netcode client connection ended", "server", c.server.String(), "err", err)
+	c.log.Debug("netcode client connection ended", "server", c.server.String(), logkey.Err, err)
 }
 
-// Send sends a payload of 1..MaxPayloadBytes bytes to the server. payload may be reused once
-// Send returns. After the connection ended it returns the reason (see Err).
+// Send sends a payload to the server: 1..MaxPayloadBytes bytes over UDP,
+// 1..MaxWebTransportPayloadBytes over WebTransport. payload may be reused once Send returns.
+// After the connection ended it returns the reason (see Err).
 func (c *Client) Send(payload []byte) error {
-	if len(payload) < 1 || len(payload) > MaxPayloadBytes {
-		return fmt.Errorf("%w, got %d", ErrPayloadSize, len(payload))
+	if limit := c.cfg.Transport.maxPayload(); len(payload) < 1 || len(payload) > limit {
+		return fmt.Errorf("%w: %d bytes, want 1..%d", ErrPayloadSize, len(payload), limit)
 	}
 	now := time.Now()
 	c.mu.Lock()
@@ -533,6 +628,9 @@ func (c *Client) Close() error {
 				break
 			}
 		}
+		if l, ok := c.conn.(lingerer); ok {
+			l.lingerOnClose() // let the disconnect packets leave before the session closes
+		}
 		c.failLocked(ErrClientClosed)
 	}
 	c.mu.Unlock()
@@ -559,7 +657,5 @@ func (c *Client) ClientID() uint64 { return c.clientID }
 // ServerAddr returns the address of the server the client connected to.
 func (c *Client) ServerAddr() netip.AddrPort { return c.server }
 
-// LocalAddr returns the client's UDP address.
-func (c *Client) LocalAddr() netip.AddrPort {
-	return unmapAddrPort(c.conn.LocalAddr().(*net.UDPAddr).AddrPort())
-}
+// LocalAddr returns the client's UDP address (over WebTransport: of its QUIC connection).
+func (c *Client) LocalAddr() netip.AddrPort { return localAddrPort(c.conn) }

@@ -3,18 +3,22 @@ package netcode
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 )
 
-// rawServer plays the server's side packet by packet on loopback, to test how Client treats
-// what a well-behaved Server never sends.
+// rawServer plays the server's side packet by packet, to test how Client treats what a
+// well-behaved Server never sends.
 type rawServer struct {
 	t        testing.TB
-	conn     *net.UDPConn
+	conn     packetConn
+	in       chan rawDatagram
+	digest   *CertDigest // of the certificate over WebTransport
 	tok      *ConnectToken
 	send     *packetCipher // server-to-client
 	recv     *packetCipher // client-to-server
@@ -22,17 +26,64 @@ type rawServer struct {
 	sequence uint64
 }
 
-func newRawServer(t testing.TB, f Format) *rawServer {
+type rawDatagram struct {
+	from netip.AddrPort
+	b    []byte
+}
+
+// rawServer returns a raw server on the network.
+func (n testNet) rawServer(t testing.TB, f Format) *rawServer {
 	t.Helper()
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	var conn packetConn
+	r := &rawServer{t: t, in: make(chan rawDatagram, 64)}
+	switch {
+	case n.mem != nil:
+		conn = n.mem.listen()
+	case n.transport == TransportWebTransport:
+		cert, d := testCert(t)
+		r.digest = &d
+		l, err := listenWebTransport(context.Background(), wtListenConfig{
+			addr: "127.0.0.1:0", tls: &tls.Config{Certificates: []tls.Certificate{cert}},
+			maxPerIP: 8, idleTimeout: testWait, log: testLogger(),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = l
+	default:
+		udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn = udp
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	r := &rawServer{t: t, conn: conn}
+	r.conn = conn
+	done := make(chan struct{})
+	go func() { // reads until the socket closes
+		defer close(done)
+		buf := make([]byte, packetBufferBytes)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if errors.Is(err, errPeerClosed) {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			select {
+			case r.in <- rawDatagram{from: from, b: bytes.Clone(buf[:n])}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = conn.Close()
+		<-done
+	})
 	m := &Minter{Key: testPrivateKey(t), Format: f}
+	var err error
 	r.tok, err = m.Mint(TokenParams{ProtocolID: testProtocolID, ClientID: 77, TimeoutSeconds: 2,
-		ServerAddrs: []netip.AddrPort{conn.LocalAddr().(*net.UDPAddr).AddrPort()}})
+		ServerAddrs: []netip.AddrPort{localAddrPort(conn)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,30 +94,28 @@ func newRawServer(t testing.TB, f Format) *rawServer {
 
 // read returns the type and decrypted body of the next packet from the client.
 func (r *rawServer) read(timeout time.Duration) (packetType, []byte, error) {
-	buf := make([]byte, packetBufferBytes)
-	_ = r.conn.SetReadDeadline(time.Now().Add(timeout))
-	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return 0, nil, err
-		}
-		r.peer = from
-		if buf[0] == byte(packetRequest) {
-			if _, err := readRequestPacket(buf[:n], r.tok.Format); err != nil {
-				r.t.Fatalf("client sent a bad request: %v", err)
-			}
-			return packetRequest, nil, nil
-		}
-		h, err := readPacketHeader(buf[:n])
-		if err != nil {
-			r.t.Fatalf("client sent a bad packet: %v", err)
-		}
-		body, err := r.recv.open(buf[:n], h)
-		if err != nil {
-			r.t.Fatalf("client packet failed authentication: %v", err)
-		}
-		return h.typ, bytes.Clone(body), nil
+	var d rawDatagram
+	select {
+	case d = <-r.in:
+	case <-time.After(timeout):
+		return 0, nil, os.ErrDeadlineExceeded
 	}
+	r.peer = d.from
+	if d.b[0] == byte(packetRequest) {
+		if _, err := readRequestPacket(d.b, r.tok.Format); err != nil {
+			r.t.Fatalf("client sent a bad request: %v", err)
+		}
+		return packetRequest, nil, nil
+	}
+	h, err := readPacketHeader(d.b)
+	if err != nil {
+		r.t.Fatalf("client sent a bad packet: %v", err)
+	}
+	body, err := r.recv.open(d.b, h)
+	if err != nil {
+		r.t.Fatalf("client packet failed authentication: %v", err)
+	}
+	return h.typ, body, nil
 }
 
 func (r *rawServer) write(b []byte) {
@@ -108,14 +157,26 @@ func (r *rawServer) accept() {
 }
 
 func TestClientAgainstRawServer(t *testing.T) {
-	for _, f := range []Format{FormatLightyear017, FormatLightyear020} {
-		t.Run(f.String(), func(t *testing.T) {
-			r := newRawServer(t, f)
+	t.Parallel()
+	onLoopback(t, func(t *testing.T, n testNet) {
+		for _, f := range []Format{FormatLightyear017, FormatLightyear020} {
+			t.Run(f.String(), func(t *testing.T) {
+				t.Parallel()
+				testClientAgainstRawServer(t, n, f)
+			})
+		}
+	})
+}
+
+func testClientAgainstRawServer(t *testing.T, n testNet, f Format) {
+	{
+		{
+			r := n.rawServer(t, f)
 			res := make(chan error, 1)
 			var c *Client
 			go func() {
 				var err error
-				c, err = dial(t, r.tok)
+				c, err = n.dialPinned(t, r.tok, r.digest)
 				res <- err
 			}()
 			r.accept()
@@ -179,11 +240,12 @@ func TestClientAgainstRawServer(t *testing.T) {
 			if !errors.Is(c.Err(), ErrDisconnected) {
 				t.Fatalf("Err = %v", c.Err())
 			}
-		})
+		}
 	}
 }
 
 func TestClientDeniedReasons(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		body   []byte
@@ -195,50 +257,56 @@ func TestClientDeniedReasons(t *testing.T) {
 		{"already connected", []byte{3}, DeniedAlreadyConnected, ""},
 		{"custom text", []byte{6, 7, 'n', 'o', ' ', 's', 'l', 'o', 't'}, DeniedCustom, "no slot"},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r := newRawServer(t, FormatLightyear017)
-			res := make(chan error, 1)
-			go func() {
-				_, err := dial(t, r.tok)
-				res <- err
-			}()
-			if typ, _, err := r.read(testWait); err != nil || typ != packetRequest {
-				t.Fatalf("expected a request: %v %v", typ, err)
-			}
-			r.write(r.packet(r.send, packetDenied, tc.body))
-			err := <-res
-			var de *DeniedError
-			if !errors.As(err, &de) || !errors.Is(err, ErrConnectionDenied) {
-				t.Fatalf("err = %v, want a DeniedError", err)
-			}
-			if de.Reason != tc.reason || de.Message != tc.text {
-				t.Fatalf("denied %v %q, want %v %q", de.Reason, de.Message, tc.reason, tc.text)
-			}
-		})
-	}
+	onLoopback(t, func(t *testing.T, n testNet) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				r := n.rawServer(t, FormatLightyear017)
+				res := make(chan error, 1)
+				go func() {
+					_, err := n.dialPinned(t, r.tok, r.digest)
+					res <- err
+				}()
+				if typ, _, err := r.read(testWait); err != nil || typ != packetRequest {
+					t.Fatalf("expected a request: %v %v", typ, err)
+				}
+				r.write(r.packet(r.send, packetDenied, tc.body))
+				err := <-res
+				var de *DeniedError
+				if !errors.As(err, &de) || !errors.Is(err, ErrConnectionDenied) {
+					t.Fatalf("err = %v, want a DeniedError", err)
+				}
+				if de.Reason != tc.reason || de.Message != tc.text {
+					t.Fatalf("denied %v %q, want %v %q", de.Reason, de.Message, tc.reason, tc.text)
+				}
+			})
+		}
+	})
 }
 
 func TestClientChallengeResponseTimeout(t *testing.T) {
-	r := newRawServer(t, FormatLightyear017)
-	res := make(chan error, 1)
-	go func() {
-		_, err := dial(t, r.tok)
-		res <- err
-	}()
-	if typ, _, err := r.read(testWait); err != nil || typ != packetRequest {
-		t.Fatalf("expected a request: %v %v", typ, err)
-	}
-	r.write(r.packet(r.send, packetChallenge, make([]byte, challengeBodyBytes)))
-	// Never accept the response: the token's 2 s timeout runs out in the second state.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*testWait)
-	defer cancel()
-	select {
-	case err := <-res:
-		if !errors.Is(err, ErrConnectionResponseTimedOut) || !errors.Is(err, ErrConnectionTimedOut) {
-			t.Fatalf("err = %v, want ErrConnectionResponseTimedOut", err)
+	t.Parallel()
+	onMemAndWebTransport(t, func(t *testing.T, n testNet) {
+		r := n.rawServer(t, FormatLightyear017)
+		res := make(chan error, 1)
+		go func() {
+			_, err := n.dialPinned(t, r.tok, r.digest)
+			res <- err
+		}()
+		if typ, _, err := r.read(testWait); err != nil || typ != packetRequest {
+			t.Fatalf("expected a request: %v %v", typ, err)
 		}
-	case <-ctx.Done():
-		t.Fatal("Dial did not time out")
-	}
+		r.write(r.packet(r.send, packetChallenge, make([]byte, challengeBodyBytes)))
+		challenged := time.Now()
+		// Never accept the response: the token's 2 s timeout runs out in the second state.
+		select {
+		case err := <-res:
+			if !errors.Is(err, ErrConnectionResponseTimedOut) || !errors.Is(err, ErrConnectionTimedOut) {
+				t.Fatalf("err = %v, want ErrConnectionResponseTimedOut", err)
+			}
+			n.checkElapsed(t, "timed out after the challenge", time.Since(challenged), 2*time.Second, 2*time.Second)
+		case <-time.After(2 * testWait):
+			t.Fatal("Dial did not time out")
+		}
+	})
 }

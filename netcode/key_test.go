@@ -33,6 +33,7 @@ func leaks(s string) bool {
 }
 
 func TestParseKey(t *testing.T) {
+	t.Parallel()
 	seq := Key{}
 	for i := range seq {
 		seq[i] = byte(i + 1)
@@ -89,6 +90,7 @@ func TestParseKey(t *testing.T) {
 // TestParseKeyErrorsNeverShowTheKey feeds near-miss forms of a real key: the error must say
 // what is wrong without repeating any of it.
 func TestParseKeyErrorsNeverShowTheKey(t *testing.T) {
+	t.Parallel()
 	h := hex.EncodeToString(secretKey[:])
 	var dec []string
 	for _, b := range secretKey {
@@ -109,6 +111,7 @@ func TestParseKeyErrorsNeverShowTheKey(t *testing.T) {
 }
 
 func TestKeyNeverPrinted(t *testing.T) {
+	t.Parallel()
 	type config struct {
 		Name       string
 		PrivateKey Key
@@ -155,6 +158,7 @@ func TestKeyNeverPrinted(t *testing.T) {
 }
 
 func TestValidateKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		key       Key
@@ -177,6 +181,7 @@ func TestValidateKey(t *testing.T) {
 }
 
 func TestGenerateKey(t *testing.T) {
+	t.Parallel()
 	a, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -193,6 +198,7 @@ func TestGenerateKey(t *testing.T) {
 // TestMinterNeverPrinted: printing a Minter shows neither its key nor the pooled random bytes
 // that become the nonces and keys of future tokens.
 func TestMinterNeverPrinted(t *testing.T) {
+	t.Parallel()
 	m := &Minter{Key: secretKey}
 	if _, err := m.Mint(TokenParams{ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}}); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 // packet.rs by hand; only the AEAD primitive itself comes from x/crypto.
 
 func TestSequenceBytes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		seq  uint64
 		want int
@@ -28,6 +29,7 @@ func TestSequenceBytes(t *testing.T) {
 }
 
 func TestPacketHeaderBytes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		typ  packetType
@@ -53,6 +55,7 @@ func TestPacketHeaderBytes(t *testing.T) {
 }
 
 func TestRequestPacketBytes(t *testing.T) {
+	t.Parallel()
 	tok := &ConnectToken{ProtocolID: 0x1122334455667788, ExpireTimestamp: 0x0000000069000000}
 	for i := range tok.Nonce {
 		tok.Nonce[i] = byte(0xa0 + i)
@@ -100,6 +103,7 @@ func TestRequestPacketBytes(t *testing.T) {
 }
 
 func TestReadRequestPacketRejects(t *testing.T) {
+	t.Parallel()
 	good := appendRequestPacket(nil, &ConnectToken{ProtocolID: 1})
 	badVersion := bytes.Clone(good)
 	badVersion[12] = '3' // "NETCODE 1.03"
@@ -133,6 +137,7 @@ func sealByHand(t *testing.T, key Key, prefix byte, seqBytes, nonce, ad, body []
 }
 
 func TestEncryptedPacketBytes(t *testing.T) {
+	t.Parallel()
 	var key Key
 	for i := range key {
 		key[i] = byte(i + 1)
@@ -214,6 +219,7 @@ func TestEncryptedPacketBytes(t *testing.T) {
 // (nonce or associated data layout) cannot go unnoticed even if the hand-built helper and the
 // encoder were changed together.
 func TestEncryptedPacketGolden(t *testing.T) {
+	t.Parallel()
 	var key Key
 	for i := range key {
 		key[i] = byte(i + 1)
@@ -237,6 +243,7 @@ func TestEncryptedPacketGolden(t *testing.T) {
 }
 
 func TestReadPacketHeaderRejects(t *testing.T) {
+	t.Parallel()
 	valid := make([]byte, 30)
 	valid[0] = 0x15
 	tests := []struct {
@@ -266,6 +273,7 @@ func TestReadPacketHeaderRejects(t *testing.T) {
 }
 
 func TestOpenRejectsTampering(t *testing.T) {
+	t.Parallel()
 	key, other := Key{1}, Key{2}
 	c, _ := newPacketCipher(key, FormatLightyear017, 7)
 	pkt := c.appendPacket(nil, packetPayload, 5, []byte("payload"))
@@ -298,6 +306,7 @@ func TestOpenRejectsTampering(t *testing.T) {
 }
 
 func TestCheckBodySize(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		typ packetType
 		n   int
@@ -318,6 +327,7 @@ func TestCheckBodySize(t *testing.T) {
 }
 
 func TestDeniedBody(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		body   []byte
@@ -357,6 +367,7 @@ func TestDeniedBody(t *testing.T) {
 }
 
 func TestChallengeToken(t *testing.T) {
+	t.Parallel()
 	for _, f := range []Format{FormatLightyear017, FormatLightyear020} {
 		t.Run(f.String(), func(t *testing.T) {
 			s, err := newChallengeSealer(f)

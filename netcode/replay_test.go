@@ -3,6 +3,7 @@ package netcode
 import "testing"
 
 func TestReplayProtection(t *testing.T) {
+	t.Parallel()
 	type step struct {
 		seq     uint64
 		replay  bool // want alreadyReceived
@@ -37,6 +38,7 @@ func TestReplayProtection(t *testing.T) {
 }
 
 func TestReplayProtectionLongRun(t *testing.T) {
+	t.Parallel()
 	var r replayProtection
 	r.reset()
 	for i := uint64(0); i < 2*replayWindow; i++ {

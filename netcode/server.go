@@ -26,6 +26,7 @@ package netcode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
 // Server limits and defaults.
@@ -52,6 +55,12 @@ const (
 	DefaultConnectRequestTimeout = 5 * time.Second
 	// DefaultRecvQueue is the number of received payloads buffered for Recv.
 	DefaultRecvQueue = 1024
+	// DefaultMaxSessionsPerIP bounds the WebTransport connections (one session each) from one
+	// source IP when ServerConfig.MaxSessionsPerIP is 0.
+	DefaultMaxSessionsPerIP = 8
+	// DefaultSessionIdleTimeout is how long a WebTransport connection may go without a valid
+	// connection request when ServerConfig.SessionIdleTimeout is 0.
+	DefaultSessionIdleTimeout = 5 * time.Second
 
 	// tokenHistorySize is how many connect token tags the server remembers (the reference
 	// implementation's 4 × 256).
@@ -68,8 +77,9 @@ var (
 	ErrServerClosed = errors.New("netcode: server closed")
 	// ErrClientNotConnected: no connected client has this client id.
 	ErrClientNotConnected = errors.New("netcode: client not connected")
-	// ErrPayloadSize: a payload is empty or longer than MaxPayloadBytes.
-	ErrPayloadSize = errors.New("netcode: payload must be 1..1200 bytes")
+	// ErrPayloadSize: a payload is empty or longer than the transport carries in one packet
+	// (MaxPayloadBytes over UDP, MaxWebTransportPayloadBytes over WebTransport).
+	ErrPayloadSize = errors.New("netcode: payload size out of range")
 )
 
 // Reasons the server ignores a connection request or response (logged at debug level).
@@ -83,11 +93,27 @@ var (
 	errChallengeMismatch = errors.New("netcode: challenge token does not match the connection request")
 )
 
-// ServerConfig configures a Server. ProtocolID, PrivateKey and Addr are required; every other
-// field has a working zero value.
+// ServerConfig configures a Server. ProtocolID, PrivateKey and Addr are required (and
+// TLSConfig over WebTransport); every other field has a working zero value.
 type ServerConfig struct {
-	// Addr is the UDP address to listen on, e.g. ":31500", "127.0.0.1:0" or "[::1]:0".
+	// Addr is the UDP address to listen on, e.g. ":31500", "127.0.0.1:0" or "[::1]:0" (QUIC
+	// runs over UDP too).
 	Addr string
+	// Transport carries the packets: TransportUDP ("" means it) or TransportWebTransport
+	// (one WebTransport session per client, for Lightyear's WebTransportClient and browsers).
+	Transport Transport
+	// TLSConfig is the server's certificate, required over WebTransport (ignored over UDP):
+	// CertRotator.TLSConfig(), or a config with Certificates or GetCertificate. The server
+	// sets the ALPN protocol itself.
+	TLSConfig *tls.Config
+	// MaxSessionsPerIP bounds the WebTransport connections (each carries one session) from
+	// one source IP; further ones are refused during the QUIC handshake. 0 means
+	// DefaultMaxSessionsPerIP.
+	MaxSessionsPerIP int
+	// SessionIdleTimeout: a WebTransport connection whose session has not sent a valid
+	// connection request within it (or that opened no session) is closed. 0 means
+	// DefaultSessionIdleTimeout. It also bounds the QUIC handshake.
+	SessionIdleTimeout time.Duration
 	// PublicAddr, when valid, is the address clients reach this server at: a connection
 	// request whose private token does not list it is ignored, so tokens minted for another
 	// server cannot be used here. Leave it zero when the server does not know it (Lightyear
@@ -133,8 +159,6 @@ type ServerConfig struct {
 	// Logger receives debug logs of ignored packets and info logs of connections; nil means
 	// slog.Default(). Keys and tokens are never logged.
 	Logger *slog.Logger
-	// Now is the clock used for token expiry and timeouts; nil means time.Now.
-	Now func() time.Time
 }
 
 // Payload is a payload received from a connected client.
@@ -157,10 +181,34 @@ type ClientInfo struct {
 	UserData [UserDataBytes]byte
 }
 
-// packetWriter is what the server sends datagrams with (*net.UDPConn, or a fake in tests).
-type packetWriter interface {
+// packetConn is the datagram socket a Server serves on: the *net.UDPConn that Listen opens,
+// or another datagram transport of the same shape (tests use an in-memory network). Read
+// returns net.ErrClosed once Close was called.
+type packetConn interface {
+	ReadFromUDPAddrPort(b []byte) (n int, addr netip.AddrPort, err error)
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
 }
+
+// peerTracker is implemented by a packetConn whose peers have sessions (WebTransport): the
+// server tells it which addresses hold a handshake or a connection (claim), and when they
+// stop (release: the session is closed once what was written to it has been handed on;
+// with linger, after the server's disconnect packets, it waits a little for the peer to
+// close first). Both are called with the server's lock held and must not block.
+type peerTracker interface {
+	claim(addr netip.AddrPort)
+	release(addr netip.AddrPort, linger bool)
+}
+
+// droppedCounter is implemented by a packetConn that drops datagrams itself (WebTransport).
+type droppedCounter interface {
+	droppedDatagrams() uint64
+}
+
+// errPeerClosed is returned (with the peer's address) by a packetConn's read when that
+// peer's session ended, so that the server forgets the client at once.
+var errPeerClosed = errors.New("netcode: peer's session closed")
 
 // Server is a netcode.io 1.02 server: it accepts clients that hold a connect token minted
 // with its private key, and exchanges encrypted payloads with them.
@@ -171,7 +219,6 @@ type packetWriter interface {
 type Server struct {
 	cfg        ServerConfig
 	log        *slog.Logger
-	now        func() time.Time
 	maxClients int
 	publicAddr netip.AddrPort
 
@@ -188,8 +235,8 @@ type Server struct {
 	dropped    atomic.Uint64
 
 	mu           sync.Mutex
-	udp          *net.UDPConn
-	pw           packetWriter
+	conn         packetConn  // nil until Listen
+	peers        peerTracker // conn's session bookkeeping (WebTransport), or nil
 	serving      bool
 	closed       bool
 	slots        []*serverClient
@@ -262,6 +309,21 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Addr == "" {
 		return nil, errors.New("netcode: ServerConfig.Addr is required")
 	}
+	var err error
+	if cfg.Transport, err = cfg.Transport.normalize(); err != nil {
+		return nil, err
+	}
+	if cfg.Transport == TransportWebTransport {
+		if cfg.TLSConfig == nil || (len(cfg.TLSConfig.Certificates) == 0 && cfg.TLSConfig.GetCertificate == nil && cfg.TLSConfig.GetConfigForClient == nil) {
+			return nil, errors.New("netcode: ServerConfig.TLSConfig with a certificate is required over WebTransport")
+		}
+		if cfg.MaxSessionsPerIP <= 0 {
+			cfg.MaxSessionsPerIP = DefaultMaxSessionsPerIP
+		}
+		if cfg.SessionIdleTimeout <= 0 {
+			cfg.SessionIdleTimeout = DefaultSessionIdleTimeout
+		}
+	}
 	if err := checkFormat(cfg.Format); err != nil {
 		return nil, err
 	}
@@ -286,17 +348,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	challenge, err := newChallengeSealer(cfg.Format)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg:          cfg,
-		log:          cfg.Logger.With("component", "netcode-server"),
-		now:          cfg.Now,
+		log:          cfg.Logger.With(logkey.Component, "netcode-server"),
 		maxClients:   cfg.MaxClients,
 		recvq:        make(chan Payload, cfg.RecvQueue),
 		closing:      make(chan struct{}),
@@ -319,8 +377,22 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
-// Listen binds the server's UDP socket to ServerConfig.Addr.
+// Listen binds the server's UDP socket to ServerConfig.Addr; over WebTransport it also starts
+// accepting QUIC connections on it.
 func (s *Server) Listen(ctx context.Context) error {
+	if s.cfg.Transport == TransportWebTransport {
+		l, err := listenWebTransport(ctx, wtListenConfig{
+			addr:        s.cfg.Addr,
+			tls:         s.cfg.TLSConfig,
+			maxPerIP:    s.cfg.MaxSessionsPerIP,
+			idleTimeout: s.cfg.SessionIdleTimeout,
+			log:         s.log,
+		})
+		if err != nil {
+			return err
+		}
+		return s.listenOn(l)
+	}
 	var lc net.ListenConfig
 	pc, err := lc.ListenPacket(ctx, "udp", s.cfg.Addr)
 	if err != nil {
@@ -333,17 +405,23 @@ func (s *Server) Listen(ctx context.Context) error {
 	}
 	// A larger receive buffer absorbs bursts; failure only costs throughput.
 	_ = udp.SetReadBuffer(4 << 20)
+	return s.listenOn(udp)
+}
+
+// listenOn makes conn the server's socket; the server closes it.
+func (s *Server) listenOn(conn packetConn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		_ = udp.Close()
+		_ = conn.Close()
 		return ErrServerClosed
 	}
-	if s.udp != nil {
-		_ = udp.Close()
+	if s.conn != nil {
+		_ = conn.Close()
 		return errors.New("netcode: server already listening")
 	}
-	s.udp, s.pw = udp, udp
+	s.conn = conn
+	s.peers, _ = conn.(peerTracker)
 	return nil
 }
 
@@ -352,10 +430,19 @@ func (s *Server) Listen(ctx context.Context) error {
 func (s *Server) Addr() netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.udp == nil {
+	if s.conn == nil {
 		return netip.AddrPort{}
 	}
-	return unmapAddrPort(s.udp.LocalAddr().(*net.UDPAddr).AddrPort())
+	return localAddrPort(s.conn)
+}
+
+// localAddrPort returns the local address of a socket, IPv4-mapped addresses unmapped.
+func localAddrPort(c interface{ LocalAddr() net.Addr }) netip.AddrPort {
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok {
+		return unmapAddrPort(a.AddrPort())
+	}
+	a, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	return unmapAddrPort(a)
 }
 
 // ListenAndServe calls Listen then Serve.
@@ -376,7 +463,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	case s.closed:
 		s.mu.Unlock()
 		return ErrServerClosed
-	case s.udp == nil:
+	case s.conn == nil:
 		s.mu.Unlock()
 		return errors.New("netcode: Serve before Listen")
 	case s.serving:
@@ -384,7 +471,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("netcode: server already serving")
 	}
 	s.serving = true
-	udp := s.udp
+	conn := s.conn
 	s.mu.Unlock()
 
 	stop := context.AfterFunc(ctx, s.shutdown)
@@ -392,9 +479,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.eventLoop()
 	s.wg.Add(1)
 	go s.tickLoop()
-	s.log.Info("netcode server listening", "addr", udp.LocalAddr().String(), "format", s.cfg.Format.String(), "max_clients", s.maxClients)
+	s.log.Info("netcode server listening", logkey.Addr, conn.LocalAddr().String(), "format", s.cfg.Format.String(), "max_clients", s.maxClients)
 
-	err := s.readLoop(udp)
+	err := s.readLoop(conn)
 	s.shutdown()
 	s.wg.Wait()
 	close(s.eventsStop)
@@ -420,7 +507,7 @@ func (s *Server) Close() error {
 func (s *Server) shutdown() {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
-		now := s.now()
+		now := time.Now()
 		for _, c := range s.slots {
 			if c != nil {
 				s.removeClient(c, true, now, "server closed")
@@ -428,22 +515,26 @@ func (s *Server) shutdown() {
 		}
 		clear(s.handshakes)
 		s.closed = true
-		udp := s.udp
+		conn := s.conn
 		s.mu.Unlock()
 		s.hookCancel()
 		close(s.closing)
-		if udp != nil {
-			_ = udp.Close()
+		if conn != nil {
+			_ = conn.Close()
 		}
 	})
 }
 
 // readLoop handles datagrams until the socket is closed.
-func (s *Server) readLoop(udp *net.UDPConn) error {
+func (s *Server) readLoop(conn packetConn) error {
 	buf := make([]byte, packetBufferBytes)
 	failures := 0
 	for {
-		n, from, err := udp.ReadFromUDPAddrPort(buf)
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if errors.Is(err, errPeerClosed) {
+			s.peerClosed(unmapAddrPort(from))
+			continue
+		}
 		if err != nil {
 			select {
 			case <-s.closing:
@@ -457,12 +548,26 @@ func (s *Server) readLoop(udp *net.UDPConn) error {
 			if failures > 100 {
 				return fmt.Errorf("netcode: read: %w", err)
 			}
-			s.log.Debug("netcode server read error", "err", err)
+			s.log.Debug("netcode server read error", logkey.Err, err)
 			continue
 		}
 		failures = 0
 		s.handlePacket(unmapAddrPort(from), buf[:n])
 	}
+}
+
+// peerClosed forgets the client or handshake of an address whose session ended.
+func (s *Server) peerClosed(addr netip.AddrPort) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if c := s.byAddr[addr]; c != nil {
+		s.removeClient(c, false, now, "transport closed")
+	}
+	delete(s.handshakes, addr)
 }
 
 // tickLoop sends keep-alives, times clients out and forgets stale handshakes.
@@ -491,7 +596,7 @@ func (s *Server) tick() {
 	if s.closed {
 		return
 	}
-	now := s.now()
+	now := time.Now()
 	for _, c := range s.slots {
 		if c == nil {
 			continue
@@ -512,7 +617,7 @@ func (s *Server) handlePacket(from netip.AddrPort, b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	now := s.now()
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -604,6 +709,9 @@ func (s *Server) handleRequest(from netip.AddrPort, b []byte, now time.Time) {
 		return
 	}
 	s.handshakes[from] = hs
+	if s.peers != nil {
+		s.peers.claim(from)
+	}
 	if s.cfg.OnConnectRequest == nil {
 		hs.state = handshakeAccepted
 		s.answerHandshake(hs, now)
@@ -621,6 +729,9 @@ func (s *Server) pruneHandshakes(now time.Time) {
 	for addr, hs := range s.handshakes {
 		if now.Sub(hs.lastSeen) > hs.idleTimeout || tokenExpired(hs.expireTimestamp, now) {
 			delete(s.handshakes, addr)
+			if s.peers != nil {
+				s.peers.release(addr, false)
+			}
 		}
 	}
 }
@@ -669,11 +780,11 @@ func (s *Server) startHook(hs *handshake) {
 		if err != nil {
 			hs.state = handshakeRefused
 			hs.reason = deniedReasonOf(err)
-			s.log.Info("netcode server refused client", "client_id", hs.clientID, "addr", hs.addr.String(), "reason", hs.reason.String(), "err", err)
+			s.log.Info("netcode server refused client", logkey.ClientID, hs.clientID, logkey.Addr, hs.addr.String(), "reason", hs.reason.String(), logkey.Err, err)
 		} else {
 			hs.state = handshakeAccepted
 		}
-		s.answerHandshake(hs, s.now())
+		s.answerHandshake(hs, time.Now())
 	}()
 }
 
@@ -785,7 +896,7 @@ func (s *Server) handleResponse(from netip.AddrPort, h packetHeader, b []byte, n
 	s.byID[clientID] = c
 	s.numConnected++
 	s.sendKeepAlive(c, now)
-	s.log.Info("netcode client connected", "client_id", clientID, "addr", from.String(), "index", index)
+	s.log.Info("netcode client connected", logkey.ClientID, clientID, logkey.Addr, from.String(), "index", index)
 	s.queueEvent(connEvent{connected: true, clientID: clientID, addr: from})
 }
 
@@ -837,7 +948,7 @@ func (s *Server) sendToClient(c *serverClient, t packetType, body []byte, now ti
 	pkt := c.send.appendPacket(s.sendBuf[:0], t, c.sequence, body)
 	c.sequence++
 	c.lastSend = now
-	if _, err := s.pw.WriteToUDPAddrPort(pkt, c.addr); err != nil {
+	if _, err := s.conn.WriteToUDPAddrPort(pkt, c.addr); err != nil {
 		return fmt.Errorf("netcode: send to client %d: %w", c.clientID, err)
 	}
 	return nil
@@ -847,7 +958,7 @@ func (s *Server) sendToClient(c *serverClient, t packetType, body []byte, now ti
 func (s *Server) sendHandshake(hs *handshake, t packetType, body []byte) {
 	pkt := hs.send.appendPacket(s.sendBuf[:0], t, s.handshakeSeq, body)
 	s.handshakeSeq++
-	if _, err := s.pw.WriteToUDPAddrPort(pkt, hs.addr); err != nil {
+	if _, err := s.conn.WriteToUDPAddrPort(pkt, hs.addr); err != nil {
 		s.ignore(hs.addr, err)
 	}
 }
@@ -861,7 +972,7 @@ func (s *Server) denyWithKey(to netip.AddrPort, key Key, r DeniedReason) {
 	}
 	pkt := c.appendPacket(s.sendBuf[:0], packetDenied, s.handshakeSeq, appendDeniedBody(s.bodyBuf[:0], r))
 	s.handshakeSeq++
-	if _, err := s.pw.WriteToUDPAddrPort(pkt, to); err != nil {
+	if _, err := s.conn.WriteToUDPAddrPort(pkt, to); err != nil {
 		s.ignore(to, err)
 	}
 }
@@ -880,7 +991,10 @@ func (s *Server) removeClient(c *serverClient, sendDisconnect bool, now time.Tim
 	delete(s.byAddr, c.addr)
 	delete(s.byID, c.clientID)
 	s.numConnected--
-	s.log.Info("netcode client disconnected", "client_id", c.clientID, "addr", c.addr.String(), "why", why)
+	if s.peers != nil {
+		s.peers.release(c.addr, sendDisconnect)
+	}
+	s.log.Info("netcode client disconnected", logkey.ClientID, c.clientID, logkey.Addr, c.addr.String(), "why", why)
 	s.queueEvent(connEvent{clientID: c.clientID, addr: c.addr})
 }
 
@@ -924,7 +1038,7 @@ func (s *Server) eventLoop() {
 func (s *Server) callEvent(e connEvent) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("netcode server callback panicked", "client_id", e.clientID, "panic", fmt.Sprint(r))
+			s.log.Error("netcode server callback panicked", logkey.ClientID, e.clientID, "panic", fmt.Sprint(r))
 		}
 	}()
 	if e.connected {
@@ -953,14 +1067,16 @@ func (s *Server) Recv(ctx context.Context) (Payload, error) {
 	}
 }
 
-// Send sends payload (1..MaxPayloadBytes bytes) to a connected client. The payload is
-// encrypted and written before Send returns; payload may be reused afterwards. Errors:
-// ErrPayloadSize, ErrClientNotConnected, ErrServerClosed, or a socket error.
+// Send sends payload (1..MaxPayloadBytes bytes over UDP, 1..MaxWebTransportPayloadBytes
+// over WebTransport) to a connected client. The payload is encrypted and written (over
+// WebTransport: queued for the client's session) before Send returns; payload may be reused
+// afterwards. Errors: ErrPayloadSize, ErrClientNotConnected, ErrServerClosed, or a socket
+// error.
 func (s *Server) Send(clientID uint64, payload []byte) error {
-	if len(payload) < 1 || len(payload) > MaxPayloadBytes {
-		return fmt.Errorf("%w, got %d", ErrPayloadSize, len(payload))
+	if limit := s.cfg.Transport.maxPayload(); len(payload) < 1 || len(payload) > limit {
+		return fmt.Errorf("%w: %d bytes, want 1..%d", ErrPayloadSize, len(payload), limit)
 	}
-	now := s.now()
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -981,7 +1097,7 @@ func (s *Server) Send(clientID uint64, payload []byte) error {
 // Disconnect disconnects a connected client: it sends redundant disconnect packets, frees
 // the slot and calls OnDisconnect. It returns ErrClientNotConnected for an unknown id.
 func (s *Server) Disconnect(clientID uint64) error {
-	now := s.now()
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -1021,6 +1137,21 @@ func (s *Server) MaxClients() int { return s.maxClients }
 // DroppedPayloads returns how many received payloads were dropped because the Recv queue
 // was full.
 func (s *Server) DroppedPayloads() uint64 { return s.dropped.Load() }
+
+// DroppedDatagrams returns how many datagrams the WebTransport transport dropped: received
+// ones over the size limit or beyond a full queue, and packets for a client whose queue to
+// QUIC was full or that did not fit the path. Over UDP it is 0 (the kernel drops there).
+func (s *Server) DroppedDatagrams() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d, ok := s.conn.(droppedCounter); ok {
+		return d.droppedDatagrams()
+	}
+	return 0
+}
+
+// Transport returns the server's transport.
+func (s *Server) Transport() Transport { return s.cfg.Transport }
 
 // tokenHistory remembers which address used each connect token (by its tag), so that a token
 // is accepted again only from the address that used it first. The oldest entry is forgotten

@@ -2,77 +2,92 @@ package netcode
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 )
 
-// Benchmarks of the UDP server and client. Run them with
+// Benchmarks of the server and client over loopback UDP and WebTransport side by side (one
+// sub-benchmark per transport), and of the server's packet handling without sockets. Run
+// them with
 //
 //	go test -run XXX -bench . -benchmem ./netcode/
 
+// benchNets are the transports the loopback benchmarks compare.
+var benchNets = []testNet{udpNet, wtNet}
+
 // BenchmarkLoopbackEcho measures one payload from the client to the server and back, over
-// loopback UDP, through both sides' full stacks (seal, socket, replay check, open, queue).
+// loopback, through both sides' full stacks (seal, socket or QUIC, replay check, open,
+// queue).
 func BenchmarkLoopbackEcho(b *testing.B) {
-	key := testPrivateKey(b)
-	s := startServer(b, ServerConfig{PrivateKey: key}, nil)
-	c, err := dial(b, mint(b, key, 0, s, TokenParams{ClientID: 1}))
-	if err != nil {
-		b.Fatal(err)
+	for _, n := range benchNets {
+		b.Run(string(n.transport), func(b *testing.B) {
+			key := testPrivateKey(b)
+			s := n.startServer(b, ServerConfig{PrivateKey: key}, nil)
+			c, err := n.dial(b, s, mint(b, key, 0, s, TokenParams{ClientID: 1}))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			msg := make([]byte, 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if err := c.Send(msg); err != nil {
+					b.Fatal(err)
+				}
+				p, err := s.Recv(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Send(p.ClientID, p.Data); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Recv(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(2*b.N)/time.Since(start).Seconds(), "packets/s")
+		})
 	}
-	ctx := context.Background()
-	msg := make([]byte, 64)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if err := c.Send(msg); err != nil {
-			b.Fatal(err)
-		}
-		p, err := s.Recv(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := s.Send(p.ClientID, p.Data); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := c.Recv(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(2*b.N)/time.Since(start).Seconds(), "packets/s")
 }
 
 // BenchmarkLoopbackClientToServer measures one-way throughput: the client sends 64-byte
 // payloads with up to 64 in flight, the server receives them.
 func BenchmarkLoopbackClientToServer(b *testing.B) {
-	key := testPrivateKey(b)
-	s := startServer(b, ServerConfig{PrivateKey: key}, nil)
-	c, err := dial(b, mint(b, key, 0, s, TokenParams{ClientID: 1}))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	msg := make([]byte, 64)
-	window := make(chan struct{}, 64)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	go func() {
-		for i := 0; i < b.N; i++ {
-			window <- struct{}{}
-			if c.Send(msg) != nil {
-				return
+	for _, n := range benchNets {
+		b.Run(string(n.transport), func(b *testing.B) {
+			key := testPrivateKey(b)
+			s := n.startServer(b, ServerConfig{PrivateKey: key}, nil)
+			c, err := n.dial(b, s, mint(b, key, 0, s, TokenParams{ClientID: 1}))
+			if err != nil {
+				b.Fatal(err)
 			}
-		}
-	}()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.Recv(ctx); err != nil {
-			b.Fatalf("after %d payloads: %v (dropped by the queue: %d)", i, err, s.DroppedPayloads())
-		}
-		<-window
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			msg := make([]byte, 64)
+			window := make(chan struct{}, 64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			go func() {
+				for i := 0; i < b.N; i++ {
+					window <- struct{}{}
+					if c.Send(msg) != nil {
+						return
+					}
+				}
+			}()
+			for i := 0; i < b.N; i++ {
+				if _, err := s.Recv(ctx); err != nil {
+					b.Fatalf("after %d payloads: %v (dropped by the queue: %d, by the transport: %d)", i, err, s.DroppedPayloads(), s.DroppedDatagrams())
+				}
+				<-window
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "packets/s")
+		})
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "packets/s")
 }
 
 // BenchmarkServerHandlePayload measures the server's work for one payload packet without
@@ -105,26 +120,76 @@ func BenchmarkServerSend(b *testing.B) {
 	}
 }
 
-// BenchmarkHandshake measures a full connection over loopback: Dial (request, challenge,
-// response, keep-alive) and Close (redundant disconnect packets). Tokens are minted before
-// the timer starts.
+// BenchmarkHandshake measures a full connection over loopback: Dial (over WebTransport the
+// QUIC and WebTransport handshakes first, then request, challenge, response, keep-alive) and
+// Close (redundant disconnect packets; over WebTransport also the session's close). Tokens
+// are minted before the timer starts.
 func BenchmarkHandshake(b *testing.B) {
-	key := testPrivateKey(b)
-	s := startServer(b, ServerConfig{PrivateKey: key, MaxClients: MaxClientsLimit}, nil)
-	toks := make([]*ConnectToken, b.N)
-	for i := range toks {
-		toks[i] = mint(b, key, 0, s, TokenParams{ClientID: uint64(i + 1)})
+	for _, n := range benchNets {
+		b.Run(string(n.transport), func(b *testing.B) {
+			key := testPrivateKey(b)
+			s := n.startServer(b, ServerConfig{PrivateKey: key, MaxClients: MaxClientsLimit}, nil)
+			toks := make([]*ConnectToken, b.N)
+			for i := range toks {
+				toks[i] = mint(b, key, 0, s, TokenParams{ClientID: uint64(i + 1)})
+			}
+			ctx := context.Background()
+			cfg := n.clientConfig(ClientConfig{SendInterval: testInterval, DisconnectPackets: 1, Logger: testLogger()}, serverDigest(b, s))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c, err := DialToken(ctx, toks[i], cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = c.Close()
+			}
+		})
 	}
-	ctx := context.Background()
-	cfg := ClientConfig{SendInterval: testInterval, DisconnectPackets: 1, Logger: testLogger()}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c, err := DialToken(ctx, toks[i], cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_ = c.Close()
+}
+
+// BenchmarkConnectedClientMemory measures the heap that one connected client costs, both
+// ends together (client and server run in this process): 200 clients connect, and the heap
+// grown since before the first one (after a GC each time) is divided by 200. It also
+// reports the goroutines per client.
+func BenchmarkConnectedClientMemory(b *testing.B) {
+	const clients = 200
+	for _, n := range benchNets {
+		b.Run(string(n.transport), func(b *testing.B) {
+			key := testPrivateKey(b)
+			s := n.startServer(b, ServerConfig{PrivateKey: key, MaxClients: MaxClientsLimit}, nil)
+			ctx := context.Background()
+			cfg := n.clientConfig(ClientConfig{SendInterval: testInterval, Logger: testLogger()}, serverDigest(b, s))
+			var perClient, goroutines float64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				toks := make([]*ConnectToken, clients)
+				for j := range toks {
+					toks[j] = mint(b, key, 0, s, TokenParams{ClientID: uint64(i*clients + j + 1)})
+				}
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				g0 := runtime.NumGoroutine()
+				cs := make([]*Client, clients)
+				for j := range cs {
+					c, err := DialToken(ctx, toks[j], cfg)
+					if err != nil {
+						b.Fatal(err)
+					}
+					cs[j] = c
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				perClient += float64(after.HeapAlloc-before.HeapAlloc) / clients
+				goroutines += float64(runtime.NumGoroutine()-g0) / clients
+				for _, c := range cs {
+					_ = c.Close()
+				}
+			}
+			b.ReportMetric(perClient/float64(b.N), "heap-B/client")
+			b.ReportMetric(goroutines/float64(b.N), "goroutines/client")
+		})
 	}
 }
 
@@ -132,12 +197,12 @@ func BenchmarkHandshake(b *testing.B) {
 // without sockets: checks, opening the private token, token history, handshake, challenge.
 func BenchmarkServerConnectionRequest(b *testing.B) {
 	h := newPacketHarness(b)
-	m := &Minter{Key: h.s.cfg.PrivateKey, Now: func() time.Time { return time.Unix(harnessUnix, 0) }}
+	m := &Minter{Key: h.s.cfg.PrivateKey}
 	// Distinct tokens from one address: each request is opened in full (a repeat of the
 	// previous request would take the retry shortcut instead).
 	reqs := make([][]byte, 256)
 	for i := range reqs {
-		tok, err := m.Mint(TokenParams{ProtocolID: testProtocolID, ClientID: uint64(i + 2), ServerAddrs: h.tok.ServerAddrs})
+		tok, err := m.Mint(TokenParams{ProtocolID: testProtocolID, ClientID: uint64(i + 2), ExpireSeconds: -1, ServerAddrs: h.tok.ServerAddrs})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,32 +1,44 @@
 package netcode
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 )
 
-// countingWriter stands in for the UDP socket of a server that is not listening.
-type countingWriter struct{ packets, bytes int }
+// countingConn stands in for the socket of a server that is not serving: it counts what the
+// server sends and never receives anything.
+type countingConn struct{ packets, bytes int }
 
-func (w *countingWriter) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
+func (w *countingConn) WriteToUDPAddrPort(b []byte, _ netip.AddrPort) (int, error) {
 	w.packets++
 	w.bytes += len(b)
 	return len(b), nil
 }
 
+func (w *countingConn) ReadFromUDPAddrPort([]byte) (int, netip.AddrPort, error) {
+	return 0, netip.AddrPort{}, net.ErrClosed
+}
+
+func (w *countingConn) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 31500}
+}
+
+func (w *countingConn) Close() error { return nil }
+
 // packetHarness is a server without a socket, with one connected client, fed datagrams
 // directly through handlePacket.
 type packetHarness struct {
 	s          *Server
-	w          *countingWriter
+	w          *countingConn
 	tok        *ConnectToken
 	clientAddr netip.AddrPort
 	otherAddr  netip.AddrPort
 	send       *packetCipher // the connected client's client-to-server cipher
 }
 
-// harnessUnix is the fixed clock of the packet harness (Unix seconds).
+// harnessUnix is a moment in the past (Unix seconds): a token expiring then has expired.
 const harnessUnix = 1764147600
 
 func newPacketHarness(tb testing.TB) *packetHarness {
@@ -40,21 +52,24 @@ func newPacketHarness(tb testing.TB) *packetHarness {
 		PrivateKey: key,
 		ProtocolID: testProtocolID,
 		Logger:     testLogger(),
-		Now:        func() time.Time { return time.Unix(harnessUnix, 0) },
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	w := &countingWriter{}
-	s.pw = w
+	w := &countingConn{}
+	if err := s.listenOn(w); err != nil {
+		tb.Fatal(err)
+	}
 	h := &packetHarness{
 		s:          s,
 		w:          w,
 		clientAddr: netip.MustParseAddrPort("127.0.0.1:40000"),
 		otherAddr:  netip.MustParseAddrPort("127.0.0.1:40001"),
 	}
-	m := &Minter{Key: key, Now: func() time.Time { return time.Unix(harnessUnix, 0) }}
-	h.tok, err = m.Mint(TokenParams{ProtocolID: testProtocolID, ClientID: 1, ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:31500")}})
+	// The harness token never expires, however long a fuzzing run lasts.
+	m := &Minter{Key: key}
+	h.tok, err = m.Mint(TokenParams{ProtocolID: testProtocolID, ClientID: 1, ExpireSeconds: -1,
+		ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:31500")}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -73,7 +88,7 @@ func (h *packetHarness) connectClient() {
 	}
 	send, _ := newPacketCipher(h.tok.ServerToClientKey, 0, testProtocolID)
 	recv, _ := newPacketCipher(h.tok.ClientToServerKey, 0, testProtocolID)
-	c := &serverClient{index: 0, clientID: 1, addr: h.clientAddr, send: send, recv: recv, lastRecv: time.Unix(harnessUnix, 0)}
+	c := &serverClient{index: 0, clientID: 1, addr: h.clientAddr, send: send, recv: recv, lastRecv: time.Now()}
 	c.replay.reset()
 	s.slots[0] = c
 	s.byAddr[c.addr] = c

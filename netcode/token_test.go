@@ -22,6 +22,7 @@ func firstVector(t *testing.T) ([]byte, decodedVector, tokenVector) {
 }
 
 func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
 	good, d, _ := firstVector(t)
 	mutate := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	tests := []struct {
@@ -53,6 +54,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeBase64(t *testing.T) {
+	t.Parallel()
 	good, d, v := firstVector(t)
 	tests := []struct {
 		name string
@@ -92,6 +94,7 @@ func TestDecodeBase64(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	_, d, v := firstVector(t)
 	tok, err := DecodeConnectTokenBase64(v.TokenBase64, d.format)
 	if err != nil {
@@ -131,6 +134,7 @@ func TestOpenErrors(t *testing.T) {
 // TestOpenBadPrivateAddresses seals private parts with bad address lists under a valid key:
 // authentication passes, decoding must fail with ErrAddress and not panic.
 func TestOpenBadPrivateAddresses(t *testing.T) {
+	t.Parallel()
 	key := Key{1, 2, 3}
 	tests := []struct {
 		name  string
@@ -162,6 +166,7 @@ func TestOpenBadPrivateAddresses(t *testing.T) {
 }
 
 func TestMintParams(t *testing.T) {
+	t.Parallel()
 	key := Key{9}
 	now := time.Unix(1_700_000_000, 0)
 	a4 := netip.MustParseAddrPort("127.0.0.1:5000")
@@ -238,6 +243,7 @@ func TestMintParams(t *testing.T) {
 }
 
 func TestMintRandomness(t *testing.T) {
+	t.Parallel()
 	m := &Minter{Key: Key{1}}
 	p := TokenParams{ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}}
 	a, err := m.Mint(p)
@@ -268,6 +274,7 @@ func TestMintRandomness(t *testing.T) {
 
 // TestMinterKeyChange checks that the cached cipher follows a changed key.
 func TestMinterKeyChange(t *testing.T) {
+	t.Parallel()
 	m := &Minter{Key: Key{1}}
 	p := TokenParams{ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}}
 	if _, err := m.Mint(p); err != nil {
@@ -284,6 +291,7 @@ func TestMinterKeyChange(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	tok := &ConnectToken{ProtocolID: 1982, ExpireTimestamp: 1000}
 	tests := []struct {
 		name     string
@@ -309,6 +317,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestBytesOfUnencodableToken(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		tok  ConnectToken
@@ -332,6 +341,7 @@ func TestBytesOfUnencodableToken(t *testing.T) {
 // TestMintConcurrent mints from one Minter on several goroutines (run with -race): the cached
 // cipher and the random pool are shared, every token must open and be unique.
 func TestMintConcurrent(t *testing.T) {
+	t.Parallel()
 	m := &Minter{Key: Key{7}}
 	p := TokenParams{ServerAddrs: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:1")}}
 	const workers, each = 4, 50 // 200 tokens: several refills of the random pool

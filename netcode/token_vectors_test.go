@@ -135,6 +135,7 @@ func (v tokenVector) minter(tb testing.TB) (*Minter, TokenParams, decodedVector)
 }
 
 func TestVectorsMint(t *testing.T) {
+	t.Parallel()
 	for _, v := range loadVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			m, p, d := v.minter(t)
@@ -160,6 +161,7 @@ func TestVectorsMint(t *testing.T) {
 // TestVectorsMintInto reproduces every vector with MintInto into a token that already holds
 // another token (it must be overwritten completely) and encodes it with AppendBase64.
 func TestVectorsMintInto(t *testing.T) {
+	t.Parallel()
 	vs := loadVectors(t)
 	for _, v := range vs {
 		t.Run(v.Name, func(t *testing.T) {
@@ -210,6 +212,7 @@ func TestMintIntoAllocations(t *testing.T) {
 }
 
 func TestMintIntoErrorsLeaveNoKeys(t *testing.T) {
+	t.Parallel()
 	m := &Minter{Key: Key{1, 2, 3}, Rand: bytes.NewReader(make([]byte, 30))} // too short: fails in the keys
 	var tok ConnectToken
 	tok.ClientToServerKey = Key{9}
@@ -226,6 +229,7 @@ func TestMintIntoErrorsLeaveNoKeys(t *testing.T) {
 }
 
 func TestVectorsDecodeAndOpen(t *testing.T) {
+	t.Parallel()
 	for _, v := range loadVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
 			d := v.decode(t)

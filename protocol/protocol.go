@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+
+	"github.com/bevygap-go/bevygap/internal/names"
 )
 
 // NATS subjects and JetStream names used by bevygap. These are the reference's names; a bucket
@@ -81,11 +83,6 @@ func MatchmakerRequestSubject(game, version string) (string, error) {
 // WebhookSubject returns the subject the webhook sink publishes a body received at /hook/<name> on.
 func WebhookSubject(name string) string { return SubjectWebhookPrefix + "." + name }
 
-// DeleteSessionSubject returns the delete-queue subject for a session id.
-func DeleteSessionSubject(sessionID string) string {
-	return DeleteSessionSubjectPrefix + "." + sessionID
-}
-
 // ErrInvalidName is returned (wrapped) for a game or version name that is empty, too long or has a
 // character other than ASCII letters, digits, '_' and '-'.
 var ErrInvalidName = errors.New("invalid name")
@@ -113,24 +110,14 @@ func ValidateGameVersion(game, version string) error {
 	return nil
 }
 
-func validName(s string) bool { return s != "" && len(s) <= MaxNameLen && validChars(s) }
+// nameExtra are the bytes a game or version name may hold besides ASCII letters and digits. No
+// white space, unlike the reference's \s: NATS subjects cannot contain it.
+const nameExtra = "_-"
 
-func validChars(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_', c == '-':
-			// No white space, unlike the reference's \s: NATS subjects cannot contain it.
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validName(s string) bool { return names.Valid(s, MaxNameLen, nameExtra) }
+
+// validChars reports whether s is non-empty and made of allowed bytes, whatever its length.
+func validChars(s string) bool { return names.Valid(s, 0, nameExtra) }
 
 // RequestSession is the first (and only) message a client sends on the matchmaker WebSocket.
 // A nil ClientIP encodes as null: the front door then picks the address itself.
@@ -228,9 +215,6 @@ func Ready(r SessionReady) Feedback { return Feedback{Kind: FeedbackSessionReady
 func Error(code uint16, message string) Feedback {
 	return Feedback{Kind: FeedbackError, Code: code, Text: message}
 }
-
-// IsFinal reports whether f ends the stream (SessionReady or Error).
-func (f Feedback) IsFinal() bool { return f.Kind == FeedbackSessionReady || f.Kind == FeedbackError }
 
 // String renders f like the reference's Display impl, for progress displays.
 func (f Feedback) String() string {

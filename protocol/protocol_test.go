@@ -10,6 +10,7 @@ import (
 // The expected strings are what serde_json produces for bevygap_shared::protocol types
 // (externally tagged enum, struct fields in declaration order).
 func TestFeedbackJSONContract(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		f    Feedback
@@ -47,6 +48,7 @@ func TestFeedbackJSONContract(t *testing.T) {
 }
 
 func TestFeedbackUnmarshalRejects(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{
 		`"Nope"`, `{}`, `{"A":1,"B":2}`, `{"Error":[1]}`, `{"Error":[70000,"x"]}`, `{"Error":["x","y"]}`,
 		`{"SessionReady":"x"}`, `{"Unknown":"x"}`, `[1]`, `nul`, ``,
@@ -59,6 +61,7 @@ func TestFeedbackUnmarshalRejects(t *testing.T) {
 }
 
 func TestRequestJSONContract(t *testing.T) {
+	t.Parallel()
 	ip := "1.2.3.4"
 	tests := []struct {
 		v    any
@@ -83,6 +86,7 @@ func TestRequestJSONContract(t *testing.T) {
 }
 
 func TestValidateGameVersion(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 31)
 	tests := []struct {
 		game, version string
@@ -132,6 +136,7 @@ func TestValidateGameVersion(t *testing.T) {
 }
 
 func TestSessionReadyAddr(t *testing.T) {
+	t.Parallel()
 	a, err := SessionReady{IP: "::1", Port: 5}.Addr()
 	if err != nil || a.String() != "[::1]:5" {
 		t.Fatalf("addr = %v, %v", a, err)

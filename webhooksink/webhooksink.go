@@ -32,6 +32,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/internal/names"
+	"github.com/bevygap-go/bevygap/internal/serve"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -44,8 +47,13 @@ const (
 	DefaultMaxBodyBytes = 256 << 10
 	// DefaultFlushTimeout bounds the NATS round trip that confirms a publish.
 	DefaultFlushTimeout = 5 * time.Second
-	// MaxNameLen is the longest hook name accepted.
-	MaxNameLen = 64
+)
+
+const (
+	// maxNameLen is the longest hook name accepted.
+	maxNameLen = 64
+	// shutdownGrace bounds Serve's graceful shutdown.
+	shutdownGrace = 10 * time.Second
 )
 
 // Config configures the sink. The zero value works: no secret, default limits, JSON bodies only.
@@ -155,19 +163,9 @@ func (s *Sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// ValidName reports whether name is a safe hook name: 1 to 64 of [A-Za-z0-9_-].
-func ValidName(name string) bool {
-	if name == "" || len(name) > MaxNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+// validName reports whether name is a safe hook name: 1 to maxNameLen of A-Z a-z 0-9 '_' '-'
+// (one NATS subject token, never a wildcard).
+func validName(name string) bool { return names.Valid(name, maxNameLen, "_-") }
 
 // authorized checks the shared secret, if one is configured.
 func (s *Sink) authorized(r *http.Request) bool {
@@ -197,7 +195,7 @@ func (s *Sink) handleHook(w http.ResponseWriter, r *http.Request) {
 	if code != http.StatusOK {
 		// The name is logged only when it is safe; the token never is.
 		logName := name
-		if !ValidName(name) {
+		if !validName(name) {
 			logName = "(invalid)"
 		}
 		s.log.Warn("webhook refused", "name", logName, "status", code, "reason", msg, "peer", r.RemoteAddr)
@@ -213,7 +211,7 @@ func (s *Sink) hook(r *http.Request, name string) (string, int, string) {
 	if !s.authorized(r) {
 		return outcomeUnauthorized, http.StatusUnauthorized, "missing or wrong webhook token"
 	}
-	if !ValidName(name) {
+	if !validName(name) {
 		return outcomeBadName, http.StatusBadRequest, "hook name must be 1-64 characters of A-Z a-z 0-9 _ -"
 	}
 	if r.ContentLength > s.cfg.MaxBodyBytes {
@@ -234,22 +232,22 @@ func (s *Sink) hook(r *http.Request, name string) (string, int, string) {
 		return outcomeBadBody, http.StatusBadRequest, "body is not valid JSON"
 	}
 	if err := s.publish(protocol.WebhookSubject(name), body); err != nil {
-		s.log.Error("webhook not published", "name", name, "err", err)
+		s.log.Error("webhook not published", "name", name, logkey.Err, err)
 		return outcomeNATSDown, http.StatusServiceUnavailable, "NATS unavailable, retry later"
 	}
 	s.bytes.Add(float64(len(body)))
-	s.log.Info("webhook published", "subject", protocol.WebhookSubject(name), "bytes", len(body))
+	s.log.Info("webhook published", logkey.Subject, protocol.WebhookSubject(name), "bytes", len(body))
 	return outcomePublished, http.StatusOK, "OK"
 }
 
-// ErrNATSUnavailable is returned (wrapped) when the connection is not up; the body is not queued.
-var ErrNATSUnavailable = errors.New("webhooksink: NATS not connected")
+// errNATSUnavailable is returned (wrapped) when the connection is not up; the body is not queued.
+var errNATSUnavailable = errors.New("webhooksink: NATS not connected")
 
 // publish hands body to the NATS server and confirms it with a flush round trip. While
 // disconnected it fails at once instead of parking the body in the reconnect buffer.
 func (s *Sink) publish(subject string, body []byte) error {
 	if st := s.nc.Status(); st != nats.CONNECTED {
-		return fmt.Errorf("%w (%s)", ErrNATSUnavailable, st)
+		return fmt.Errorf("%w (%s)", errNATSUnavailable, st)
 	}
 	if err := s.nc.Publish(subject, body); err != nil {
 		return fmt.Errorf("webhooksink: publish %s: %w", subject, err)
@@ -266,38 +264,11 @@ func text(w http.ResponseWriter, code int, msg string) {
 	_, _ = io.WriteString(w, msg)
 }
 
-// NewHTTPServer returns an http.Server for h with timeouts fit for the public internet.
-func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-}
-
-// Serve serves s on ln until ctx ends, then shuts the HTTP server down gracefully (at most 10 s).
+// Serve serves s on ln until ctx ends, then shuts the HTTP server down gracefully (at most
+// 10 s for requests in flight).
 func (s *Sink) Serve(ctx context.Context, ln net.Listener) error {
-	hs := NewHTTPServer(s, s.log)
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("webhooksink: serve: %w", err)
-	case <-ctx.Done():
+	if err := serve.HTTP(ctx, serve.NewServer(s, s.log), ln, shutdownGrace, nil); err != nil {
+		return fmt.Errorf("webhooksink: %w", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := hs.Shutdown(sctx)
-	if err != nil {
-		_ = hs.Close()
-	}
-	<-errc
-	return err
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -21,7 +20,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/devstack"
 	"github.com/bevygap-go/bevygap/edgegapsim"
-	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/examples/dotroom/roomserver"
 	"github.com/bevygap-go/bevygap/httpd"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
@@ -35,8 +34,19 @@ const devSmokeCleanup = 15 * time.Second
 // devShutdownTimeout bounds the whole ordered shutdown after Ctrl-C.
 const devShutdownTimeout = 30 * time.Second
 
-// runDev is "bevygap dev": the whole backend in one process (see package devstack).
-func runDev(ctx context.Context, env *Env, args []string) error {
+// devCommand is "bevygap dev": the whole backend in one process (see package devstack).
+type devCommand struct {
+	env       *Env
+	cfg       devstack.Config
+	smoke     bool
+	keySource string // how the private key was chosen, for the banner
+	nothingToClose
+}
+
+// ParseFlags reads the flags (with --smoke, unset addresses become random ports), the private
+// key and the log settings into the stack's configuration.
+func (c *devCommand) ParseFlags(args []string) error {
+	env := c.env
 	cfg := devstack.Config{}
 	fs := newFlagSet(env, "dev", devSynopsis)
 	natsAddr := fs.String("nats-addr", "127.0.0.1:4222", "embedded NATS listen address (port 0 = random)")
@@ -58,16 +68,20 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.GameTick, "game-tick", 0, "tick interval of the built-in dotroom servers (default 100ms)")
 	fs.DurationVar(&cfg.ReadinessLimit, "readiness-limit", 0, "matchmaker: how long a session may take to become ready (default 60s)")
 	fs.DurationVar(&cfg.ClaimGrace, "claim-grace", 0, "matchmaker: extra time before an unclaimed session is deleted (default 2s)")
-	fs.Uint64Var(&cfg.ProtocolID, "protocol-id", game.DefaultProtocolID, "Lightyear protocol id")
+	fs.Uint64Var(&cfg.ProtocolID, "protocol-id", roomserver.DefaultProtocolID, "Lightyear protocol id")
 	fs.Var(&cfg.TokenFormat, "token-format", "connect token byte order: lightyear-0.17 (bevygap) or lightyear-0.20")
-	keyFlag := fs.String("private-key", "", "netcode private key shared with the game servers (default $"+game.EnvPrivateKey+", else a fresh random key)")
+	keyFlag := fs.String("private-key", "", "netcode private key shared with the game servers (default $"+roomserver.EnvPrivateKey+", else a fresh random key)")
 	cors := fs.String("cors", "*", `browser origins the front door accepts, comma separated ("*" = any)`)
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logs := addLogFlags(fs, env)
 	smoke := fs.Bool("smoke", false, "start, run one `bevygap play` against the stack, shut down; exit 0 only if all went well and no session leaked")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	log, err := logs.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
 	if fs.NArg() > 0 && *execPath == "" {
 		return &usageError{message: "game server arguments given without --exec", hint: "bevygap dev --exec ./server -- --flag"}
 	}
@@ -82,9 +96,9 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 			}
 		}
 	}
-	host, portStr, err := net.SplitHostPort(*natsAddr)
+	host, portStr, splitErr := net.SplitHostPort(*natsAddr)
 	port, perr := strconv.Atoi(portStr)
-	if err != nil || perr != nil || port < 0 || port > 65535 {
+	if splitErr != nil || perr != nil || port < 0 || port > 65535 {
 		return &usageError{message: fmt.Sprintf("--nats-addr %q is not host:port", *natsAddr), hint: "--nats-addr 127.0.0.1:4222"}
 	}
 	cfg.NATSHost, cfg.NATSPort = host, port
@@ -101,7 +115,7 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	}
 	keyText := *keyFlag
 	if keyText == "" {
-		keyText = env.Getenv(game.EnvPrivateKey)
+		keyText = env.Getenv(roomserver.EnvPrivateKey)
 	}
 	keySource := "generated for this run"
 	if strings.TrimSpace(keyText) != "" {
@@ -122,21 +136,29 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	if *execPath != "" {
 		cfg.Exec = &devstack.Exec{Path: *execPath, Args: fs.Args(), Output: env.Stderr, StopGrace: *execGrace}
 	}
-	log, err := newDevLogger(env.Stderr, *logLevel, *logFormat)
-	if err != nil {
-		return err
-	}
-	cfg.Logger = log
 	if err := protocol.ValidateGameVersion(cfg.AppName, cfg.AppVersion); err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap dev --app dotroom --version 1"}
 	}
+	c.cfg, c.smoke, c.keySource = cfg, *smoke, keySource
+	return nil
+}
 
+// Run starts the stack, prints the banner and runs until ctx ends (Ctrl-C), a component fails,
+// or the --smoke test is over; then it shuts the stack down in order. A second Ctrl-C during
+// the shutdown exits at once (devForceExitCode).
+func (c *devCommand) Run(ctx context.Context) error {
+	env, cfg := c.env, c.cfg
+	logStart(cfg.Logger, "dev")
 	// A second Ctrl-C cuts the ordered shutdown short. The watcher is armed when the first
 	// Ctrl-C cancels ctx (even during Start) or when the shutdown begins for another reason.
 	armed, watchDone := make(chan struct{}), make(chan struct{})
 	var armOnce sync.Once
 	arm := func() { armOnce.Do(func() { close(armed) }) }
-	go forceExitOnSignal(armed, watchDone, notifyStopSignals, env.Stderr, devForceMessage(cfg.Exec != nil), os.Exit)
+	var watcher sync.WaitGroup
+	watcher.Go(func() {
+		forceExitOnSignal(armed, watchDone, notifyStopSignals, env.Stderr, devForceMessage(cfg.Exec != nil), os.Exit)
+	})
+	defer watcher.Wait()
 	defer close(watchDone)
 	defer context.AfterFunc(ctx, arm)()
 
@@ -144,10 +166,10 @@ func runDev(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return devStartError(err)
 	}
-	printDevBanner(env.Stdout, st.Info(), cfg, keySource, selfCommand())
+	printDevBanner(env.Stdout, st.Info(), cfg, c.keySource, selfCommand())
 
 	var runErr error
-	if *smoke {
+	if c.smoke {
 		runErr = devSmoke(ctx, env, st)
 	} else {
 		select {
@@ -242,7 +264,7 @@ func devStartError(err error) error {
 func devSmoke(ctx context.Context, env *Env, st *devstack.Stack) error {
 	info := st.Info()
 	fmt.Fprintln(env.Stdout, "\nSmoke test: bevygap play ...")
-	err := runPlay(ctx, env, []string{"--url", info.HTTPURL, "--game", info.AppName, "--version", info.AppVersion,
+	err := runCommand(ctx, &playCommand{env: env}, []string{"--url", info.HTTPURL, "--game", info.AppName, "--version", info.AppVersion,
 		"--packets", "3", "--timeout", "60s"})
 	if err != nil {
 		return fmt.Errorf("smoke test: %w", err)
@@ -281,22 +303,6 @@ func parseFaults(s string) (edgegapsim.Faults, error) {
 		return f, err
 	}
 	return f, nil
-}
-
-// newDevLogger builds the one logger every component of the stack writes to.
-func newDevLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, &usageError{message: fmt.Sprintf("--log-level %q: want debug, info, warn or error", level), hint: "--log-level debug"}
-	}
-	opts := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, &usageError{message: fmt.Sprintf("--log-format %q: want text or json", format), hint: "--log-format json"}
 }
 
 // selfCommand is how the user runs this program again, for the copy-paste lines of the banner.

@@ -4,22 +4,27 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bevygap-go/bevygap/client"
 	"github.com/bevygap-go/bevygap/devstack"
-	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/examples/dotroom/roomclient"
+	"github.com/bevygap-go/bevygap/internal/eventually"
+	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // TestDevUsageErrors: bad flags are refused with exit code 2 before anything starts (the
 // whole stack itself is tested by package devstack, and `bevygap dev --smoke` in CI).
 func TestDevUsageErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		args []string
@@ -40,6 +45,7 @@ func TestDevUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			var stdout, stderr bytes.Buffer
 			env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
 				Getenv: func(k string) string { return tt.env[k] }}
@@ -58,6 +64,7 @@ func TestDevUsageErrors(t *testing.T) {
 }
 
 func TestParseFaultsFile(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "faults.json")
 	if err := os.WriteFile(path, []byte(`{"boot_failure_rate":0.25,"endpoints":{"session_create":{"fail_next":2}}}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,6 +79,7 @@ func TestParseFaultsFile(t *testing.T) {
 }
 
 func TestDevBannerHasCopyPasteLines(t *testing.T) {
+	t.Parallel()
 	info := devstack.Info{NATSURL: "nats://127.0.0.1:4222", HTTPURL: "http://127.0.0.1:3000",
 		WebSocketURL: "ws://127.0.0.1:3000/matchmaker/ws", SimURL: "http://127.0.0.1:3080",
 		WebhookURL: "http://127.0.0.1:3001/hook/session", AppName: "dotroom", AppVersion: "1", ProtocolID: 1982}
@@ -95,6 +103,7 @@ func TestDevBannerHasCopyPasteLines(t *testing.T) {
 // go-run build (its binary is deleted when go run ends), the bare name when $PATH finds the
 // same file, else the path.
 func TestCommandFor(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	onPath := filepath.Join(dir, "bevygap")
 	other := filepath.Join(dir, "other", "bevygap")
@@ -125,25 +134,6 @@ func TestCommandFor(t *testing.T) {
 	}
 }
 
-// devBuffer is a bytes.Buffer safe for the concurrent writes of a running command and reads of
-// the test.
-type devBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (d *devBuffer) Write(p []byte) (int, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.Write(p)
-}
-
-func (d *devBuffer) String() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.b.String()
-}
-
 // TestDevCtrlCMidFlight runs `bevygap dev` for real (random ports), with a player connected and
 // requests stuck in Edgegap's session create, then cancels its context as Ctrl-C does: the
 // command must exit 0 with no session left in the simulator, and the player must be
@@ -152,49 +142,75 @@ func TestDevCtrlCMidFlight(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole stack")
 	}
+	t.Parallel()
 	ctx, ctrlC := context.WithCancel(t.Context())
 	defer ctrlC()
-	stdout, stderr := &devBuffer{}, &devBuffer{}
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(string) string { return "" }}
 	exit := make(chan int, 1)
 	go func() {
 		exit <- run(ctx, []string{"dev", "--nats-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 			"--webhook-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--boot-time", "200ms",
-			"--log-level", "error", "--faults", `{"endpoints":{"session_create":{"latency":"1500ms"}}}`}, env)
+			"--log-level", "error"}, env)
 	}()
 
-	httpRE := regexp.MustCompile(`HTTP\s+(http://\S+)`)
-	var url string
-	for deadline := time.Now().Add(20 * time.Second); url == ""; {
-		if m := httpRE.FindStringSubmatch(stdout.String()); m != nil {
-			url = m[1]
-			break
-		}
+	bannerRE := regexp.MustCompile(`HTTP\s+(http://\S+)[\s\S]*Edgegap sim\s+(http://\S+)`)
+	var url, simURL string
+	eventually.True(t, 20*time.Second, func() bool {
 		select {
 		case code := <-exit:
 			t.Fatalf("bevygap dev exited early with %d: %s", code, stderr.String())
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no banner: %s", stderr.String())
+		if m := bannerRE.FindStringSubmatch(stdout.String()); m != nil {
+			url, simURL = m[1], m[2]
 		}
-	}
+		return url != ""
+	}, "the banner of bevygap dev")
 
 	pctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	player, _, err := game.Join(pctx, url, devstack.DefaultAppName, devstack.DefaultAppVersion, client.Options{})
+	player, _, err := roomclient.Join(pctx, url, devstack.DefaultAppName, devstack.DefaultAppVersion, client.Options{})
 	if err != nil {
 		t.Fatalf("player: %v", err)
 	}
 	defer player.Close()
+	// From now on Edgegap takes 1 s to create a session: the next requests stay inside it.
+	req, err := http.NewRequestWithContext(pctx, http.MethodPut, simURL+"/admin/faults",
+		strings.NewReader(`{"endpoints":{"session_create":{"latency":"1s"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("setting the faults: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("PUT /admin/faults: %s", resp.Status)
+	}
 	inflight := make(chan error, 3)
+	acked := make(chan struct{}, cap(inflight))
+	opts := client.Options{OnProgress: func(p client.Progress) {
+		if p.Feedback != nil && p.Feedback.Kind == protocol.FeedbackAcknowledged {
+			acked <- struct{}{}
+		}
+	}}
 	for range cap(inflight) {
 		go func() {
-			_, err := client.Request(pctx, url, devstack.DefaultAppName, devstack.DefaultAppVersion, client.Options{})
+			_, err := client.Request(pctx, url, devstack.DefaultAppName, devstack.DefaultAppVersion, opts)
 			inflight <- err
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // the requests are inside their 1.5 s session create
+	for range cap(acked) { // the matchmaker has taken each request: it goes on to Edgegap's create
+		select {
+		case <-acked:
+		case err := <-inflight:
+			t.Fatalf("a request ended before the matchmaker took it: %v", err)
+		case <-pctx.Done():
+			t.Fatal("the matchmaker did not acknowledge the requests")
+		}
+	}
 
 	ctrlC()
 	select {
@@ -225,6 +241,7 @@ func TestDevCtrlCMidFlight(t *testing.T) {
 // TestDevBusyPort: a fixed address already in use (another bevygap dev) fails at once, exit 1,
 // with one line naming the flag to change, and nothing started (no banner).
 func TestDevBusyPort(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -255,8 +272,9 @@ func TestDevBusyPort(t *testing.T) {
 					t.Errorf("stderr %q does not contain %q", line, want)
 				}
 			}
-			if n := strings.Count(line, "\n"); n != 1 {
-				t.Errorf("stderr has %d lines, want 1: %q", n, line)
+			// One Error: line, then the pointer to the troubleshooting page (exitCode).
+			if first, rest, _ := strings.Cut(line, "\n"); !strings.HasPrefix(first, "Error: ") || rest != "See: "+troubleshootingURL+" (what the message means and the fix)\n" {
+				t.Errorf("stderr %q: want one Error: line and the troubleshooting pointer", line)
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("something started: %q", stdout.String())
@@ -267,8 +285,10 @@ func TestDevBusyPort(t *testing.T) {
 
 // TestForceExitOnSignal: the second-signal watcher listens only once armed (so the first
 // Ctrl-C, which arms it, is not counted twice), exits 130 with one line on a signal, and stops
-// listening when the command returns.
+// listening when the command returns. Each case runs in a synctest bubble: synctest.Wait says
+// when the watcher is blocked, so "not listening yet" needs no sleep.
 func TestForceExitOnSignal(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		arm      bool
@@ -281,76 +301,80 @@ func TestForceExitOnSignal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sigs := make(chan os.Signal, 1)
-			var mu sync.Mutex
-			registered, stopped := 0, 0
-			notify := func() (<-chan os.Signal, func()) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				sigs := make(chan os.Signal, 1)
+				var mu sync.Mutex
+				registered, stopped := 0, 0
+				notify := func() (<-chan os.Signal, func()) {
+					mu.Lock()
+					defer mu.Unlock()
+					registered++
+					return sigs, func() { mu.Lock(); stopped++; mu.Unlock() }
+				}
+				armed, done, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
+				exits := make(chan int, 1)
+				var out syncBuffer
+				go func() {
+					defer close(returned)
+					forceExitOnSignal(armed, done, notify, &out, devForceMessage(false), func(code int) { exits <- code })
+				}()
+				synctest.Wait() // the watcher is blocked, waiting to be armed or done
 				mu.Lock()
-				defer mu.Unlock()
-				registered++
-				return sigs, func() { mu.Lock(); stopped++; mu.Unlock() }
-			}
-			armed, done, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
-			exits := make(chan int, 1)
-			var out devBuffer
-			go func() {
-				defer close(returned)
-				forceExitOnSignal(armed, done, notify, &out, devForceMessage(false), func(code int) { exits <- code })
-			}()
-			time.Sleep(20 * time.Millisecond)
-			mu.Lock()
-			if registered != 0 {
-				t.Error("listening for signals before being armed")
-			}
-			mu.Unlock()
-			if tt.arm {
-				close(armed)
-			}
-			if tt.signal {
-				sigs <- os.Interrupt
+				if registered != 0 {
+					t.Error("listening for signals before being armed")
+				}
+				mu.Unlock()
+				if tt.arm {
+					close(armed)
+				}
+				if tt.signal {
+					sigs <- os.Interrupt
+					select {
+					case code := <-exits:
+						if code != 130 {
+							t.Errorf("exit code %d, want 130", code)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatal("no exit after the second signal")
+					}
+				}
+				close(done)
+				select {
+				case <-returned:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the watcher did not return after done")
+				}
 				select {
 				case code := <-exits:
-					if code != 130 {
-						t.Errorf("exit code %d, want 130", code)
+					if !tt.wantExit {
+						t.Errorf("exit(%d) without a second signal", code)
 					}
-				case <-time.After(5 * time.Second):
-					t.Fatal("no exit after the second signal")
+				default:
 				}
-			}
-			close(done)
-			select {
-			case <-returned:
-			case <-time.After(5 * time.Second):
-				t.Fatal("the watcher did not return after done")
-			}
-			select {
-			case code := <-exits:
-				if !tt.wantExit {
-					t.Errorf("exit(%d) without a second signal", code)
+				mu.Lock()
+				defer mu.Unlock()
+				if tt.arm && (registered != 1 || stopped != 1) {
+					t.Errorf("registered %d, stopped %d times, want 1 and 1", registered, stopped)
 				}
-			default:
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if tt.arm && (registered != 1 || stopped != 1) {
-				t.Errorf("registered %d, stopped %d times, want 1 and 1", registered, stopped)
-			}
-			if !tt.arm && registered != 0 {
-				t.Errorf("registered %d times without being armed", registered)
-			}
-			got := out.String()
-			if tt.wantExit != (got != "") {
-				t.Errorf("output %q", got)
-			}
-			if tt.wantExit && (strings.Count(got, "\n") != 1 || !strings.Contains(got, "cut short") ||
-				!strings.Contains(got, "sessions may be left in the simulator")) {
-				t.Errorf("output %q: want one line saying the shutdown was cut short", got)
-			}
+				if !tt.arm && registered != 0 {
+					t.Errorf("registered %d times without being armed", registered)
+				}
+				got := out.String()
+				if tt.wantExit != (got != "") {
+					t.Errorf("output %q", got)
+				}
+				if tt.wantExit && (strings.Count(got, "\n") != 1 || !strings.Contains(got, "cut short") ||
+					!strings.Contains(got, "sessions may be left in the simulator")) {
+					t.Errorf("output %q: want one line saying the shutdown was cut short", got)
+				}
+			})
 		})
 	}
 }
 
 func TestDevForceMessage(t *testing.T) {
+	t.Parallel()
 	if m := devForceMessage(false); !strings.Contains(m, "nothing outlives it") {
 		t.Errorf("in-process message %q", m)
 	}

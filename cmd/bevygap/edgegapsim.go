@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -22,7 +21,18 @@ const defaultSimAPIKey = "token edgegap-sim"
 // defaultSimBind is the default --bind of edgegap-sim.
 const defaultSimBind = "127.0.0.1:3080"
 
-func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
+// edgegapSimCommand is "bevygap edgegap-sim": the local Edgegap API simulator.
+type edgegapSimCommand struct {
+	env  *Env
+	bind string
+	cfg  edgegapsim.Config
+	nothingToClose
+}
+
+// ParseFlags reads the flags, the optional --config file and the log settings into the
+// simulator's configuration.
+func (c *edgegapSimCommand) ParseFlags(args []string) error {
+	env := c.env
 	fs := newFlagSet(env, "edgegap-sim", "[flags] [-- game-server-args...]")
 	bind := fs.String("bind", defaultSimBind, "ip:port the simulated Edgegap API listens on")
 	addr := fs.String("addr", "", "deprecated alias of --bind")
@@ -44,7 +54,12 @@ func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 	faults := fs.String("faults", "", `fault injection JSON, e.g. {"endpoints":{"session_create":{"error_rate":0.1,"status":503}}}`)
 	execPath := fs.String("exec", "", "game server program to start per deployment (arguments after --)")
 	execGrace := fs.Duration("exec-grace", 5*time.Second, "time a stopping game server gets before it is killed")
+	logs := addLogFlags(fs, env)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := logs.logger(env.Stderr)
+	if err != nil {
 		return err
 	}
 	set := map[string]bool{}
@@ -63,11 +78,11 @@ func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 
 	var cfg edgegapsim.Config
 	if *configPath != "" {
-		c, err := edgegapsim.LoadConfigFile(*configPath)
+		fileCfg, err := edgegapsim.LoadConfigFile(*configPath)
 		if err != nil {
 			return &usageError{message: err.Error(), hint: "see docs/edgegap-simulator.md for the config format"}
 		}
-		cfg = c
+		cfg = fileCfg
 	}
 	if len(cfg.Apps) == 0 {
 		pcs, err := parsePortsFlag(*ports)
@@ -123,24 +138,30 @@ func runEdgegapSim(ctx context.Context, env *Env, args []string) error {
 	if *timeScale != 1 {
 		cfg.Clock = edgegapsim.ScaledClock(*timeScale)
 	}
-	logger := slog.New(slog.NewTextHandler(env.Stderr, nil))
 	cfg.Logger = logger
 	if *execPath != "" {
 		cfg.Launcher = &edgegapsim.ExecLauncher{Path: *execPath, Args: fs.Args(), Output: env.Stderr,
 			Logger: logger, StopGrace: *execGrace}
 	}
-	sim, err := edgegapsim.New(cfg)
+	c.bind, c.cfg = *bind, cfg
+	return nil
+}
+
+// Run starts the simulator, listens on --bind, prints where, and serves until ctx ends.
+func (c *edgegapSimCommand) Run(ctx context.Context) error {
+	logStart(c.cfg.Logger, "edgegap-sim")
+	sim, err := edgegapsim.New(c.cfg)
 	if err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap edgegap-sim -h"}
 	}
-	ln, err := net.Listen("tcp", *bind)
+	ln, err := net.Listen("tcp", c.bind)
 	if err != nil {
 		_ = sim.Close(context.Background())
-		return fmt.Errorf("listen on %s: %w", *bind, err)
+		return fmt.Errorf("listen on %s: %w", c.bind, err)
 	}
 	url := "http://" + ln.Addr().String()
-	fmt.Fprintf(env.Stdout, "edgegap-sim: Edgegap API on %s (admin: %s/admin/state)\n", url, url)
-	fmt.Fprintf(env.Stdout, "edgegap-sim: point clients at it with %s=%s and %s set to the simulator's key\n",
+	fmt.Fprintf(c.env.Stdout, "edgegap-sim: Edgegap API on %s (admin: %s/admin/state)\n", url, url)
+	fmt.Fprintf(c.env.Stdout, "edgegap-sim: point clients at it with %s=%s and %s set to the simulator's key\n",
 		edgegap.EnvAPIURL, url, edgegap.EnvAPIKey)
 	return sim.Serve(ctx, ln)
 }

@@ -1,40 +1,22 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 )
-
-// edgegapSimBuffer is a goroutine-safe output buffer.
-type edgegapSimBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *edgegapSimBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *edgegapSimBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestEdgegapSimServes runs "bevygap edgegap-sim" on a random loopback port, creates a session
 // with the Edgegap client until it is ready, and stops the command by cancelling its context.
 func TestEdgegapSimServes(t *testing.T) {
-	stdout, stderr := &edgegapSimBuffer{}, &edgegapSimBuffer{}
+	t.Parallel()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
 		Getenv: func(k string) string {
 			if k == edgegap.EnvAPIKey {
@@ -42,7 +24,8 @@ func TestEdgegapSimServes(t *testing.T) {
 			}
 			return ""
 		}}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edgegap-sim", "--bind", "127.0.0.1:0", "--app", "g", "--version", "v9",
@@ -50,33 +33,24 @@ func TestEdgegapSimServes(t *testing.T) {
 	}()
 	re := regexp.MustCompile(`Edgegap API on (http://\S+)`)
 	var url string
-	for deadline := time.Now().Add(5 * time.Second); url == ""; {
+	eventually.True(t, 5*time.Second, func() bool {
 		if m := re.FindStringSubmatch(stdout.String()); m != nil {
 			url = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no URL printed; stdout %q stderr %q", stdout.String(), stderr.String())
-		} else {
-			time.Sleep(5 * time.Millisecond)
 		}
-	}
+		return url != ""
+	}, "the simulator's URL on stdout")
 	c := edgegap.NewClient(url, "token from-env")
 	cr, err := c.CreateSession(ctx, edgegap.SessionCreateRequest{AppName: "g", IPList: []string{"1.2.3.4"}})
 	if err != nil || cr.Version != "v9" {
 		t.Fatalf("create: %+v %v", cr, err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	eventually.True(t, 5*time.Second, func() bool {
 		s, err := c.GetSession(ctx, cr.SessionID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Ready {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("session never ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return s.Ready
+	}, "session %s ready", cr.SessionID)
 	if strings.Contains(stdout.String()+stderr.String(), "from-env") {
 		t.Error("API key printed")
 	}
@@ -92,6 +66,7 @@ func TestEdgegapSimServes(t *testing.T) {
 }
 
 func TestEdgegapSimUsage(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{
 		{"--ports", "server"},
 		{"--ports", "server:0/udp"},
@@ -102,8 +77,8 @@ func TestEdgegapSimUsage(t *testing.T) {
 		{"--config", "/nonexistent/edgegap-sim.json"},
 		{"extra-arg"},
 	} {
-		stderr := &edgegapSimBuffer{}
-		env := &Env{Stdin: strings.NewReader(""), Stdout: &edgegapSimBuffer{}, Stderr: stderr,
+		stderr := &syncBuffer{}
+		env := &Env{Stdin: strings.NewReader(""), Stdout: &syncBuffer{}, Stderr: stderr,
 			Getenv: func(string) string { return "" }}
 		if code := run(context.Background(), append([]string{"edgegap-sim", "--bind", "127.0.0.1:0"}, args...), env); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
@@ -115,6 +90,7 @@ func TestEdgegapSimUsage(t *testing.T) {
 // the same value (seen in the error for a busy port), and two different values are a usage
 // error.
 func TestEdgegapSimBindAlias(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +111,7 @@ func TestEdgegapSimBindAlias(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr := &edgegapSimBuffer{}, &edgegapSimBuffer{}
+			stdout, stderr := &syncBuffer{}, &syncBuffer{}
 			env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
 				Getenv: func(string) string { return "" }}
 			if code := run(t.Context(), append([]string{"edgegap-sim"}, tt.args...), env); code != tt.code {

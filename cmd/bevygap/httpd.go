@@ -10,8 +10,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/internal/names"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 )
 
@@ -19,30 +22,50 @@ import (
 // BEVYGAP_HTTPD_STREAM_TIMEOUT. A flag on the command line wins over the variable.
 const httpdEnvPrefix = "BEVYGAP_HTTPD_"
 
-func runHTTPD(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "httpd", "[flags]")
-	bind := fs.String("bind", httpd.DefaultBind, "ip:port to listen on")
+// httpdCommand is "bevygap httpd": the HTTP/WebSocket front door of the matchmaker.
+type httpdCommand struct {
+	env  *Env
+	bind string
+	cfg  httpd.Config
+	nats bus.Config
+	log  *slog.Logger
+
+	ln net.Listener // opened by Run
+	nc *nats.Conn   // opened by Run
+}
+
+// ParseFlags reads the flags, BEVYGAP_HTTPD_<FLAG>, NATS_* and the log settings, and refuses a
+// bad configuration, --bind or NATS inbox prefix.
+func (c *httpdCommand) ParseFlags(args []string) error {
+	fs := newFlagSet(c.env, "httpd", "[flags]")
+	fs.StringVar(&c.bind, "bind", httpd.DefaultBind, "ip:port to listen on")
 	cors := fs.String("cors", httpd.DefaultAllowedOrigin, `allowed browser origins, comma separated ("*" = any origin)`)
 	fakeIP := fs.String("fake-ip", httpd.DefaultStandInIP.String(), "stand-in client IP for loopback/private clients (Edgegap places the server near it)")
 	trusted := fs.String("trusted-proxies", "", "CIDRs/IPs of reverse proxies whose X-Forwarded-For is believed, comma separated")
-	noOverride := fs.Bool("no-client-ip-override", false, "ignore ?client_ip= and the client_ip of WebSocket requests")
-	firstMsg := fs.Duration("first-message-timeout", httpd.DefaultFirstMessageTimeout, "time a WebSocket client has to send its request")
-	streamTimeout := fs.Duration("stream-timeout", httpd.DefaultStreamTimeout, "limit for one whole session request stream")
-	genTimeout := fs.Duration("gensession-timeout", httpd.DefaultGenSessionTimeout, "limit for one wannaplay (session.gensession) request")
-	writeTimeout := fs.Duration("write-timeout", httpd.DefaultWriteTimeout, "limit for writing one frame or chunk to a client")
-	perMinute := fs.Float64("rate", httpd.DefaultSessionsPerMinute, "session requests per minute per client IP (negative = unlimited)")
-	burst := fs.Int("burst", httpd.DefaultSessionBurst, "session request burst per client IP")
-	maxStreams := fs.Int("max-streams", httpd.DefaultMaxStreams, "open WebSockets + chunked streams in total (negative = unlimited)")
-	maxPerIP := fs.Int("max-streams-per-ip", httpd.DefaultMaxStreamsPerIP, "open WebSockets + chunked streams per client IP, IPv6 per /64 (negative = unlimited)")
-	maxBody := fs.Int64("max-body", httpd.DefaultMaxBodyBytes, "request body limit in bytes")
-	maxMessage := fs.Int64("max-message", httpd.DefaultMaxMessageBytes, "WebSocket message limit in bytes")
-	natsCfg := addNATSClientFlags(fs, env, "bevygap-httpd")
-	if err := flagsFromEnv(fs, env, httpdEnvPrefix, "nats-"); err != nil {
+	fs.BoolVar(&c.cfg.DisableClientIPOverride, "no-client-ip-override", false, "ignore ?client_ip= and the client_ip of WebSocket requests")
+	fs.DurationVar(&c.cfg.FirstMessageTimeout, "first-message-timeout", httpd.DefaultFirstMessageTimeout, "time a WebSocket client has to send its request")
+	fs.DurationVar(&c.cfg.StreamTimeout, "stream-timeout", httpd.DefaultStreamTimeout, "limit for one whole session request stream")
+	fs.DurationVar(&c.cfg.GenSessionTimeout, "gensession-timeout", httpd.DefaultGenSessionTimeout, "limit for one wannaplay (session.gensession) request")
+	fs.DurationVar(&c.cfg.WriteTimeout, "write-timeout", httpd.DefaultWriteTimeout, "limit for writing one frame or chunk to a client")
+	fs.Float64Var(&c.cfg.SessionsPerMinute, "rate", httpd.DefaultSessionsPerMinute, "session requests per minute per client IP (negative = unlimited)")
+	fs.IntVar(&c.cfg.SessionBurst, "burst", httpd.DefaultSessionBurst, "session request burst per client IP")
+	fs.IntVar(&c.cfg.MaxStreams, "max-streams", httpd.DefaultMaxStreams, "open WebSockets + chunked streams in total (negative = unlimited)")
+	fs.IntVar(&c.cfg.MaxStreamsPerIP, "max-streams-per-ip", httpd.DefaultMaxStreamsPerIP, "open WebSockets + chunked streams per client IP, IPv6 per /64 (negative = unlimited)")
+	fs.Int64Var(&c.cfg.MaxBodyBytes, "max-body", httpd.DefaultMaxBodyBytes, "request body limit in bytes")
+	fs.Int64Var(&c.cfg.MaxMessageBytes, "max-message", httpd.DefaultMaxMessageBytes, "WebSocket message limit in bytes")
+	natsCfg := addNATSClientFlags(fs, c.env, "bevygap-httpd")
+	logs := addLogFlags(fs, c.env)
+	if err := flagsFromEnv(fs, c.env, httpdEnvPrefix); err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	log, err := logs.logger(c.env.Stderr)
+	if err != nil {
+		return err
+	}
+	c.log = log
 	if fs.NArg() > 0 {
 		return &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap httpd -h"}
 	}
@@ -50,64 +73,66 @@ func runHTTPD(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return &usageError{message: fmt.Sprintf("--fake-ip %q is not an IP address", *fakeIP), hint: "--fake-ip 81.128.157.100"}
 	}
-	proxies, err := httpd.ParsePrefixes(*trusted)
-	if err != nil {
+	c.cfg.StandInIP = standIn
+	if c.cfg.TrustedProxies, err = httpd.ParsePrefixes(*trusted); err != nil {
 		return &usageError{message: err.Error(), hint: "--trusted-proxies 10.0.0.0/8,127.0.0.1"}
 	}
-	cfg := httpd.Config{
-		AllowedOrigins:          httpd.ParseOrigins(*cors),
-		TrustedProxies:          proxies,
-		StandInIP:               standIn,
-		DisableClientIPOverride: *noOverride,
-		FirstMessageTimeout:     *firstMsg,
-		StreamTimeout:           *streamTimeout,
-		GenSessionTimeout:       *genTimeout,
-		WriteTimeout:            *writeTimeout,
-		SessionsPerMinute:       *perMinute,
-		SessionBurst:            *burst,
-		MaxStreams:              *maxStreams,
-		MaxStreamsPerIP:         *maxPerIP,
-		MaxBodyBytes:            *maxBody,
-		MaxMessageBytes:         *maxMessage,
-	}
-
-	if err := cfg.Validate(); err != nil {
+	c.cfg.AllowedOrigins = httpd.ParseOrigins(*cors)
+	if err := c.cfg.Validate(); err != nil {
 		return &usageError{message: err.Error(), hint: "--cors https://game.example.com,http://localhost:8000"}
 	}
+	if err := checkBindFlag("bevygap httpd", c.bind, httpd.DefaultBind); err != nil {
+		return err
+	}
+	c.nats = natsCfg()
+	return bus.ValidateInboxPrefix(c.nats.InboxPrefix)
+}
 
-	// Refuse a bad NATS configuration, then listen, both before connecting to NATS: a bad or
-	// busy --bind is reported at once, not after the NATS connect wait.
-	busCfg := natsCfg()
-	if err := bus.ValidateInboxPrefix(busCfg.InboxPrefix); err != nil {
-		return err
-	}
-	ln, err := listenBind(ctx, "bevygap httpd", *bind, httpd.DefaultBind)
+// Run listens (a busy --bind fails at once, before the NATS connect wait), connects to NATS
+// and serves until ctx ends.
+func (c *httpdCommand) Run(ctx context.Context) error {
+	logStart(c.log, "httpd")
+	ln, err := listen(ctx, c.bind)
 	if err != nil {
 		return err
 	}
-	defer ln.Close() // Serve closes it too; this covers the errors before Serve
-	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
-	nc, err := bus.Connect(ctx, busCfg, log)
+	c.ln = ln
+	c.nc, err = bus.Connect(ctx, c.nats, c.log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	reg := svcmetrics.NewRegistry()
-	srv, err := httpd.New(cfg, nc, log, reg)
+	srv, err := httpd.New(c.cfg, c.nc, c.log, svcmetrics.NewRegistry())
 	if err != nil {
 		return err
 	}
-	log.Info("bevygap httpd listening", "addr", ln.Addr().String())
+	c.log.Info("bevygap httpd listening", "addr", ln.Addr().String())
 	return srv.Serve(ctx, ln)
 }
 
-// listenBind checks that bind is an ip:port (or host:port) address, then listens on it. An
-// address that cannot be parsed is a usage error whose hint shows example, the command's
-// default; a failure to listen (port in use, address not on this machine) is an ordinary error.
-func listenBind(ctx context.Context, command, bind, example string) (net.Listener, error) {
-	if err := checkBind(bind); err != nil {
-		return nil, &usageError{message: fmt.Sprintf("--bind %q: %v", bind, err), hint: command + " --bind " + example}
+// Close closes the NATS connection and the listener (Serve closes it too; this covers the
+// errors before Serve).
+func (c *httpdCommand) Close() error {
+	if c.nc != nil {
+		c.nc.Close()
 	}
+	if c.ln != nil {
+		_ = c.ln.Close()
+	}
+	return nil
+}
+
+// checkBindFlag returns a usage error when bind (the --bind of command) is not a listen
+// address; its hint shows example, the command's default.
+func checkBindFlag(command, bind, example string) error {
+	if err := checkBind(bind); err != nil {
+		return &usageError{message: fmt.Sprintf("--bind %q: %v", bind, err), hint: command + " --bind " + example}
+	}
+	return nil
+}
+
+// listen listens on the TCP address bind (checked by checkBindFlag). A failure (port in use,
+// address not on this machine) is an ordinary error, not a usage error.
+func listen(ctx context.Context, bind string) (net.Listener, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", bind)
 	if err != nil {
@@ -145,14 +170,8 @@ func validHostname(h string) bool {
 		return false
 	}
 	for label := range strings.SplitSeq(strings.TrimSuffix(h, "."), ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		if !names.Valid(label, 63, "-") || label[0] == '-' || label[len(label)-1] == '-' {
 			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
 		}
 	}
 	return true

@@ -33,6 +33,7 @@ func runCLIWithin(t *testing.T, limit time.Duration, envVars map[string]string, 
 // TestBindCheckedBeforeNATS: a bad --bind is a usage error and a busy one an error, both
 // reported at once, without waiting for the (unreachable) NATS server.
 func TestBindCheckedBeforeNATS(t *testing.T) {
+	t.Parallel()
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +75,11 @@ func TestBindCheckedBeforeNATS(t *testing.T) {
 	}
 }
 
-// TestListenBind: listenBind returns a working listener on a good
-// address (here a random loopback port).
-func TestListenBind(t *testing.T) {
-	ln, err := listenBind(context.Background(), "bevygap httpd", "127.0.0.1:0", "0.0.0.0:3000")
+// TestListen: listen returns a working listener on a good address (here a random loopback
+// port).
+func TestListen(t *testing.T) {
+	t.Parallel()
+	ln, err := listen(t.Context(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +92,7 @@ func TestListenBind(t *testing.T) {
 }
 
 func TestCheckBind(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		bind string
 		ok   bool

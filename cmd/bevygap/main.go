@@ -1,18 +1,16 @@
 // Command bevygap is the one binary of bevygap in Go: every service and tool is a subcommand.
 //
-// main only picks the subcommand; each subcommand lives in its own file, parses its own flags
-// and calls the library packages. Run "bevygap help" for the list.
+// main only starts run; run picks the subcommand. Each subcommand lives in its own file as a
+// command (ParseFlags, Run, Close) that parses its own flags and calls the library packages.
+// Run "bevygap help" for the list.
 package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 )
 
@@ -36,45 +34,39 @@ type Env struct {
 	Getenv func(string) string
 }
 
-// command is one subcommand: its name, a one-line summary for "bevygap help", and its entry point.
-type command struct {
+// command is one subcommand, in the shape of Litestream's commands: ParseFlags reads the
+// command line (and the environment through Env) and checks it without touching anything else;
+// Run does the work until it is done or ctx ends; Close releases what Run opened. run calls
+// Close once ParseFlags was called, whatever happened.
+type command interface {
+	ParseFlags(args []string) error
+	Run(ctx context.Context) error
+	Close() error
+}
+
+// commandEntry names a subcommand, with a one-line summary for "bevygap help".
+type commandEntry struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, env *Env, args []string) error
+	new     func(env *Env) command
 }
 
 // commands lists every subcommand. Add a line here when you add a file for a new subcommand.
-func commands() []command {
-	return []command{
-		{"version", "print the version", runVersion},
-		{"edgegap-sim", "run the local Edgegap API simulator", runEdgegapSim},
-		{"token", "mint or inspect a Lightyear connect token", runToken},
-		{"play", "request a game session through httpd, connect to the game server, measure round trips", runPlay},
-		{"httpd", "run the HTTP/WebSocket front door of the matchmaker", runHTTPD},
-		{"webhook-sink", "receive webhooks over HTTP and publish them on NATS", runWebhookSink},
-		{"matchmaker", "run the session service: Edgegap sessions + connect tokens over NATS", runMatchmaker},
-		{"dev", "run everything locally in one process: NATS, Edgegap simulator, example game, matchmaker, httpd", runDev},
+func commands() []commandEntry {
+	return []commandEntry{
+		{"version", "print the version", func(env *Env) command { return &versionCommand{env: env} }},
+		{"edgegap-sim", "run the local Edgegap API simulator", func(env *Env) command { return &edgegapSimCommand{env: env} }},
+		{"token", "mint or inspect a Lightyear connect token", func(env *Env) command { return &tokenCommand{env: env} }},
+		{"play", "request a game session through httpd, connect to the game server, measure round trips", func(env *Env) command { return &playCommand{env: env} }},
+		{"httpd", "run the HTTP/WebSocket front door of the matchmaker", func(env *Env) command { return &httpdCommand{env: env} }},
+		{"webhook-sink", "receive webhooks over HTTP and publish them on NATS", func(env *Env) command { return &webhookSinkCommand{env: env} }},
+		{"matchmaker", "run the session service: Edgegap sessions + connect tokens over NATS", func(env *Env) command { return &matchmakerCommand{env: env} }},
+		{"dev", "run everything locally in one process: NATS, Edgegap simulator, example game, matchmaker, httpd", func(env *Env) command { return &devCommand{env: env} }},
 	}
 }
 
-// usageError is a mistake in how the command was called. It is printed as "Error: …" with an
-// optional "Try: …" hint and exits with code 2.
-type usageError struct {
-	message string
-	hint    string
-}
-
-func (e *usageError) Error() string { return e.message }
-
-// exitCodeError lets a subcommand choose its exit code (e.g. "play" documents several).
-type exitCodeError struct {
-	code int
-	err  error
-}
-
-func (e *exitCodeError) Error() string { return e.err.Error() }
-func (e *exitCodeError) Unwrap() error { return e.err }
-
+// run is the whole program as a function of its arguments and its world: it picks the
+// subcommand, runs it and returns the exit code (2 for usage errors).
 func run(ctx context.Context, args []string, env *Env) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		printUsage(env.Stdout)
@@ -85,7 +77,7 @@ func run(ctx context.Context, args []string, env *Env) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return exitCode(env.Stderr, c.run(ctx, env, args[1:]))
+			return exitCode(env.Stderr, runCommand(ctx, c.new(env), args[1:]))
 		}
 	}
 	return exitCode(env.Stderr, &usageError{
@@ -94,60 +86,21 @@ func run(ctx context.Context, args []string, env *Env) int {
 	})
 }
 
-// exitCode prints err (if any) as one clear line and maps it to the process exit code.
-func exitCode(stderr io.Writer, err error) int {
-	if err == nil {
-		return 0
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	var ue *usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(stderr, "Error: %s\n", ue.message)
-		if ue.hint != "" {
-			fmt.Fprintf(stderr, "Try: %s\n", ue.hint)
+// runCommand parses args with c, runs it, and closes it. The first error wins.
+func runCommand(ctx context.Context, c command, args []string) (err error) {
+	defer func() {
+		if cerr := c.Close(); err == nil {
+			err = cerr
 		}
-		return 2
+	}()
+	if err := c.ParseFlags(args); err != nil {
+		return err
 	}
-	fmt.Fprintf(stderr, "Error: %s\n", err)
-	var ec *exitCodeError
-	if errors.As(err, &ec) {
-		return ec.code
-	}
-	return 1
+	return c.Run(ctx)
 }
 
-func printUsage(w io.Writer) {
-	cs := commands()
-	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
-	fmt.Fprintln(w, "bevygap — matchmaking and Edgegap game-server orchestration (Go)")
-	fmt.Fprintln(w, "\nUsage: bevygap <command> [flags]\n\nCommands:")
-	for _, c := range cs {
-		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintln(w, "\nRun \"bevygap <command> -h\" for the flags of a command.")
-}
+// nothingToClose is the Close of a command whose Run leaves nothing open.
+type nothingToClose struct{}
 
-// newFlagSet returns a FlagSet for a subcommand that reports parse errors as usage errors
-// instead of exiting, and prints its help to env.Stderr.
-func newFlagSet(env *Env, name, synopsis string) *flag.FlagSet {
-	fs := flag.NewFlagSet("bevygap "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: bevygap %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseFlags parses args with fs, turning a bad flag into a usageError.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{message: err.Error(), hint: fs.Name() + " -h"}
-	}
-	return nil
-}
+// Close does nothing.
+func (nothingToClose) Close() error { return nil }

@@ -9,6 +9,9 @@ import (
 	"net"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
@@ -20,7 +23,24 @@ import (
 // --app-name is BEVYGAP_MATCHMAKER_APP_NAME. A flag on the command line wins.
 const matchmakerEnvPrefix = "BEVYGAP_MATCHMAKER_"
 
-func runMatchmaker(ctx context.Context, env *Env, args []string) error {
+// matchmakerCommand is "bevygap matchmaker": the session service.
+type matchmakerCommand struct {
+	env         *Env
+	cfg         matchmaker.Config
+	apiURL      string
+	apiKey      string
+	metricsAddr string
+	nats        bus.Config
+	log         *slog.Logger
+
+	nc *nats.Conn // opened by Run
+}
+
+// ParseFlags reads the flags, BEVYGAP_MATCHMAKER_<FLAG>, NATS_*, EDGEGAP_API_KEY/URL and the
+// log settings, and refuses a missing or bad key, a bad --metrics-addr and any configuration
+// matchmaker.Config.Validate refuses.
+func (c *matchmakerCommand) ParseFlags(args []string) error {
+	env := c.env
 	cfg := matchmaker.DefaultConfig()
 	fs := newFlagSet(env, "matchmaker", "[flags]")
 	fs.StringVar(&cfg.AppName, "app-name", cfg.AppName, "Edgegap application name")
@@ -46,15 +66,21 @@ func runMatchmaker(ctx context.Context, env *Env, args []string) error {
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish on shutdown")
 	fs.StringVar(&cfg.Buckets.Prefix, "bucket-prefix", "", "prefix of every KV bucket, the delete stream and its subjects (several games on one NATS)")
 	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
-	apiURL := fs.String("edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9090; off when empty)")
+	fs.StringVar(&c.apiURL, "edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9090; off when empty)")
 	natsCfg := addNATSClientFlags(fs, env, "bevygap-matchmaker")
-	if err := flagsFromEnv(fs, env, matchmakerEnvPrefix, "nats-"); err != nil {
+	logs := addLogFlags(fs, env)
+	if err := flagsFromEnv(fs, env, matchmakerEnvPrefix); err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	log, err := logs.logger(env.Stderr)
+	if err != nil {
+		return err
+	}
+	c.log = log
 	if fs.NArg() > 0 {
 		return &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap matchmaker -h"}
 	}
@@ -82,48 +108,73 @@ func runMatchmaker(ctx context.Context, env *Env, args []string) error {
 		return &usageError{message: "no Lightyear private key given (the game servers' key, 32 bytes)",
 			hint: matchmakerEnvPrefix + `LIGHTYEAR_PRIVATE_KEY="1,2,...,32" bevygap matchmaker, or --allow-zero-key for local development`}
 	}
-	apiKey := env.Getenv(edgegap.EnvAPIKey)
-	if apiKey == "" {
+	c.apiKey = env.Getenv(edgegap.EnvAPIKey)
+	if c.apiKey == "" {
 		return &usageError{message: edgegap.EnvAPIKey + " is not set", hint: edgegap.EnvAPIKey + `="token xxxxxxxx-..." bevygap matchmaker`}
 	}
-	if *metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
-			return &usageError{message: fmt.Sprintf("--metrics-addr %q: %v", *metricsAddr, err), hint: "--metrics-addr 127.0.0.1:9090"}
+	if c.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.metricsAddr); err != nil {
+			return &usageError{message: fmt.Sprintf("--metrics-addr %q: %v", c.metricsAddr, err), hint: "--metrics-addr 127.0.0.1:9090"}
 		}
 	}
 
 	if err := cfg.Validate(); err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap matchmaker -h"}
 	}
+	c.cfg, c.nats = cfg, natsCfg()
+	return nil
+}
 
-	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
-	nc, err := bus.Connect(ctx, natsCfg(), log)
+// Run connects to NATS, starts the matchmaker and, with --metrics-addr, its metrics server, and
+// runs both until ctx ends; it returns once both have stopped.
+func (c *matchmakerCommand) Run(ctx context.Context) error {
+	logStart(c.log, "matchmaker")
+	var err error
+	c.nc, err = bus.Connect(ctx, c.nats, c.log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	api := edgegap.NewClient(*apiURL, apiKey, edgegap.WithLogger(log))
 	reg := svcmetrics.NewRegistry()
-	mm, err := matchmaker.New(cfg, matchmaker.Deps{NATS: nc, Edgegap: api, Logger: log, Registry: reg})
+	api := edgegap.NewClient(c.apiURL, c.apiKey, edgegap.WithLogger(c.log),
+		edgegap.WithObserver(matchmaker.EdgegapObserver(reg)))
+	mm, err := matchmaker.New(c.cfg, matchmaker.Deps{NATS: c.nc, Edgegap: api, Logger: c.log, Registry: reg})
 	if err != nil {
 		if errors.Is(err, matchmaker.ErrConfig) {
 			return &usageError{message: err.Error(), hint: "bevygap matchmaker -h"}
 		}
 		return err
 	}
-	if *metricsAddr != "" {
-		ln, err := net.Listen("tcp", *metricsAddr)
-		if err != nil {
+	var metricsLn net.Listener
+	if c.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", c.metricsAddr); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		mctx, stop := context.WithCancel(ctx)
-		defer stop()
-		go func() {
-			if err := matchmaker.ServeMetrics(mctx, ln, reg); err != nil {
-				log.Error("metrics server stopped", "err", err)
-			}
-		}()
-		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
 	}
-	return mm.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	// The metrics server ends with the matchmaker. Its failure is logged, not fatal: the
+	// matchmaker keeps serving players without it.
+	mctx, stopMetrics := context.WithCancel(gctx)
+	defer stopMetrics()
+	g.Go(func() error {
+		defer stopMetrics()
+		return mm.Run(gctx)
+	})
+	if metricsLn != nil {
+		g.Go(func() error {
+			if err := matchmaker.ServeMetrics(mctx, metricsLn, reg); err != nil {
+				c.log.Error("metrics server stopped", "err", err)
+			}
+			return nil
+		})
+		c.log.Info("serving metrics", "url", "http://"+metricsLn.Addr().String()+"/metrics")
+	}
+	return g.Wait()
+}
+
+// Close closes the NATS connection.
+func (c *matchmakerCommand) Close() error {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	return nil
 }

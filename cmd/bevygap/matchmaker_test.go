@@ -6,6 +6,7 @@ import (
 )
 
 func TestMatchmakerUsageErrors(t *testing.T) {
+	t.Parallel()
 	secretKey := "9,8,7,6,5,4,3,2,1,0,1,2,3,4,5,6,7,8,9,0,1,2,3,4,5,6,7,8,9,0,1,299"
 	tests := []struct {
 		name    string
@@ -26,6 +27,7 @@ func TestMatchmakerUsageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			code, _, stderr := runCLI(t, "", tt.env, append([]string{"matchmaker"}, tt.args...)...)
 			if code != 2 || !strings.Contains(stderr, tt.wantErr) {
 				t.Fatalf("exit %d, stderr %q", code, stderr)
@@ -38,6 +40,7 @@ func TestMatchmakerUsageErrors(t *testing.T) {
 }
 
 func TestMatchmakerHelpListsReferenceFlags(t *testing.T) {
+	t.Parallel()
 	code, _, stderr := runCLI(t, "", map[string]string{"BEVYGAP_MATCHMAKER_LIGHTYEAR_PRIVATE_KEY": testKeyDecimal}, "matchmaker", "-h")
 	if code != 0 {
 		t.Fatalf("exit %d", code)

@@ -1,7 +1,8 @@
 package main
 
 // The flag helpers shared by the NATS-connected service commands (httpd, matchmaker,
-// webhook-sink): NATS client flags and flags from environment variables.
+// webhook-sink): NATS client flags and flags from environment variables. The log flags are in
+// logflags.go.
 
 import (
 	"flag"
@@ -51,13 +52,14 @@ func (f *inboxPrefixFlag) Set(s string) error {
 	return nil
 }
 
-// flagsFromEnv sets every flag of fs (except those starting with skipPrefix) from the variable
-// prefix + NAME_IN_CAPS when that variable is set. Call it before parseFlags, so that the
-// command line still wins.
-func flagsFromEnv(fs *flag.FlagSet, env *Env, prefix, skipPrefix string) error {
+// flagsFromEnv sets every flag of fs from the variable prefix + NAME_IN_CAPS when that variable
+// is set. The flags every service shares, --nats-* (addNATSClientFlags) and --log-*
+// (addLogFlags), are left alone: their variables are the unprefixed NATS_* and LOG_* ones.
+// Call it before parseFlags, so that the command line still wins.
+func flagsFromEnv(fs *flag.FlagSet, env *Env, prefix string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || (skipPrefix != "" && strings.HasPrefix(f.Name, skipPrefix)) {
+		if err != nil || strings.HasPrefix(f.Name, "nats-") || strings.HasPrefix(f.Name, "log-") {
 			return
 		}
 		key := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))

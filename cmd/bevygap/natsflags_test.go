@@ -8,6 +8,7 @@ import (
 )
 
 func TestNATSClientFlagsInboxPrefix(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -26,6 +27,7 @@ func TestNATSClientFlagsInboxPrefix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := &Env{Stdout: io.Discard, Stderr: io.Discard, Getenv: func(k string) string { return tt.env[k] }}
 			fs := newFlagSet(env, "test", "")
 			cfg := addNATSClientFlags(fs, env, "bevygap-test")
@@ -50,8 +52,10 @@ func TestNATSClientFlagsInboxPrefix(t *testing.T) {
 // TestServiceCommandsTakeInboxPrefix checks that every NATS service command has the flag and
 // refuses a bad prefix as a usage error (exit 2), and a bad NATS_INBOX_PREFIX before dialing.
 func TestServiceCommandsTakeInboxPrefix(t *testing.T) {
+	t.Parallel()
 	for _, cmd := range []string{"httpd", "matchmaker", "webhook-sink"} {
 		t.Run(cmd, func(t *testing.T) {
+			t.Parallel()
 			code, _, stderr := runCLI(t, "", nil, cmd, "-h")
 			if code != 0 || !strings.Contains(stderr, "-nats-inbox-prefix") || !strings.Contains(stderr, "NATS_INBOX_PREFIX") {
 				t.Fatalf("%s -h: exit %d, help lacks --nats-inbox-prefix:\n%s", cmd, code, stderr)

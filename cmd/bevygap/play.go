@@ -101,18 +101,30 @@ func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
 	return c, nil
 }
 
-// runPlay is "bevygap play": request a session with a live progress display, connect to the
-// game server over netcode UDP, exchange packets, print round-trip times, disconnect.
-func runPlay(ctx context.Context, env *Env, args []string) error {
-	cfg, err := parsePlayFlags(env, args)
-	if err != nil {
-		return err
-	}
+// playCommand is "bevygap play": request a session with a live progress display, connect to
+// the game server over netcode UDP, exchange packets, print round-trip times, disconnect.
+type playCommand struct {
+	env *Env
+	cfg *playConfig
+	nothingToClose
+}
+
+// ParseFlags reads the command line (parsePlayFlags).
+func (c *playCommand) ParseFlags(args []string) error {
+	cfg, err := parsePlayFlags(c.env, args)
+	c.cfg = cfg
+	return err
+}
+
+// Run plays once within --timeout and prints the result (as JSON with --json); the error it
+// returns carries the documented exit code.
+func (c *playCommand) Run(ctx context.Context) error {
+	env, cfg := c.env, c.cfg
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 
 	res := &playResult{URL: cfg.url, Transport: cfg.transport.String(), Game: cfg.game, Version: cfg.version}
-	err = playRun(ctx, env, cfg, res)
+	err := playRun(ctx, env, cfg, res)
 	res.OK = err == nil
 	res.ExitCode = exitCode(io.Discard, err)
 	if err != nil {
@@ -129,7 +141,7 @@ func runPlay(ctx context.Context, env *Env, args []string) error {
 	return err
 }
 
-// playRun does the work of runPlay, filling res; the error it returns carries the exit code.
+// playRun does the work of playCommand.Run, filling res; the error it returns carries the exit code.
 func playRun(ctx context.Context, env *Env, cfg *playConfig, res *playResult) error {
 	var out io.Writer = env.Stdout
 	if cfg.json {

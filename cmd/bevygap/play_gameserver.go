@@ -28,7 +28,8 @@ const playPayloadPrefix = "bevygap-play seq="
 //
 // It fails when the connection cannot be established (denied, timed out, token expired) or
 // ends during the exchange (server disconnect or timeout). Unanswered packets are not a
-// failure: they are counted as lost.
+// failure: they are counted as lost, and a server that sent nothing back at all (it does not
+// echo) is reported as "connected; the server sent no replies" instead of a loss figure.
 func playGameServer(ctx context.Context, sess *client.Session, packets int, out io.Writer) (*playGameResult, error) {
 	res := &playGameResult{RTTMS: []float64{}}
 	fmt.Fprintf(out, "Connecting to %s over netcode UDP ...\n", sess.ServerAddr)
@@ -43,6 +44,7 @@ func playGameServer(ctx context.Context, sess *client.Session, packets int, out 
 	fmt.Fprintf(out, "Connected to %s from %s in %s (client id %d)\n",
 		c.ServerAddr(), c.LocalAddr(), playRound(time.Since(start)), c.ClientID())
 
+	others := 0 // payloads from the server that were not the awaited echo (game traffic, late echoes)
 	for seq := 1; seq <= packets; seq++ {
 		payload := []byte(playPayloadPrefix + strconv.Itoa(seq))
 		sent := time.Now()
@@ -50,7 +52,7 @@ func playGameServer(ctx context.Context, sess *client.Session, packets int, out 
 			return res, fmt.Errorf("sending packet %d: %w", seq, err)
 		}
 		res.PacketsSent++
-		rtt, err := awaitEcho(ctx, c, payload, sent)
+		rtt, err := awaitEcho(ctx, c, payload, sent, &others)
 		switch {
 		case err == nil:
 			res.PacketsReceived++
@@ -63,12 +65,7 @@ func playGameServer(ctx context.Context, sess *client.Session, packets int, out 
 		}
 	}
 	summarizeRTT(res)
-	fmt.Fprintf(out, "%d packets sent, %d received, %.0f%% loss", res.PacketsSent, res.PacketsReceived,
-		100*float64(res.PacketsSent-res.PacketsReceived)/float64(res.PacketsSent))
-	if res.PacketsReceived > 0 {
-		fmt.Fprintf(out, "; rtt min/avg/max = %.3f/%.3f/%.3f ms", res.MinMS, res.AvgMS, res.MaxMS)
-	}
-	fmt.Fprintln(out)
+	fmt.Fprintln(out, playSummary(res, others))
 	if err := c.Close(); err != nil {
 		return res, fmt.Errorf("disconnecting: %w", err)
 	}
@@ -76,10 +73,26 @@ func playGameServer(ctx context.Context, sess *client.Session, packets int, out 
 	return res, nil
 }
 
+// playSummary is the last line of the exchange: the loss figure and round-trip times when the
+// server echoed anything; when it echoed nothing, that the connection worked and what the
+// server sent instead, since a server that does not echo loses nothing.
+func playSummary(res *playGameResult, others int) string {
+	sent, received := res.PacketsSent, res.PacketsReceived
+	switch {
+	case received > 0:
+		return fmt.Sprintf("%d packets sent, %d received, %.0f%% loss; rtt min/avg/max = %.3f/%.3f/%.3f ms",
+			sent, received, 100*float64(sent-received)/float64(sent), res.MinMS, res.AvgMS, res.MaxMS)
+	case others > 0:
+		return fmt.Sprintf("%d packets sent; connected; the server sent %d packets, none an echo of ours within %s (so no round-trip times)", sent, others, playReplyTimeout)
+	default:
+		return fmt.Sprintf("%d packets sent; connected; the server sent no replies (it does not echo, so no round-trip times)", sent)
+	}
+}
+
 // awaitEcho waits for payload to come back and returns the round-trip time since sent. Other
-// payloads (late echoes, game traffic) are skipped. It returns context.DeadlineExceeded when
-// nothing matching came within playReplyTimeout.
-func awaitEcho(ctx context.Context, c *netcode.Client, payload []byte, sent time.Time) (time.Duration, error) {
+// payloads (late echoes, game traffic) are skipped and counted in *others. It returns
+// context.DeadlineExceeded when nothing matching came within playReplyTimeout.
+func awaitEcho(ctx context.Context, c *netcode.Client, payload []byte, sent time.Time, others *int) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, playReplyTimeout)
 	defer cancel()
 	for {
@@ -90,6 +103,7 @@ func awaitEcho(ctx context.Context, c *netcode.Client, payload []byte, sent time
 		if bytes.Equal(got, payload) {
 			return time.Since(sent), nil
 		}
+		*others++
 	}
 }
 

@@ -112,6 +112,7 @@ func decodePlayResult(t *testing.T, stdout string) playResult {
 }
 
 func TestPlayMatchmakingOnly(t *testing.T) {
+	t.Parallel()
 	addr := netip.MustParseAddrPort("127.0.0.1:40123")
 	b64, _ := playToken(t, addr)
 	srv := playFrontDoor(t, []string{`"Acknowledged"`, `{"SessionRequestAccepted":"sess-1"}`,
@@ -119,6 +120,7 @@ func TestPlayMatchmakingOnly(t *testing.T) {
 
 	for _, transport := range []string{"ws", "http"} {
 		t.Run(transport+"/json", func(t *testing.T) {
+			t.Parallel()
 			code, stdout, stderr := runPlayCLI(t, "--url", srv.URL, "--transport", transport, "--packets", "0", "--json")
 			if code != 0 {
 				t.Fatalf("exit %d\nstderr: %s", code, stderr)
@@ -155,6 +157,7 @@ func TestPlayMatchmakingOnly(t *testing.T) {
 	}
 
 	t.Run("text", func(t *testing.T) {
+		t.Parallel()
 		code, stdout, stderr := runPlayCLI(t, "--url", srv.URL+"/matchmaker/ws", "--packets", "0")
 		if code != 0 {
 			t.Fatalf("exit %d\nstderr: %s", code, stderr)
@@ -167,6 +170,7 @@ func TestPlayMatchmakingOnly(t *testing.T) {
 }
 
 func TestPlayFailures(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -204,6 +208,7 @@ func TestPlayFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			code, stdout, stderr := runPlayCLI(t, append([]string{"--json", "--packets", "0"}, tt.args...)...)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\nstderr: %s", code, tt.wantCode, stderr)
@@ -230,6 +235,7 @@ func TestPlayFailures(t *testing.T) {
 }
 
 func TestPlayHelp(t *testing.T) {
+	t.Parallel()
 	code, _, stderr := runPlayCLI(t, "-h")
 	if code != 0 || !strings.Contains(stderr, "Usage: bevygap play") || !strings.Contains(stderr, "-packets") ||
 		!strings.Contains(stderr, "Exit codes:\n  0  session obtained") || !strings.Contains(stderr, "  3  session obtained, but") {
@@ -238,6 +244,7 @@ func TestPlayHelp(t *testing.T) {
 }
 
 func TestProgressDisplayTerminal(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	d := newProgressDisplay(&buf, true)
 	d.update(client.Progress{State: client.StateAwaitingResponse, Message: "Request acknowledged"})
@@ -253,6 +260,7 @@ func TestProgressDisplayTerminal(t *testing.T) {
 }
 
 func TestIsTerminal(t *testing.T) {
+	t.Parallel()
 	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
 	if err != nil {
 		t.Fatal(err)
@@ -335,6 +343,7 @@ func playMint(t *testing.T, key netcode.Key, clientID uint64, timeoutSeconds int
 }
 
 func TestPlayGameServer(t *testing.T) {
+	t.Parallel()
 	echoAddr, echoKey := playGameServerUDP(t, true)
 	silentAddr, silentKey := playGameServerUDP(t, false)
 	// A UDP port with nothing behind it: bind one, then close it.
@@ -364,6 +373,7 @@ func TestPlayGameServer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			fd := playFrontDoor(t, tt.frames, false)
 			code, stdout, stderr := runPlayCLI(t, "--url", fd.URL, "--packets", tt.packets, "--json", "--timeout", "20s")
 			if code != tt.wantCode {
@@ -397,6 +407,7 @@ func TestPlayGameServer(t *testing.T) {
 	}
 
 	t.Run("text", func(t *testing.T) {
+		t.Parallel()
 		fd := playFrontDoor(t, frames(playMint(t, echoKey, 42, 0, echoAddr), echoAddr), false)
 		code, stdout, stderr := runPlayCLI(t, "--url", fd.URL, "--packets", "2")
 		if code != 0 {
@@ -416,6 +427,46 @@ func TestPlayGameServer(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("text, server that does not echo", func(t *testing.T) {
+		t.Parallel()
+		fd := playFrontDoor(t, frames(playMint(t, silentKey, 42, 0, silentAddr), silentAddr), false)
+		code, stdout, stderr := runPlayCLI(t, "--url", fd.URL, "--packets", "1")
+		if code != 0 {
+			t.Fatalf("exit %d\nstderr: %s", code, stderr)
+		}
+		want := "1 packets sent; connected; the server sent no replies (it does not echo, so no round-trip times)\nDisconnected.\n"
+		if !strings.Contains(stdout, want) || strings.Contains(stdout, "loss") {
+			t.Errorf("stdout lacks %q (or shows a loss figure):\n%s", want, stdout)
+		}
+	})
+}
+
+func TestPlaySummary(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		res    playGameResult
+		others int
+		want   string
+	}{
+		{"all echoed", playGameResult{PacketsSent: 2, PacketsReceived: 2, MinMS: 0.1, AvgMS: 0.2, MaxMS: 0.3}, 0,
+			"2 packets sent, 2 received, 0% loss; rtt min/avg/max = 0.100/0.200/0.300 ms"},
+		{"some lost", playGameResult{PacketsSent: 4, PacketsReceived: 3, MinMS: 1, AvgMS: 1, MaxMS: 1}, 7,
+			"4 packets sent, 3 received, 25% loss; rtt min/avg/max = 1.000/1.000/1.000 ms"},
+		{"silent server", playGameResult{PacketsSent: 5}, 0,
+			"5 packets sent; connected; the server sent no replies (it does not echo, so no round-trip times)"},
+		{"game traffic, no echo", playGameResult{PacketsSent: 5}, 12,
+			"5 packets sent; connected; the server sent 12 packets, none an echo of ours within 1s (so no round-trip times)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := playSummary(&tt.res, tt.others); got != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
 }
 
 // flagDefaults runs "bevygap <name> -h" and returns the quoted defaults of its string flags.
@@ -443,6 +494,7 @@ func flagDefaults(t *testing.T, name string) map[string]string {
 // TestPlayDefaultsMatchDev: a bare "bevygap play" must request what a bare "bevygap dev" serves,
 // at the address it serves it on.
 func TestPlayDefaultsMatchDev(t *testing.T) {
+	t.Parallel()
 	dev, play := flagDefaults(t, "dev"), flagDefaults(t, "play")
 	if dev["app"] == "" || dev["version"] == "" || dev["http-addr"] == "" {
 		t.Fatalf("could not read the defaults of bevygap dev: %v", dev)
@@ -469,6 +521,7 @@ func TestPlayDefaultsMatchDev(t *testing.T) {
 
 // TestPlayDefaultsRequestDotroom checks the game and version a bare play puts on the wire.
 func TestPlayDefaultsRequestDotroom(t *testing.T) {
+	t.Parallel()
 	got := make(chan string, 1)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /matchmaker/request/{game}/{version}", func(w http.ResponseWriter, r *http.Request) {

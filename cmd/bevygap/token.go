@@ -27,25 +27,38 @@ const maxTokenInput = 64 << 10
 
 const tokenSynopsis = "mint|inspect [flags]"
 
-// runToken dispatches "bevygap token mint" and "bevygap token inspect".
-func runToken(ctx context.Context, env *Env, args []string) error {
+// tokenCommand is "bevygap token mint" and "bevygap token inspect": ParseFlags picks the
+// subcommand, which does the rest.
+type tokenCommand struct {
+	env *Env
+	sub command
+	nothingToClose
+}
+
+// ParseFlags picks mint or inspect and lets it parse the rest of the command line.
+func (c *tokenCommand) ParseFlags(args []string) error {
 	if len(args) == 0 {
 		return &usageError{message: "token needs a subcommand: mint or inspect", hint: "bevygap token mint -h"}
 	}
 	switch args[0] {
 	case "mint":
-		return runTokenMint(ctx, env, args[1:])
+		c.sub = &tokenMintCommand{env: c.env}
 	case "inspect":
-		return runTokenInspect(ctx, env, args[1:])
+		c.sub = &tokenInspectCommand{env: c.env}
 	case "-h", "-help", "--help", "help":
-		fmt.Fprintf(env.Stderr, "Usage: bevygap token %s\n\n"+
+		fmt.Fprintf(c.env.Stderr, "Usage: bevygap token %s\n\n"+
 			"  mint     mint a connect token for a game server (prints base64, or --json)\n"+
 			"  inspect  decode a connect token; with --key also open its private part\n\n"+
 			"Run \"bevygap token mint -h\" or \"bevygap token inspect -h\" for the flags.\n", tokenSynopsis)
 		return flag.ErrHelp
+	default:
+		return &usageError{message: fmt.Sprintf("unknown token subcommand %q (want mint or inspect)", args[0]), hint: "bevygap token -h"}
 	}
-	return &usageError{message: fmt.Sprintf("unknown token subcommand %q (want mint or inspect)", args[0]), hint: "bevygap token -h"}
+	return c.sub.ParseFlags(args[1:])
 }
+
+// Run runs the subcommand.
+func (c *tokenCommand) Run(ctx context.Context) error { return c.sub.Run(ctx) }
 
 // addrList is a repeatable IP:PORT flag.
 type addrList []netip.AddrPort
@@ -105,7 +118,19 @@ func (k *keyFlag) resolve(env *Env) (key netcode.Key, ok bool, err error) {
 
 const keyUsage = "private key: 32 comma-separated bytes (1,2,...,32), 64 hex characters or base64 (default $" + tokenKeyEnv + ")"
 
-func runTokenMint(_ context.Context, env *Env, args []string) error {
+// tokenMintCommand is "bevygap token mint".
+type tokenMintCommand struct {
+	env    *Env
+	minter netcode.Minter
+	params netcode.TokenParams
+	asJSON bool
+	nothingToClose
+}
+
+// ParseFlags reads the key (--key or BEVYGAP_TOKEN_KEY) and the token's fields, and refuses
+// what would make a useless or unsafe token.
+func (c *tokenMintCommand) ParseFlags(args []string) error {
+	env := c.env
 	fs := newFlagSet(env, "token mint", "--key K --client-id N --server IP:PORT [--server ...] [flags]")
 	var (
 		key        keyFlag
@@ -170,41 +195,57 @@ func runTokenMint(_ context.Context, env *Env, args []string) error {
 		}
 		copy(p.UserData[:], b)
 	}
-	m := &netcode.Minter{Key: k, Format: format}
-	tok, err := m.Mint(p)
+	c.minter = netcode.Minter{Key: k, Format: format}
+	c.params, c.asJSON = p, *asJSON
+	return nil
+}
+
+// Run mints the token and prints it: base64, or every field as JSON.
+func (c *tokenMintCommand) Run(context.Context) error {
+	p := c.params
+	tok, err := c.minter.Mint(p)
 	if err != nil {
 		if errors.Is(err, netcode.ErrAddress) {
 			return &usageError{message: err.Error()}
 		}
 		return err
 	}
-	if !*asJSON {
-		_, err := fmt.Fprintln(env.Stdout, tok.Base64())
+	if !c.asJSON {
+		_, err := fmt.Fprintln(c.env.Stdout, tok.Base64())
 		return err
 	}
 	priv := &netcode.PrivateToken{
 		ClientID:          p.ClientID,
 		TimeoutSeconds:    tok.TimeoutSeconds,
-		ServerAddrs:       servers,
+		ServerAddrs:       p.ServerAddrs,
 		ClientToServerKey: tok.ClientToServerKey,
 		ServerToClientKey: tok.ServerToClientKey,
 		UserData:          p.UserData,
 	}
-	if len(internal) > 0 {
-		priv.ServerAddrs = internal
+	if len(p.InternalAddrs) > 0 {
+		priv.ServerAddrs = p.InternalAddrs
 	}
-	return writeJSON(env.Stdout, describeToken(tok, priv, time.Now()))
+	return writeJSON(c.env.Stdout, describeToken(tok, priv, time.Now()))
 }
 
-func runTokenInspect(_ context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "token inspect", "[--key K] [--format F] [--json] TOKEN_BASE64|-")
-	var (
-		key    keyFlag
-		format netcode.Format
-		asJSON = fs.Bool("json", false, "print JSON instead of text")
-	)
+// tokenInspectCommand is "bevygap token inspect".
+type tokenInspectCommand struct {
+	env     *Env
+	text    string // the token, or "-" for stdin
+	format  netcode.Format
+	key     netcode.Key
+	haveKey bool
+	asJSON  bool
+	nothingToClose
+}
+
+// ParseFlags reads the flags, the one token argument and the key, if any.
+func (c *tokenInspectCommand) ParseFlags(args []string) error {
+	fs := newFlagSet(c.env, "token inspect", "[--key K] [--format F] [--json] TOKEN_BASE64|-")
+	var key keyFlag
+	fs.BoolVar(&c.asJSON, "json", false, "print JSON instead of text")
 	fs.Var(&key, "key", keyUsage+"; without a key only the public part is shown")
-	fs.Var(&format, "format", "byte order: lightyear-0.17 (bevygap) or lightyear-0.20")
+	fs.Var(&c.format, "format", "byte order: lightyear-0.17 (bevygap) or lightyear-0.20")
 	pos, err := parseInterspersed(fs, args, 1)
 	if err != nil {
 		return err
@@ -212,9 +253,17 @@ func runTokenInspect(_ context.Context, env *Env, args []string) error {
 	if len(pos) != 1 {
 		return &usageError{message: "inspect takes exactly one token (base64, or - to read stdin)", hint: "bevygap token inspect -h"}
 	}
-	text := pos[0]
+	c.text = pos[0]
+	c.key, c.haveKey, err = key.resolve(c.env)
+	return err
+}
+
+// Run reads the token (from stdin for "-"), decodes it, opens its private part with the key,
+// if any, and prints every field.
+func (c *tokenInspectCommand) Run(context.Context) error {
+	text := c.text
 	if text == "-" {
-		b, err := io.ReadAll(io.LimitReader(env.Stdin, maxTokenInput+1))
+		b, err := io.ReadAll(io.LimitReader(c.env.Stdin, maxTokenInput+1))
 		if err != nil {
 			return fmt.Errorf("read token from stdin: %w", err)
 		}
@@ -223,25 +272,21 @@ func runTokenInspect(_ context.Context, env *Env, args []string) error {
 		}
 		text = string(b)
 	}
-	k, haveKey, err := key.resolve(env)
+	tok, err := netcode.DecodeConnectTokenBase64(text, c.format)
 	if err != nil {
-		return err
-	}
-	tok, err := netcode.DecodeConnectTokenBase64(text, format)
-	if err != nil {
-		return withFormatHint(err, text, format)
+		return withFormatHint(err, text, c.format)
 	}
 	var priv *netcode.PrivateToken
-	if haveKey {
-		if priv, err = tok.Open(k); err != nil {
+	if c.haveKey {
+		if priv, err = tok.Open(c.key); err != nil {
 			return err
 		}
 	}
 	d := describeToken(tok, priv, time.Now())
-	if *asJSON {
-		return writeJSON(env.Stdout, d)
+	if c.asJSON {
+		return writeJSON(c.env.Stdout, d)
 	}
-	return d.writeText(env.Stdout)
+	return d.writeText(c.env.Stdout)
 }
 
 // withFormatHint adds "try --format X" to a decode error when the token decodes in the other

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -13,20 +11,6 @@ import (
 )
 
 const testKeyDecimal = "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32"
-
-// runCLI runs the binary's entry point with buffers and a map-backed environment.
-func runCLI(t *testing.T, stdin string, envVars map[string]string, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	env := &Env{
-		Stdin:  strings.NewReader(stdin),
-		Stdout: &out,
-		Stderr: &errb,
-		Getenv: func(k string) string { return envVars[k] },
-	}
-	code = run(context.Background(), args, env)
-	return code, out.String(), errb.String()
-}
 
 // cliVector is the part of a known-answer vector the CLI tests use.
 type cliVector struct {
@@ -54,6 +38,7 @@ func loadCLIVectors(t *testing.T) []cliVector {
 }
 
 func TestTokenMint(t *testing.T) {
+	t.Parallel()
 	key, err := netcode.ParseKey(testKeyDecimal)
 	if err != nil {
 		t.Fatal(err)
@@ -72,6 +57,7 @@ func TestTokenMint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			code, out, errOut := runCLI(t, "", tt.env, append([]string{"token", "mint", "--user-data-hex", "00ff"}, tt.args...)...)
 			if code != 0 || errOut != "" {
 				t.Fatalf("exit %d, stderr %q", code, errOut)
@@ -98,6 +84,7 @@ func TestTokenMint(t *testing.T) {
 }
 
 func TestTokenMintJSON(t *testing.T) {
+	t.Parallel()
 	code, out, errOut := runCLI(t, "", nil, "token", "mint", "--json", "--key", testKeyDecimal, "--client-id", "18446744073709551615",
 		"--protocol-id", "7", "--expire", "-1", "--timeout", "-1", "--server", "203.0.113.7:31500")
 	if code != 0 {
@@ -123,8 +110,10 @@ func TestTokenMintJSON(t *testing.T) {
 }
 
 func TestTokenInspectVectors(t *testing.T) {
+	t.Parallel()
 	for _, v := range loadCLIVectors(t) {
 		t.Run(v.Name, func(t *testing.T) {
+			t.Parallel()
 			args := []string{"token", "inspect", "--json", "--key", v.PrivateKey}
 			if v.Format != "" {
 				args = append(args, "--format", v.Format)
@@ -161,6 +150,7 @@ func TestTokenInspectVectors(t *testing.T) {
 }
 
 func TestTokenErrors(t *testing.T) {
+	t.Parallel()
 	v := loadCLIVectors(t)[0]
 	raw, err := base64.StdEncoding.DecodeString(v.TokenBase64)
 	if err != nil {
@@ -202,6 +192,7 @@ func TestTokenErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := map[string]string{}
 			if tt.name == "inspect bad env key" {
 				env[tokenKeyEnv] = "nope"
@@ -224,8 +215,8 @@ func TestTokenErrors(t *testing.T) {
 			if len(errLines) != 1 || !strings.Contains(errLines[0], tt.wantErr) {
 				t.Fatalf("stderr %q, want one Error: line with %q", errOut, tt.wantErr)
 			}
-			if tt.wantCode == 1 && errOut != errLines[0]+"\n" {
-				t.Fatalf("want only the Error: line, got %q", errOut)
+			if tt.wantCode == 1 && errOut != errLines[0]+"\nSee: "+troubleshootingURL+" (what the message means and the fix)\n" {
+				t.Fatalf("want only the Error: line and the troubleshooting pointer, got %q", errOut)
 			}
 			if strings.Contains(errOut, "goroutine") || strings.Contains(errOut, "panic") {
 				t.Fatalf("stack trace on stderr: %q", errOut)
@@ -236,6 +227,7 @@ func TestTokenErrors(t *testing.T) {
 
 // TestTokenNeverPrintsKey runs every path that takes a key and checks no output shows it.
 func TestTokenNeverPrintsKey(t *testing.T) {
+	t.Parallel()
 	const keyHex = "deadbeefcafebabe00112233445566778899aabbccddeeff0102030405060708"
 	v := loadCLIVectors(t)[0]
 	runs := [][]string{
@@ -256,6 +248,7 @@ func TestTokenNeverPrintsKey(t *testing.T) {
 }
 
 func TestTokenHelp(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"token", "-h"}, {"token", "mint", "-h"}, {"token", "inspect", "--help"}} {
 		code, _, errOut := runCLI(t, "", nil, args...)
 		if code != 0 || !strings.Contains(errOut, "Usage: bevygap token") {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
@@ -17,52 +20,82 @@ const webhookSinkEnvPrefix = "BEVYGAP_WEBHOOK_SINK_"
 // from a flag, so that it does not show in a process list.
 const envWebhookSecret = "BEVYGAP_WEBHOOK_SECRET"
 
-func runWebhookSink(ctx context.Context, env *Env, args []string) error {
-	fs := newFlagSet(env, "webhook-sink", "[flags]")
-	bind := fs.String("bind", webhooksink.DefaultBind, "ip:port to listen on")
-	maxBody := fs.Int64("max-body", webhooksink.DefaultMaxBodyBytes, "webhook body limit in bytes")
-	flushTimeout := fs.Duration("flush-timeout", webhooksink.DefaultFlushTimeout, "limit for NATS to confirm a publish (then 503)")
-	allowNonJSON := fs.Bool("allow-non-json", false, "publish bodies that are not JSON too")
-	natsCfg := addNATSClientFlags(fs, env, "bevygap-webhook-sink")
-	if err := flagsFromEnv(fs, env, webhookSinkEnvPrefix, "nats-"); err != nil {
+// webhookSinkCommand is "bevygap webhook-sink": the webhook receiver that publishes on NATS.
+type webhookSinkCommand struct {
+	env  *Env
+	bind string
+	cfg  webhooksink.Config
+	nats bus.Config
+	log  *slog.Logger
+
+	ln net.Listener // opened by Run
+	nc *nats.Conn   // opened by Run
+}
+
+// ParseFlags reads the flags, BEVYGAP_WEBHOOK_SINK_<FLAG>, NATS_* and the log settings, and
+// refuses a bad --bind or NATS inbox prefix.
+func (c *webhookSinkCommand) ParseFlags(args []string) error {
+	fs := newFlagSet(c.env, "webhook-sink", "[flags]")
+	fs.StringVar(&c.bind, "bind", webhooksink.DefaultBind, "ip:port to listen on")
+	fs.Int64Var(&c.cfg.MaxBodyBytes, "max-body", webhooksink.DefaultMaxBodyBytes, "webhook body limit in bytes")
+	fs.DurationVar(&c.cfg.FlushTimeout, "flush-timeout", webhooksink.DefaultFlushTimeout, "limit for NATS to confirm a publish (then 503)")
+	fs.BoolVar(&c.cfg.AllowNonJSON, "allow-non-json", false, "publish bodies that are not JSON too")
+	natsCfg := addNATSClientFlags(fs, c.env, "bevygap-webhook-sink")
+	logs := addLogFlags(fs, c.env)
+	if err := flagsFromEnv(fs, c.env, webhookSinkEnvPrefix); err != nil {
 		return err
 	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	log, err := logs.logger(c.env.Stderr)
+	if err != nil {
+		return err
+	}
+	c.log = log
 	if fs.NArg() > 0 {
 		return &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap webhook-sink -h"}
 	}
-	cfg := webhooksink.Config{
-		Secret:       env.Getenv(envWebhookSecret),
-		MaxBodyBytes: *maxBody,
-		FlushTimeout: *flushTimeout,
-		AllowNonJSON: *allowNonJSON,
-	}
-	// Refuse a bad NATS configuration, then listen, both before connecting to NATS: a bad or
-	// busy --bind is reported at once, not after the NATS connect wait.
-	busCfg := natsCfg()
-	if err := bus.ValidateInboxPrefix(busCfg.InboxPrefix); err != nil {
+	c.cfg.Secret = c.env.Getenv(envWebhookSecret)
+	if err := checkBindFlag("bevygap webhook-sink", c.bind, webhooksink.DefaultBind); err != nil {
 		return err
 	}
-	ln, err := listenBind(ctx, "bevygap webhook-sink", *bind, webhooksink.DefaultBind)
+	c.nats = natsCfg()
+	return bus.ValidateInboxPrefix(c.nats.InboxPrefix)
+}
+
+// Run listens (a busy --bind fails at once, before the NATS connect wait), connects to NATS
+// and serves until ctx ends.
+func (c *webhookSinkCommand) Run(ctx context.Context) error {
+	logStart(c.log, "webhook-sink")
+	ln, err := listen(ctx, c.bind)
 	if err != nil {
 		return err
 	}
-	defer ln.Close() // Serve closes it too; this covers the errors before Serve
-	log := slog.New(slog.NewTextHandler(env.Stderr, nil))
-	if cfg.Secret == "" {
-		log.Warn("no " + envWebhookSecret + " set: anyone who can reach this port can publish webhook events")
+	c.ln = ln
+	if c.cfg.Secret == "" {
+		c.log.Warn("no " + envWebhookSecret + " set: anyone who can reach this port can publish webhook events")
 	}
-	nc, err := bus.Connect(ctx, busCfg, log)
+	c.nc, err = bus.Connect(ctx, c.nats, c.log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	sink, err := webhooksink.New(cfg, nc, log, svcmetrics.NewRegistry())
+	sink, err := webhooksink.New(c.cfg, c.nc, c.log, svcmetrics.NewRegistry())
 	if err != nil {
 		return err
 	}
-	log.Info("bevygap webhook-sink listening", "addr", ln.Addr().String())
+	c.log.Info("bevygap webhook-sink listening", "addr", ln.Addr().String())
 	return sink.Serve(ctx, ln)
+}
+
+// Close closes the NATS connection and the listener (Serve closes it too; this covers the
+// errors before Serve).
+func (c *webhookSinkCommand) Close() error {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	if c.ln != nil {
+		_ = c.ln.Close()
+	}
+	return nil
 }

@@ -19,7 +19,8 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/client"
-	"github.com/bevygap-go/bevygap/examples/dotroom/game"
+	"github.com/bevygap-go/bevygap/examples/dotroom/room"
+	"github.com/bevygap-go/bevygap/examples/dotroom/roomclient"
 )
 
 func main() {
@@ -44,7 +45,7 @@ func run(ctx context.Context, out io.Writer, url, gameName, version string, step
 
 	// 1. Matchmaking: the client SDK streams the matchmaker's progress until the session is
 	// ready, then hands over the game server's address and a connect token.
-	player, sess, err := game.Join(ctx, url, gameName, version, client.Options{
+	player, sess, err := roomclient.Join(ctx, url, gameName, version, client.Options{
 		OnProgress: func(p client.Progress) { fmt.Fprintln(out, "matchmaker:", p) },
 		Logger:     slog.New(slog.DiscardHandler),
 	})
@@ -61,7 +62,7 @@ func run(ctx context.Context, out io.Writer, url, gameName, version string, step
 			return err
 		}
 	}
-	var last game.Room
+	var last room.Snapshot
 	dx := 1
 	for moved := 0; moved < steps; {
 		msg, err := player.Next(ctx)
@@ -69,9 +70,9 @@ func run(ctx context.Context, out io.Writer, url, gameName, version string, step
 			return fmt.Errorf("connection: %w", err)
 		}
 		switch m := msg.(type) {
-		case game.Chat:
+		case room.Chat:
 			fmt.Fprintf(out, "chat from %d: %s\n", m.From, m.Text)
-		case game.Room:
+		case room.Snapshot:
 			last = m
 			if me, ok := m.Find(player.ID()); ok {
 				if (dx > 0 && int(me.X) >= w-1) || (dx < 0 && me.X <= 0) {
@@ -95,7 +96,7 @@ func run(ctx context.Context, out io.Writer, url, gameName, version string, step
 }
 
 // draw renders the room: '@' is me, 'o' the others, '.' empty cells.
-func draw(r game.Room, me uint64, w, h int) string {
+func draw(r room.Snapshot, me uint64, w, h int) string {
 	grid := make([][]byte, h)
 	for y := range grid {
 		grid[y] = []byte(strings.Repeat(".", w))

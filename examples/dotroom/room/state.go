@@ -1,4 +1,4 @@
-package game
+package room
 
 import (
 	"slices"
@@ -79,11 +79,11 @@ func (s *State) Len() int {
 
 // Tick advances the room by one tick and returns the snapshot to broadcast: every dot,
 // sorted by id.
-func (s *State) Tick() Room {
+func (s *State) Tick() Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tick++
-	r := Room{Tick: s.tick, Dots: make([]Dot, 0, len(s.dots))}
+	r := Snapshot{Tick: s.tick, Dots: make([]Dot, 0, len(s.dots))}
 	for _, d := range s.dots {
 		r.Dots = append(r.Dots, d)
 	}

@@ -1,4 +1,4 @@
-package game
+package room
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 
 // TestEncodingBytes pins the wire bytes of every message kind.
 func TestEncodingBytes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		msg  Message
@@ -21,12 +22,13 @@ func TestEncodingBytes(t *testing.T) {
 		{"move", Move{DX: 1, DY: -1}, "0101ff"},
 		{"say", Say{Text: "hi"}, "026869"},
 		{"welcome", Welcome{You: 0x0102030405060708, Width: 64, Height: 32}, "81" + "0807060504030201" + "4000" + "2000"},
-		{"room_empty", Room{Tick: 7}, "82" + "07000000" + "0000"},
-		{"room", Room{Tick: 1, Dots: []Dot{{ID: 2, X: 3, Y: -1}}}, "82" + "01000000" + "0100" + "0200000000000000" + "0300" + "ffff"},
+		{"snapshot_empty", Snapshot{Tick: 7}, "82" + "07000000" + "0000"},
+		{"snapshot", Snapshot{Tick: 1, Dots: []Dot{{ID: 2, X: 3, Y: -1}}}, "82" + "01000000" + "0100" + "0200000000000000" + "0300" + "ffff"},
 		{"chat", Chat{From: 9, Text: "yo"}, "83" + "0900000000000000" + "796f"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			got := Encode(tt.msg)
 			if hex.EncodeToString(got) != tt.hex {
 				t.Fatalf("Encode = %x, want %s", got, tt.hex)
@@ -36,7 +38,7 @@ func TestEncodingBytes(t *testing.T) {
 				t.Fatalf("Decode: %v", err)
 			}
 			want := tt.msg
-			if r, ok := want.(Room); ok && r.Dots == nil {
+			if r, ok := want.(Snapshot); ok && r.Dots == nil {
 				r.Dots = []Dot{}
 				want = r
 			}
@@ -48,6 +50,7 @@ func TestEncodingBytes(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		in   []byte
@@ -61,14 +64,15 @@ func TestDecodeErrors(t *testing.T) {
 		{"say_not_utf8", []byte{KindSay, 0xff, 0xfe}, ErrMalformed},
 		{"say_too_long", append([]byte{KindSay}, bytes.Repeat([]byte("a"), MaxTextBytes+1)...), ErrMalformed},
 		{"welcome_short", []byte{KindWelcome, 1, 2}, ErrMalformed},
-		{"room_short", []byte{KindRoom, 1, 0, 0}, ErrMalformed},
-		{"room_count_mismatch", []byte{KindRoom, 1, 0, 0, 0, 2, 0, 1, 2, 3}, ErrMalformed},
-		{"room_too_many", append([]byte{KindRoom, 0, 0, 0, 0, 0xff, 0xff}, make([]byte, 12*0xffff)...), ErrMalformed},
+		{"snapshot_short", []byte{KindSnapshot, 1, 0, 0}, ErrMalformed},
+		{"snapshot_count_mismatch", []byte{KindSnapshot, 1, 0, 0, 0, 2, 0, 1, 2, 3}, ErrMalformed},
+		{"snapshot_too_many", append([]byte{KindSnapshot, 0, 0, 0, 0, 0xff, 0xff}, make([]byte, 12*0xffff)...), ErrMalformed},
 		{"chat_short", []byte{KindChat, 1, 2, 3}, ErrMalformed},
 		{"chat_no_text", []byte{KindChat, 1, 0, 0, 0, 0, 0, 0, 0}, ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			m, err := Decode(tt.in)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Decode = %#v, %v; want %v", m, err, tt.want)
@@ -78,12 +82,13 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestEncodingLimits(t *testing.T) {
+	t.Parallel()
 	// A full room fits one netcode payload; more dots are left out.
 	dots := make([]Dot, MaxDots+5)
 	for i := range dots {
 		dots[i] = Dot{ID: uint64(i)}
 	}
-	b := Encode(Room{Tick: 1, Dots: dots})
+	b := Encode(Snapshot{Tick: 1, Dots: dots})
 	if len(b) > netcode.MaxPayloadBytes {
 		t.Fatalf("a full room is %d bytes, more than a payload (%d)", len(b), netcode.MaxPayloadBytes)
 	}
@@ -91,7 +96,7 @@ func TestEncodingLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(m.(Room).Dots); n != MaxDots {
+	if n := len(m.(Snapshot).Dots); n != MaxDots {
 		t.Fatalf("decoded %d dots, want %d", n, MaxDots)
 	}
 	// Long chat lines are cut at a rune boundary and still decode.
@@ -115,7 +120,7 @@ func TestEncodingLimits(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, m := range []Message{Move{1, 2}, Say{"x"}, Welcome{1, 2, 3}, Room{1, []Dot{{1, 2, 3}}}, Chat{1, "y"}} {
+	for _, m := range []Message{Move{1, 2}, Say{"x"}, Welcome{1, 2, 3}, Snapshot{1, []Dot{{1, 2, 3}}}, Chat{1, "y"}} {
 		f.Add(Encode(m))
 	}
 	f.Add([]byte("bevygap-play seq=1"))
@@ -131,12 +136,12 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func BenchmarkRoomEncodeDecode(b *testing.B) {
-	dots := make([]Dot, DefaultMaxClients)
+func BenchmarkSnapshotEncodeDecode(b *testing.B) {
+	dots := make([]Dot, 64) // the dotroom server's default player slots
 	for i := range dots {
 		dots[i] = Dot{ID: uint64(i) * 7919, X: int16(i), Y: int16(i / 2)}
 	}
-	msg := Room{Tick: 42, Dots: dots}
+	msg := Snapshot{Tick: 42, Dots: dots}
 	buf := make([]byte, 0, netcode.MaxPayloadBytes)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,4 +1,7 @@
-package game
+// Package roomclient is the player side of dotroom (see package room for the game): Join asks
+// the matchmaker for a session with the client SDK and connects to the game server over
+// netcode UDP; Player sends moves and chat and reads what the server sends.
+package roomclient
 
 import (
 	"context"
@@ -8,11 +11,12 @@ import (
 	"net/netip"
 
 	"github.com/bevygap-go/bevygap/client"
+	"github.com/bevygap-go/bevygap/examples/dotroom/room"
 	"github.com/bevygap-go/bevygap/netcode"
 )
 
 // Echo is a payload from the server that is not a dotroom message: the echo of something the
-// player sent with Player.Send.
+// player sent with Player.Send. It is a room.Message, returned by Player.Next.
 type Echo struct{ Data []byte }
 
 // AppendTo implements Message: the data itself.
@@ -21,7 +25,7 @@ func (m Echo) AppendTo(b []byte) []byte { return append(b, m.Data...) }
 // Player is one player connected to a dotroom server. Its methods are safe for concurrent use.
 type Player struct {
 	conn    *netcode.Client
-	welcome Welcome
+	welcome room.Welcome
 }
 
 // Join asks the matchmaker's front door at url (e.g. "http://127.0.0.1:3000") for a session of
@@ -64,7 +68,7 @@ func Connect(ctx context.Context, sess *client.Session, cfg netcode.ClientConfig
 			_ = conn.Close()
 			return nil, fmt.Errorf("dotroom: waiting for the welcome: %w", err)
 		}
-		if w, ok := msg.(Welcome); ok {
+		if w, ok := msg.(room.Welcome); ok {
 			p.welcome = w
 			return p, nil
 		}
@@ -79,36 +83,36 @@ func (p *Player) RoomSize() (width, height int) {
 	return int(p.welcome.Width), int(p.welcome.Height)
 }
 
-// Move asks the server to move the player's dot; the result shows in the next Room.
+// Move asks the server to move the player's dot; the result shows in the next Snapshot.
 func (p *Player) Move(dx, dy int) error {
-	step := func(v int) int8 { return int8(max(-MaxStep, min(v, MaxStep))) }
-	return p.conn.Send(Encode(Move{DX: step(dx), DY: step(dy)}))
+	step := func(v int) int8 { return int8(max(-room.MaxStep, min(v, room.MaxStep))) }
+	return p.conn.Send(room.Encode(room.Move{DX: step(dx), DY: step(dy)}))
 }
 
-// Say sends a chat line (1..MaxTextBytes bytes of UTF-8) to everyone in the room.
+// Say sends a chat line (1..room.MaxTextBytes bytes of UTF-8) to everyone in the room.
 func (p *Player) Say(text string) error {
 	if text == "" {
-		return fmt.Errorf("%w: empty chat line", ErrMalformed)
+		return fmt.Errorf("%w: empty chat line", room.ErrMalformed)
 	}
-	return p.conn.Send(Encode(Say{Text: text}))
+	return p.conn.Send(room.Encode(room.Say{Text: text}))
 }
 
 // Send sends a raw payload (1..1200 bytes). A payload that is not a dotroom message comes back
 // unchanged as an Echo: use it to measure round trips.
 func (p *Player) Send(data []byte) error { return p.conn.Send(data) }
 
-// Next returns the next message from the server: Welcome, Room, Chat or Echo. Malformed
+// Next returns the next message from the server: Welcome, Snapshot, Chat or Echo. Malformed
 // payloads are skipped. It returns an error when ctx ends or the connection is over
 // (netcode.ErrDisconnected, netcode.ErrConnectionTimedOut, netcode.ErrClientClosed).
-func (p *Player) Next(ctx context.Context) (Message, error) {
+func (p *Player) Next(ctx context.Context) (room.Message, error) {
 	for {
 		data, err := p.conn.Recv(ctx)
 		if err != nil {
 			return nil, err
 		}
-		msg, err := Decode(data)
+		msg, err := room.Decode(data)
 		switch {
-		case errors.Is(err, ErrNotGame):
+		case errors.Is(err, room.ErrNotGame):
 			return Echo{Data: data}, nil
 		case err != nil:
 			continue

@@ -1,4 +1,4 @@
-package game
+package room
 
 import (
 	"encoding/binary"
@@ -14,11 +14,11 @@ import (
 // client kinds is not a game message: the server echoes it back unchanged, which is how
 // `bevygap play` and latency probes measure round trips.
 const (
-	KindMove    byte = 0x01 // client → server: move my dot
-	KindSay     byte = 0x02 // client → server: chat line
-	KindWelcome byte = 0x81 // server → client: you joined; your id and the room size
-	KindRoom    byte = 0x82 // server → client: the room at one tick (every dot)
-	KindChat    byte = 0x83 // server → client: a chat line from a player
+	KindMove     byte = 0x01 // client → server: move my dot
+	KindSay      byte = 0x02 // client → server: chat line
+	KindWelcome  byte = 0x81 // server → client: you joined; your id and the room size
+	KindSnapshot byte = 0x82 // server → client: the room at one tick (every dot)
+	KindChat     byte = 0x83 // server → client: a chat line from a player
 )
 
 // Limits of the encoding.
@@ -28,12 +28,12 @@ const (
 	MaxStep = 4
 	// MaxTextBytes is the longest chat line (UTF-8 bytes).
 	MaxTextBytes = 200
-	// dotBytes is one dot in a Room message: id u64, x i16, y i16.
+	// dotBytes is one dot in a Snapshot message: id u64, x i16, y i16.
 	dotBytes = 12
-	// roomHeaderBytes is kind + tick u32 + count u16.
-	roomHeaderBytes = 7
-	// MaxDots is how many dots fit in one Room message (one netcode payload).
-	MaxDots = (netcode.MaxPayloadBytes - roomHeaderBytes) / dotBytes
+	// snapshotHeaderBytes is kind + tick u32 + count u16.
+	snapshotHeaderBytes = 7
+	// MaxDots is how many dots fit in one Snapshot message (one netcode payload).
+	MaxDots = (netcode.MaxPayloadBytes - snapshotHeaderBytes) / dotBytes
 )
 
 // Errors of Decode. Test them with errors.Is.
@@ -45,7 +45,7 @@ var (
 	ErrMalformed = errors.New("dotroom: malformed message")
 )
 
-// Message is one dotroom message: Move, Say, Welcome, Room or Chat. AppendTo appends its
+// Message is one dotroom message: Move, Say, Welcome, Snapshot or Chat. AppendTo appends its
 // encoding (kind byte first) to b.
 type Message interface {
 	AppendTo(b []byte) []byte
@@ -66,9 +66,9 @@ type Welcome struct {
 	Width, Height uint16
 }
 
-// Room is the whole room at one tick. Encoding: 0x82 ‖ tick u32 ‖ n u16 ‖ n × (id u64 ‖ x i16
-// ‖ y i16), at most MaxDots dots, sorted by id.
-type Room struct {
+// Snapshot is the whole room at one tick. Encoding: 0x82 ‖ tick u32 ‖ n u16 ‖ n × (id u64 ‖
+// x i16 ‖ y i16), at most MaxDots dots, sorted by id.
+type Snapshot struct {
 	Tick uint32
 	Dots []Dot
 }
@@ -102,12 +102,12 @@ func (m Welcome) AppendTo(b []byte) []byte {
 }
 
 // AppendTo implements Message. Dots beyond MaxDots are left out.
-func (m Room) AppendTo(b []byte) []byte {
+func (m Snapshot) AppendTo(b []byte) []byte {
 	dots := m.Dots
 	if len(dots) > MaxDots {
 		dots = dots[:MaxDots]
 	}
-	b = append(b, KindRoom)
+	b = append(b, KindSnapshot)
 	b = binary.LittleEndian.AppendUint32(b, m.Tick)
 	b = binary.LittleEndian.AppendUint16(b, uint16(len(dots)))
 	for _, d := range dots {
@@ -126,7 +126,7 @@ func (m Chat) AppendTo(b []byte) []byte {
 }
 
 // Find returns the dot with the given id.
-func (m Room) Find(id uint64) (Dot, bool) {
+func (m Snapshot) Find(id uint64) (Dot, bool) {
 	for _, d := range m.Dots {
 		if d.ID == id {
 			return d, true
@@ -167,15 +167,15 @@ func Decode(b []byte) (Message, error) {
 			Width:  binary.LittleEndian.Uint16(body[8:]),
 			Height: binary.LittleEndian.Uint16(body[10:]),
 		}, nil
-	case KindRoom:
-		if len(body) < roomHeaderBytes-1 {
-			return nil, fmt.Errorf("%w: room of %d bytes", ErrMalformed, len(b))
+	case KindSnapshot:
+		if len(body) < snapshotHeaderBytes-1 {
+			return nil, fmt.Errorf("%w: snapshot of %d bytes", ErrMalformed, len(b))
 		}
-		m := Room{Tick: binary.LittleEndian.Uint32(body)}
+		m := Snapshot{Tick: binary.LittleEndian.Uint32(body)}
 		n := int(binary.LittleEndian.Uint16(body[4:]))
 		rest := body[6:]
 		if n > MaxDots || len(rest) != n*dotBytes {
-			return nil, fmt.Errorf("%w: room with %d dots in %d bytes", ErrMalformed, n, len(rest))
+			return nil, fmt.Errorf("%w: snapshot with %d dots in %d bytes", ErrMalformed, n, len(rest))
 		}
 		m.Dots = make([]Dot, n)
 		for i := range m.Dots {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -23,8 +22,8 @@ const (
 	EndpointSelfStop      Endpoint = "self_stop"       // DELETE /v1/self/stop/{request_id}/{access_point_id}
 )
 
-// Endpoints lists every Endpoint, in a stable order.
-func Endpoints() []Endpoint {
+// endpoints lists every Endpoint, in a stable order (the client keeps a rate limiter for each).
+func endpoints() []Endpoint {
 	return []Endpoint{EndpointAppGet, EndpointAppVersionGet, EndpointSessionCreate,
 		EndpointSessionGet, EndpointSessionList, EndpointSessionDelete, EndpointContextGet,
 		EndpointSelfStop}
@@ -47,8 +46,30 @@ const (
 	OutcomeDecodeError  Outcome = "decode_error"  // 2xx with a body that does not decode
 )
 
-// outcomeOf classifies an HTTP status (when err is nil) or a transport error.
+// CallEvent describes one finished HTTP attempt; it is passed to the [WithObserver] hook, the one
+// place where a Client reports its calls (to Prometheus, to a test). A retried call reports
+// once per attempt, because that is what Edgegap sees and rate-limits.
+type CallEvent struct {
+	Endpoint Endpoint
+	Method   string
+	// StatusCode is the HTTP status, or 0 when no response arrived.
+	StatusCode int
+	Outcome    Outcome
+	// Attempt is 1 for the first try of a call, 2 for its first retry, and so on.
+	Attempt  int
+	Duration time.Duration
+	// Err is the error of this attempt (nil on success).
+	Err error
+	// WillRetry is true when the client is going to retry the call.
+	WillRetry bool
+}
+
+// outcomeOf classifies an attempt by its HTTP status (an *APIError's, or status when err is
+// nil) or its transport error.
 func outcomeOf(ctx context.Context, status int, err error) Outcome {
+	if errors.Is(err, errDecode) {
+		return OutcomeDecodeError
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		status, err = ae.StatusCode, nil
@@ -75,75 +96,4 @@ func outcomeOf(ctx context.Context, status int, err error) Outcome {
 	default:
 		return OutcomeClientError
 	}
-}
-
-// CallKey identifies one counter of CallCounts.
-type CallKey struct {
-	Endpoint Endpoint
-	Outcome  Outcome
-}
-
-// CallCounts counts HTTP attempts per endpoint and outcome. A retried call counts once per
-// attempt, because that is what Edgegap sees and rate-limits.
-type CallCounts map[CallKey]uint64
-
-// Endpoint returns the number of attempts on e, whatever their outcome.
-func (cc CallCounts) Endpoint(e Endpoint) uint64 {
-	var n uint64
-	for k, v := range cc {
-		if k.Endpoint == e {
-			n += v
-		}
-	}
-	return n
-}
-
-// Total returns the number of attempts on all endpoints.
-func (cc CallCounts) Total() uint64 {
-	var n uint64
-	for _, v := range cc {
-		n += v
-	}
-	return n
-}
-
-// CallEvent describes one finished HTTP attempt; it is passed to the WithObserver hook.
-type CallEvent struct {
-	Endpoint Endpoint
-	Method   string
-	// StatusCode is the HTTP status, or 0 when no response arrived.
-	StatusCode int
-	Outcome    Outcome
-	// Attempt is 1 for the first try of a call, 2 for its first retry, and so on.
-	Attempt  int
-	Duration time.Duration
-	// Err is the error of this attempt (nil on success).
-	Err error
-	// WillRetry is true when the client is going to retry the call.
-	WillRetry bool
-}
-
-// callCounter is a mutex-protected CallCounts.
-type callCounter struct {
-	mu     sync.Mutex
-	counts CallCounts
-}
-
-func (c *callCounter) add(e Endpoint, o Outcome) {
-	c.mu.Lock()
-	if c.counts == nil {
-		c.counts = CallCounts{}
-	}
-	c.counts[CallKey{e, o}]++
-	c.mu.Unlock()
-}
-
-func (c *callCounter) snapshot() CallCounts {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(CallCounts, len(c.counts))
-	for k, v := range c.counts {
-		out[k] = v
-	}
-	return out
 }

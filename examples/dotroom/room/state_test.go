@@ -1,4 +1,4 @@
-package game
+package room
 
 import (
 	"slices"
@@ -6,6 +6,7 @@ import (
 )
 
 func TestStateMove(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		start    Dot // the id places the dot: x = id % 64, y = id / 64 % 32
@@ -23,6 +24,7 @@ func TestStateMove(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			s := NewState(64, 32)
 			s.Join(tt.start.ID)
 			d, ok := s.Move(tt.start.ID, tt.dx, tt.dy)
@@ -37,6 +39,7 @@ func TestStateMove(t *testing.T) {
 }
 
 func TestStateJoinLeaveTick(t *testing.T) {
+	t.Parallel()
 	s := NewState(0, 0)
 	if w, h := s.Size(); w != DefaultWidth || h != DefaultHeight {
 		t.Fatalf("Size = %d×%d, want defaults", w, h)

@@ -1,4 +1,14 @@
-package game
+// Package roomserver is the dotroom game server (see package room for the game): Run serves
+// one Edgegap deployment with the gameserver SDK, a netcode UDP server and a tick loop. The
+// program examples/dotroom/server calls it after reading the environment, and `bevygap dev`
+// calls it in-process for every simulated deployment.
+//
+// Configuration comes from the environment (ConfigFromEnv): the ARBITRIUM_* variables Edgegap
+// sets, NATS_* (package bus), and BEVYGAP_LIGHTYEAR_PRIVATE_KEY (the matchmaker's key;
+// required), BEVYGAP_LIGHTYEAR_PROTOCOL_ID, BEVYGAP_TOKEN_FORMAT, BEVYGAP_BUCKET_PREFIX,
+// DOTROOM_LISTEN_HOST, DOTROOM_PORT_NAME, DOTROOM_TICK, DOTROOM_IDLE_TIMEOUT,
+// DOTROOM_MAX_CLIENTS.
+package roomserver
 
 import (
 	"context"
@@ -16,6 +26,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/examples/dotroom/room"
 	"github.com/bevygap-go/bevygap/gameserver"
 	"github.com/bevygap-go/bevygap/netcode"
 )
@@ -46,7 +57,7 @@ const (
 	EnvMaxClients = "DOTROOM_MAX_CLIENTS"
 )
 
-// Defaults of ServerConfig.
+// Defaults of Config.
 const (
 	DefaultProtocolID   = 1982
 	DefaultPortName     = "server"
@@ -61,8 +72,8 @@ const (
 // malformed variable, a port that does not exist. Retrying does not help.
 var ErrConfig = errors.New("dotroom: configuration error")
 
-// ServerConfig configures one dotroom game server (one Edgegap deployment).
-type ServerConfig struct {
+// Config configures one dotroom game server (one Edgegap deployment).
+type Config struct {
 	// Arbitrium is the deployment's Edgegap environment (gameserver.EnvFromEnviron).
 	Arbitrium gameserver.Arbitrium
 	// NATS says how to reach NATS when Conn is nil (bus.ConfigFromEnv).
@@ -93,12 +104,12 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
-// ServerConfigFromEnv fills a ServerConfig from the environment: ARBITRIUM_* (required; every
+// ConfigFromEnv fills a Config from the environment: ARBITRIUM_* (required; every
 // problem reported at once), NATS_*, and the variables listed above. getenv is usually
 // os.Getenv; `bevygap dev` passes the deployment's environment map. Errors match ErrConfig
 // and never contain the private key.
-func ServerConfigFromEnv(getenv func(string) string) (ServerConfig, error) {
-	var cfg ServerConfig
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	var cfg Config
 	var errs []error
 	arb, err := gameserver.EnvFromEnviron(getenv)
 	if err != nil {
@@ -155,8 +166,8 @@ func ServerConfigFromEnv(getenv func(string) string) (ServerConfig, error) {
 	}
 	if v := getenv(EnvMaxClients); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxDots {
-			errs = append(errs, fmt.Errorf("%s=%q is not 1..%d", EnvMaxClients, v, MaxDots))
+		if err != nil || n < 1 || n > room.MaxDots {
+			errs = append(errs, fmt.Errorf("%s=%q is not 1..%d", EnvMaxClients, v, room.MaxDots))
 		}
 		cfg.MaxClients = n
 	}
@@ -168,7 +179,7 @@ func ServerConfigFromEnv(getenv func(string) string) (ServerConfig, error) {
 
 // port returns the deployment port the server listens on: PortName, else "server", else the
 // first port by name.
-func (c *ServerConfig) port() (gameserver.Port, error) {
+func (c *Config) port() (gameserver.Port, error) {
 	if c.PortName != "" {
 		p, ok := c.Arbitrium.Port(c.PortName)
 		if !ok {
@@ -190,7 +201,7 @@ func (c *ServerConfig) port() (gameserver.Port, error) {
 	return ports[0], nil
 }
 
-// RunServer runs one dotroom game server until ctx ends or the deployment is stopped (idle
+// Run runs one dotroom game server until ctx ends or the deployment is stopped (idle
 // self-destruct). It is the whole server: `examples/dotroom/server` calls it after reading the
 // environment, and `bevygap dev` calls it in-process for every simulated deployment.
 //
@@ -202,7 +213,7 @@ func (c *ServerConfig) port() (gameserver.Port, error) {
 //  3. run the room: a dot per player, moves and chat from clients, a snapshot every tick;
 //  4. on shutdown, disconnect every player and flush the disconnects to NATS, so that the
 //     matchmaker deletes their Edgegap sessions.
-func RunServer(ctx context.Context, cfg ServerConfig) error {
+func Run(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -215,7 +226,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = DefaultMaxClients
 	}
-	cfg.MaxClients = min(cfg.MaxClients, MaxDots, netcode.MaxClientsLimit)
+	cfg.MaxClients = min(cfg.MaxClients, room.MaxDots, netcode.MaxClientsLimit)
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = DefaultTickInterval
 	}
@@ -240,8 +251,8 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 	}
 
 	// 2. The netcode server, wired to the agent's hooks and to the room.
-	room := NewState(cfg.Width, cfg.Height)
-	width, height := room.Size()
+	state := room.NewState(cfg.Width, cfg.Height)
+	width, height := state.Size()
 	var srv *netcode.Server
 	srv, err = netcode.NewServer(netcode.ServerConfig{
 		Addr:       net.JoinHostPort(cfg.ListenHost, strconv.Itoa(int(port.Internal))),
@@ -266,11 +277,11 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		},
 		OnConnect: func(id uint64, addr netip.AddrPort) {
 			agent.ClientConnected(id) // claims the session: the matchmaker will not reap it
-			_ = srv.Send(id, Encode(Welcome{You: id, Width: uint16(width), Height: uint16(height)}))
-			room.Join(id) // after the Welcome, so that it is the player's first message
+			_ = srv.Send(id, room.Encode(room.Welcome{You: id, Width: uint16(width), Height: uint16(height)}))
+			state.Join(id) // after the Welcome, so that it is the player's first message
 		},
 		OnDisconnect: func(id uint64, addr netip.AddrPort) {
-			room.Leave(id)
+			state.Leave(id)
 			agent.ClientDisconnected(id) // the matchmaker deletes the session
 		},
 		Logger: log,
@@ -292,7 +303,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 	loopDone := make(chan struct{})
 	go func() {
 		defer close(loopDone)
-		handlePayloads(ctx, srv, room, log)
+		handlePayloads(ctx, srv, state, log)
 	}()
 
 	// 3. The tick loop, until ctx ends or something stops underneath us.
@@ -317,7 +328,7 @@ loop:
 			}
 			break loop
 		case <-ticker.C:
-			broadcastRoom(srv, room)
+			broadcast(srv, state)
 		}
 	}
 
@@ -342,15 +353,15 @@ func denied(reason netcode.DeniedReason, cause error) error {
 }
 
 // handlePayloads applies what clients send until the server closes.
-func handlePayloads(ctx context.Context, srv *netcode.Server, room *State, log *slog.Logger) {
+func handlePayloads(ctx context.Context, srv *netcode.Server, state *room.State, log *slog.Logger) {
 	for {
 		p, err := srv.Recv(ctx)
 		if err != nil {
 			return // ctx ended or the server closed
 		}
-		msg, err := Decode(p.Data)
+		msg, err := room.Decode(p.Data)
 		switch {
-		case errors.Is(err, ErrNotGame):
+		case errors.Is(err, room.ErrNotGame):
 			_ = srv.Send(p.ClientID, p.Data) // echo: round-trip probes such as `bevygap play`
 			continue
 		case err != nil:
@@ -358,10 +369,10 @@ func handlePayloads(ctx context.Context, srv *netcode.Server, room *State, log *
 			continue
 		}
 		switch m := msg.(type) {
-		case Move:
-			room.Move(p.ClientID, int(m.DX), int(m.DY)) // seen by everyone at the next tick
-		case Say:
-			chat := Encode(Chat{From: p.ClientID, Text: m.Text})
+		case room.Move:
+			state.Move(p.ClientID, int(m.DX), int(m.DY)) // seen by everyone at the next tick
+		case room.Say:
+			chat := room.Encode(room.Chat{From: p.ClientID, Text: m.Text})
 			for _, c := range srv.Clients() {
 				_ = srv.Send(c.ClientID, chat)
 			}
@@ -370,13 +381,13 @@ func handlePayloads(ctx context.Context, srv *netcode.Server, room *State, log *
 	}
 }
 
-// broadcastRoom sends the room's snapshot to every player in it.
-func broadcastRoom(srv *netcode.Server, room *State) {
-	if room.Len() == 0 {
+// broadcast sends the room's snapshot to every player in it.
+func broadcast(srv *netcode.Server, state *room.State) {
+	if state.Len() == 0 {
 		return
 	}
-	snap := room.Tick()
-	payload := Encode(snap)
+	snap := state.Tick()
+	payload := room.Encode(snap)
 	for _, d := range snap.Dots {
 		_ = srv.Send(d.ID, payload) // a player who just left is simply skipped
 	}

@@ -1,4 +1,4 @@
-package game
+package roomserver
 
 import (
 	"errors"
@@ -28,8 +28,9 @@ func arbitriumEnv() map[string]string {
 	}
 }
 
-func TestServerConfigFromEnv(t *testing.T) {
-	cfg, err := ServerConfigFromEnv(func(k string) string { return arbitriumEnv()[k] })
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	cfg, err := ConfigFromEnv(func(k string) string { return arbitriumEnv()[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestServerConfigFromEnv(t *testing.T) {
 		EnvIdleTimeout: "0", EnvMaxClients: "8", EnvPortName: "web", EnvListenHost: "127.0.0.1", EnvBucketPrefix: "g_"}
 	env := arbitriumEnv()
 	maps.Copy(env, overrides)
-	cfg, err = ServerConfigFromEnv(func(k string) string { return env[k] })
+	cfg, err = ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +69,8 @@ func TestServerConfigFromEnv(t *testing.T) {
 	}
 }
 
-func TestServerConfigFromEnvErrors(t *testing.T) {
+func TestConfigFromEnvErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		change  map[string]string
@@ -83,9 +85,10 @@ func TestServerConfigFromEnvErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			env := arbitriumEnv()
 			maps.Copy(env, tt.change)
-			_, err := ServerConfigFromEnv(func(k string) string { return env[k] })
+			_, err := ConfigFromEnv(func(k string) string { return env[k] })
 			if !errors.Is(err, ErrConfig) {
 				t.Fatalf("err = %v, want ErrConfig", err)
 			}
@@ -104,9 +107,10 @@ func TestServerConfigFromEnvErrors(t *testing.T) {
 }
 
 func TestPortSelection(t *testing.T) {
+	t.Parallel()
 	env := arbitriumEnv()
 	env[edgegap.EnvPortsMapping] = `{"ports":{"b":{"name":"b","internal":2,"external":2,"protocol":"UDP"},"a":{"name":"a","internal":1,"external":1,"protocol":"UDP"}}}`
-	cfg, err := ServerConfigFromEnv(func(k string) string { return env[k] })
+	cfg, err := ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,82 @@
+package matchmaker
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/bevygap-go/bevygap/bus"
+)
+
+// TestCertDigestLookup: the deployment's own key wins over the IP key; the IP key is the
+// fallback (Rust game servers write only it); for a fresh deployment an IP key older than the
+// session is only used when nothing fresh arrives within CertDigestWait.
+func TestCertDigestLookup(t *testing.T) {
+	t.Parallel()
+	srv := newNATS(t)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(srv.User(), srv.Password()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.Open(t.Context(), nc, bus.BucketOptions{Prefix: "cd_", Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wait = 300 * time.Millisecond
+	m := &Matchmaker{cfg: Config{CertDigestWait: wait}, b: b, log: slog.New(slog.DiscardHandler)}
+	const fresh, warm = time.Second, 0
+
+	tests := []struct {
+		name string
+		// before is written before the session is created; after, after it was created but
+		// before the lookup; during, concurrently with the lookup.
+		before, after, during map[string]string // key suffix ("" = the IP key, else ".<request id>") -> value
+		waited                time.Duration
+		want                  string
+	}{
+		{name: "deployment key wins", before: map[string]string{"": "ip", ".dep": "mine"}, waited: warm, want: "mine"},
+		{name: "ip key fallback", before: map[string]string{"": "ip"}, waited: warm, want: "ip"},
+		{name: "nothing, warm", waited: warm, want: ""},
+		{name: "fresh: ip key of the fresh server", after: map[string]string{"": "fresh-ip"}, waited: fresh, want: "fresh-ip"},
+		{name: "fresh: deployment key arrives", before: map[string]string{"": "older-deployment"}, during: map[string]string{".dep": "mine"}, waited: fresh, want: "mine"},
+		{name: "fresh: ip key rewritten", before: map[string]string{"": "older-deployment"}, during: map[string]string{"": "rust-fresh"}, waited: fresh, want: "rust-fresh"},
+		{name: "fresh: nothing new, old ip key", before: map[string]string{"": "older-deployment"}, waited: fresh, want: "older-deployment"},
+		{name: "fresh: nothing at all", waited: fresh, want: ""},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
+			put := func(kv map[string]string) {
+				for suffix, v := range kv {
+					key := ip.String()
+					if suffix != "" {
+						key += suffix
+					}
+					if _, err := b.CertDigests.Put(context.Background(), key, []byte(v)); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+			put(tt.before)
+			createdAt := time.Now() // entries carry the (same machine's) server time
+			put(tt.after)
+			done := make(chan string, 1)
+			go func() { done <- m.certDigest(t.Context(), ip, "dep", createdAt, tt.waited) }()
+			put(tt.during)
+			select {
+			case got := <-done:
+				if got != tt.want {
+					t.Errorf("certDigest = %q, want %q", got, tt.want)
+				}
+			case <-time.After(wait + 5*time.Second):
+				t.Fatal("certDigest did not return")
+			}
+		})
+	}
+}
