@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bevygap-go/bevygap/internal/backoff"
 	"github.com/bevygap-go/bevygap/internal/names"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -35,7 +37,13 @@ const (
 
 	// requestTimeout bounds each JetStream management call of Open.
 	requestTimeout = 10 * time.Second
+	// openWait bounds how long Open retries a management call that failed for a reason that
+	// passes (a JetStream cluster still electing its leaders, a node restarting).
+	openWait = time.Minute
 )
+
+// openBackoff is the wait between Open's attempts at one management call.
+var openBackoff = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.5}
 
 // ErrBucketPrefix is returned (wrapped) for a bucket prefix with characters JetStream does not
 // allow in bucket and stream names.
@@ -107,6 +115,9 @@ type Buckets struct {
 	CertDigests jetstream.KeyValue
 	// DeleteStream is the work-queue stream of pending Edgegap session deletions.
 	DeleteStream jetstream.Stream
+
+	acMu     sync.Mutex
+	acStream jetstream.Stream // of ActiveConnections, once looked up
 }
 
 // Open creates or updates, idempotently, every KV bucket and the delete stream with the names,
@@ -140,9 +151,12 @@ func Open(ctx context.Context, nc *nats.Conn, opts BucketOptions) (*Buckets, err
 			b.CertDigests = kv
 		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	st, err := js.CreateOrUpdateStream(sctx, DeleteStreamConfig(names, opts))
+	var st jetstream.Stream
+	err = retryManagement(ctx, func(ctx context.Context) error {
+		var err error
+		st, err = js.CreateOrUpdateStream(ctx, DeleteStreamConfig(names, opts))
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: create or update stream %s: %w", names.DeleteStream, err)
 	}
@@ -151,13 +165,62 @@ func Open(ctx context.Context, nc *nats.Conn, opts BucketOptions) (*Buckets, err
 }
 
 func createBucket(ctx context.Context, js jetstream.JetStream, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, c)
+	var kv jetstream.KeyValue
+	err := retryManagement(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, c)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bus: create or update KV bucket %s: %w", c.Bucket, err)
 	}
 	return kv, nil
+}
+
+// retryManagement runs one JetStream management call, each attempt bounded by requestTimeout,
+// and retries it with backoff for at most openWait (or until ctx ends) while it fails for a
+// reason that passes: on a fresh or recovering cluster, the meta leader may not be elected yet
+// and calls time out or answer 503. A configuration conflict or a refusal fails at once.
+func retryManagement(ctx context.Context, call func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, openWait)
+	defer cancel()
+	return backoff.Retry(ctx, openBackoff, func(ctx context.Context) error {
+		actx, acancel := context.WithTimeout(ctx, requestTimeout)
+		defer acancel()
+		err := call(actx)
+		if err != nil && !transientJetStreamError(ctx, err) {
+			return backoff.Permanent(err)
+		}
+		return err
+	}, nil)
+}
+
+// transientJetStreamError reports whether a management call that failed with err may succeed
+// when tried again: it timed out (while ctx, the whole wait, is still alive), nobody answered,
+// or JetStream said it is temporarily unavailable (HTTP-like code 503, or no peers/resources
+// for the replicas yet).
+func transientJetStreamError(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var ae *jetstream.APIError
+	if errors.As(err, &ae) {
+		switch {
+		case ae.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled, ae.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount:
+			return false // a 503 that waiting does not fix
+		case ae.Code == 503:
+			return true
+		case ae.ErrorCode == 10005, // no suitable peers for placement
+			ae.ErrorCode == 10008, // JetStream system temporarily unavailable
+			ae.ErrorCode == 10023: // insufficient resources
+			return true
+		}
+	}
+	return false
 }
 
 // BucketConfigs returns the configuration [Open] applies to each KV bucket, in a stable order:
@@ -253,18 +316,67 @@ const maxSessionIDLen = 256
 // subject: 1 to 256 bytes of A-Z a-z 0-9 '_' '-' '='.
 func ValidSessionID(id string) bool { return names.Valid(id, maxSessionIDLen, "_-=") }
 
-// EnqueueSessionDelete durably queues the Edgegap deletion of a session (payload = session id)
-// and waits for JetStream's acknowledgement. Several enqueues of the same id within the stream's
-// duplicate window (2 min by default) are stored once, so reapers and watchers on several
-// matchmakers do not multiply the work.
-func (b *Buckets) EnqueueSessionDelete(ctx context.Context, sessionID string) error {
+// HeaderIncarnation is the delete-queue message header naming the incarnation of the session a
+// queued deletion is for (see [Buckets.EnqueueSessionDelete]).
+const HeaderIncarnation = "Bevygap-Incarnation"
+
+// EnqueueSessionDelete durably queues the Edgegap deletion of a session (payload = session id,
+// as the Rust services expect) and waits for JetStream's acknowledgement.
+//
+// incarnation names the life of the session id the deletion is for — the event that called for
+// it, e.g. "ac-17" for the active_connections delete marker at revision 17 — or is "" when the
+// caller cannot name one. It is sent in the [HeaderIncarnation] header and is part of the
+// message id: several enqueues of the same id and incarnation within the stream's duplicate
+// window (2 min by default) are stored once, so reapers and watchers on several matchmakers do
+// not multiply the work, while a session id reused by a new session (a new incarnation) is
+// queued again instead of being dropped as a duplicate.
+func (b *Buckets) EnqueueSessionDelete(ctx context.Context, sessionID, incarnation string) error {
 	if !ValidSessionID(sessionID) {
 		return fmt.Errorf("%w %q", ErrBadSessionID, sessionID)
 	}
-	_, err := b.JS.Publish(ctx, b.deleteSubject(sessionID), []byte(sessionID),
-		jetstream.WithMsgID("delete-"+sessionID))
-	if err != nil {
+	msg := nats.NewMsg(b.deleteSubject(sessionID))
+	msg.Data = []byte(sessionID)
+	id := "delete-" + sessionID
+	if incarnation != "" {
+		id += "-" + incarnation
+		msg.Header.Set(HeaderIncarnation, incarnation)
+	}
+	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
 	}
 	return nil
+}
+
+// PurgeActiveConnection removes active_connections[sessionID] up to and including revision rev
+// (the delete marker a game server left when the player left) from the bucket's stream, so that
+// no watcher started later replays it; a newer entry of the key is kept. Unlike a KV purge, it
+// leaves no marker behind. An invalid session id is refused with [ErrBadSessionID].
+func (b *Buckets) PurgeActiveConnection(ctx context.Context, sessionID string, rev uint64) error {
+	if !ValidSessionID(sessionID) { // a wildcard here would purge other keys
+		return fmt.Errorf("%w %q", ErrBadSessionID, sessionID)
+	}
+	st, err := b.activeConnectionsStream(ctx)
+	if err != nil {
+		return err
+	}
+	subj := "$KV." + b.Names.ActiveConnections + "." + sessionID
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(rev+1)); err != nil {
+		return fmt.Errorf("bus: purge %s[%s] up to revision %d: %w", b.Names.ActiveConnections, sessionID, rev, err)
+	}
+	return nil
+}
+
+// activeConnectionsStream returns the stream of the active_connections bucket, looked up once.
+func (b *Buckets) activeConnectionsStream(ctx context.Context) (jetstream.Stream, error) {
+	b.acMu.Lock()
+	defer b.acMu.Unlock()
+	if b.acStream != nil {
+		return b.acStream, nil
+	}
+	st, err := b.JS.Stream(ctx, "KV_"+b.Names.ActiveConnections)
+	if err != nil {
+		return nil, fmt.Errorf("bus: stream of %s: %w", b.Names.ActiveConnections, err)
+	}
+	b.acStream = st
+	return st, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -98,11 +99,11 @@ func TestOpenIdempotentAndEnqueue(t *testing.T) {
 	// Enqueue twice: the work queue holds one message (dedup by message id).
 	sid := fmt.Sprintf("abc%d-S", time.Now().UnixNano())
 	for range 2 {
-		if err := b.EnqueueSessionDelete(ctx, sid); err != nil {
+		if err := b.EnqueueSessionDelete(ctx, sid, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.EnqueueSessionDelete(ctx, "bad.id"); !errors.Is(err, ErrBadSessionID) {
+	if err := b.EnqueueSessionDelete(ctx, "bad.id", ""); !errors.Is(err, ErrBadSessionID) {
 		t.Fatalf("err = %v, want ErrBadSessionID", err)
 	}
 	info, err := b.DeleteStream.Info(ctx)
@@ -125,5 +126,112 @@ func TestOpenIdempotentAndEnqueue(t *testing.T) {
 			t.Fatalf("message %q on %q", m.Data(), m.Subject())
 		}
 		_ = m.Ack()
+	}
+}
+
+// TestEnqueueSessionDeleteIncarnations: repeated deletions of one incarnation of a session id are
+// stored once; another incarnation of the same id (the id reused by a new session) is queued
+// again, with its incarnation in a header and the session id alone as payload.
+func TestEnqueueSessionDeleteIncarnations(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nc, err := Connect(ctx, testConfig("incarnations"), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b, err := Open(ctx, nc, BucketOptions{Prefix: "incarn_", Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := fmt.Sprintf("inc%d-S", time.Now().UnixNano())
+	for _, inc := range []string{"ac-1", "ac-1", "uc-7", "ac-2", "ac-2"} {
+		if err := b.EnqueueSessionDelete(ctx, sid, inc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := b.DeleteStream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 3 {
+		t.Fatalf("stream has %d messages, want 3 (one per incarnation)", info.State.Msgs)
+	}
+	cons, err := b.DeleteConsumer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for m := range batch.Messages() {
+		if string(m.Data()) != sid {
+			t.Errorf("payload %q, want the session id", m.Data())
+		}
+		got = append(got, m.Headers().Get(HeaderIncarnation))
+		_ = m.Ack()
+	}
+	if want := []string{"ac-1", "uc-7", "ac-2"}; !slices.Equal(got, want) {
+		t.Fatalf("queued incarnations %v, want %v", got, want)
+	}
+}
+
+// TestPurgeActiveConnection: purging a delete marker removes it (a new watch replays nothing for
+// the key), while a purge up to an older revision keeps a newer entry of the key.
+func TestPurgeActiveConnection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	nc, err := Connect(ctx, testConfig("purge"), quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b, err := Open(ctx, nc, BucketOptions{Prefix: "purge_", Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := b.ActiveConnections
+	put, err := kv.Put(ctx, "gone", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "gone"); err != nil { // revision put+1: nobody else writes here
+		t.Fatal(err)
+	}
+	old, err := kv.Put(ctx, "back", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "back"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "back", []byte("2")); err != nil { // a newer life of the key
+		t.Fatal(err)
+	}
+	if err := b.PurgeActiveConnection(ctx, "gone", put+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PurgeActiveConnection(ctx, "back", old+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PurgeActiveConnection(ctx, ">", old+1); !errors.Is(err, ErrBadSessionID) {
+		t.Fatalf("purge of a wildcard: err = %v, want ErrBadSessionID", err)
+	}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	var got []string
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		got = append(got, fmt.Sprintf("%s:%s:%s", e.Key(), e.Operation(), e.Value()))
+	}
+	if want := []string{"back:KeyValuePutOp:2"}; !slices.Equal(got, want) {
+		t.Fatalf("replayed %v, want %v", got, want)
 	}
 }

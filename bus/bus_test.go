@@ -278,3 +278,27 @@ func TestConnectWithoutHostSaysSo(t *testing.T) {
 func testConfig(name string) Config {
 	return Config{Host: testServer.ClientURL(), User: testServer.User(), Password: testServer.Password(), Insecure: true, Name: name}
 }
+
+// TestConnectTLSToPlainServerFailsFast: TLS is the default, and a server without TLS refuses it
+// the same way on every attempt, so Connect fails at once (long before ConnectWait) and says
+// how to fix it.
+func TestConnectTLSToPlainServerFailsFast(t *testing.T) {
+	t.Parallel()
+	hostPort := strings.TrimPrefix(testServer.ClientURL(), "nats://")
+	for _, host := range []string{hostPort, testServer.ClientURL()} {
+		cfg := Config{Host: host, User: testServer.User(), Password: testServer.Password(), ConnectWait: time.Minute}
+		done := make(chan error, 1)
+		go func() {
+			_, err := Connect(context.Background(), cfg, quietLogger())
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "does not offer TLS: set NATS_INSECURE=1") {
+				t.Fatalf("host %s: err = %v, want the NATS_INSECURE hint", host, err)
+			}
+		case <-time.After(cfg.ConnectWait / 2):
+			t.Fatalf("host %s: TLS to a plain server still retried after %v", host, cfg.ConnectWait/2)
+		}
+	}
+}

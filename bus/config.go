@@ -172,19 +172,87 @@ func (c Config) LogValue() slog.Value {
 
 // redactURL hides a password embedded in a URL such as nats://user:pass@host.
 func redactURL(s string) string {
-	at := strings.LastIndex(s, "@")
-	if at < 0 {
-		return s
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactOneURL(p)
 	}
+	return strings.Join(parts, ",")
+}
+
+// redactOneURL hides the user info of one server URL: "user:pass@" becomes "user:[REDACTED]@",
+// and a token ("token@", no colon) becomes "[REDACTED]@".
+func redactOneURL(s string) string {
 	start := strings.Index(s, "://")
 	if start < 0 {
 		start = 0
 	} else {
 		start += 3
 	}
+	at := strings.LastIndex(s[start:], "@")
+	if at < 0 {
+		return s
+	}
+	at += start
 	creds := s[start:at]
 	if i := strings.Index(creds, ":"); i >= 0 {
 		return s[:start] + creds[:i] + ":[REDACTED]" + s[at:]
 	}
-	return s
+	return s[:start] + "[REDACTED]" + s[at:]
+}
+
+// urlSecrets returns the secrets the server URLs of host carry: tokens and passwords in their
+// user info.
+func urlSecrets(host string) []string {
+	var out []string
+	for _, h := range strings.Split(host, ",") {
+		h = strings.TrimSpace(h)
+		start := strings.Index(h, "://")
+		if start < 0 {
+			start = 0
+		} else {
+			start += 3
+		}
+		at := strings.LastIndex(h[start:], "@")
+		if at <= 0 {
+			continue
+		}
+		creds := h[start : start+at]
+		if i := strings.Index(creds, ":"); i >= 0 {
+			creds = creds[i+1:]
+		}
+		if creds != "" {
+			out = append(out, creds)
+		}
+	}
+	return out
+}
+
+// redactedError is an error whose message has had secrets replaced. It unwraps to the
+// original, so errors.Is/As keep working; only its text changes.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redactErr returns err with every secret in its message replaced by [REDACTED] (err itself
+// when its message contains none). nats.go and net/url quote whole URLs, user info included,
+// in their errors.
+func redactErr(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	red := msg
+	for _, s := range secrets {
+		if s != "" {
+			red = strings.ReplaceAll(red, s, "[REDACTED]")
+		}
+	}
+	if red == msg {
+		return err
+	}
+	return &redactedError{msg: red, err: err}
 }

@@ -41,11 +41,13 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 		// The reference refused to start without NATS_HOST; we fall back to a local server, but say
 		// so, because a TLS connection to a plain local nats-server only ever fails.
 		hint = " (NATS_HOST is not set: set it to your NATS server, and NATS_INSECURE=1 for a server without TLS)"
-		log.Warn("NATS_HOST is not set; trying a local NATS server", "servers", joinServers(servers), "tls", !cfg.Insecure)
+		log.Warn("NATS_HOST is not set; trying a local NATS server", "servers", redactURL(joinServers(servers)), "tls", !cfg.Insecure)
 	}
 	if err := ValidateInboxPrefix(cfg.InboxPrefix); err != nil {
 		return nil, err
 	}
+	// Tokens and passwords inside NATS_HOST URLs: nats.go quotes whole URLs in its errors.
+	secrets := append(urlSecrets(cfg.Host), cfg.Password)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.Timeout(5 * time.Second),
@@ -54,7 +56,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 		nats.ReconnectJitter(500*time.Millisecond, time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
-				log.Warn("NATS disconnected", logkey.Err, err)
+				log.Warn("NATS disconnected", logkey.Err, redactErr(err, secrets))
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -65,7 +67,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 			if sub != nil {
 				subj = sub.Subject
 			}
-			log.Error("NATS async error", logkey.Subject, subj, logkey.Err, err)
+			log.Error("NATS async error", logkey.Subject, subj, logkey.Err, redactErr(err, secrets))
 		}),
 	}
 	if cfg.User != "" || cfg.Password != "" {
@@ -100,6 +102,7 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*nats.Conn, err
 		attempts++
 		c, err := nats.Connect(joinServers(servers), opts...)
 		if err != nil {
+			err = redactErr(err, secrets)
 			lastErr = err
 			if fatal = fatalConnectError(err, cfg.User); fatal != nil {
 				return backoff.Permanent(fatal)
@@ -132,11 +135,16 @@ const defaultConnectWait = 30 * time.Second
 var connectBackoff = backoff.Policy{Base: 250 * time.Millisecond, Max: 5 * time.Second}
 
 // fatalConnectError returns the error to fail with when retrying cannot fix err (the server
-// refused the credentials of user, or its certificate is not trusted), and nil when another
+// refused the credentials of user, offers no TLS although TLS is required, or its certificate
+// is not trusted), and nil when another
 // attempt may succeed.
 func fatalConnectError(err error, user string) error {
 	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
 		return fmt.Errorf("%w as user %q: %v", ErrAuth, user, err)
+	}
+	if errors.Is(err, nats.ErrSecureConnWanted) {
+		// TLS was asked for (the default) and the server offers none: every retry ends the same.
+		return fmt.Errorf("bus: the NATS server does not offer TLS: set NATS_INSECURE=1 for a plain connection: %w", err)
 	}
 	var certErr *tls.CertificateVerificationError
 	if errors.As(err, &certErr) {

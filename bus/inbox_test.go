@@ -106,7 +106,7 @@ func TestInboxPrefixUsedEverywhere(t *testing.T) {
 	waitWatch(t, w, "7")
 	// Delete queue: publish (ack), pull consumer Consume (the matchmaker's delete worker) and Fetch.
 	sid := fmt.Sprintf("inbx%d-S", time.Now().UnixNano()) // unique: the queue dedups by id
-	if err := b.EnqueueSessionDelete(ctx, sid); err != nil {
+	if err := b.EnqueueSessionDelete(ctx, sid, ""); err != nil {
 		t.Fatal(err)
 	}
 	cons, err := b.DeleteConsumer(ctx)

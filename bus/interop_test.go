@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bevygap-go/bevygap/internal/natsembed"
 )
 
 // Interoperability with the Rust bevygap, whose services (and every Rust game server, on each
@@ -196,11 +198,13 @@ func deleteInteropStreams(ctx context.Context, t *testing.T, js jetstream.JetStr
 	}
 }
 
-func interopConn(t *testing.T) (context.Context, *nats.Conn, jetstream.JetStream) {
+// interopConn connects to the server of cfg and removes the six reference-named streams, now
+// and when the test ends.
+func interopConn(t *testing.T, cfg Config) (context.Context, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	nc, err := Connect(ctx, testConfig("interop"), quietLogger())
+	nc, err := Connect(ctx, cfg, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,11 +276,27 @@ func TestAsyncNatsContractMatchesGoConfig(t *testing.T) {
 	}
 }
 
+// interopChecks are the creation contract checks against a real server, run against the
+// embedded server (the version go.mod pins) by the tests below and against older nats-server
+// releases by TestAsyncNatsInteropOlderServers. Each uses the unprefixed reference names: they
+// run one at a time per server.
+var interopChecks = []struct {
+	name string
+	run  func(t *testing.T, cfg Config)
+}{
+	{"BothBootOrders", checkAsyncNatsInterop},
+	{"GoGameServer", checkAsyncNatsInteropGoGameServer},
+	{"MismatchDetected", checkAsyncNatsInteropMismatchDetected},
+	{"Prefix", checkAsyncNatsInteropPrefix},
+}
+
 // TestAsyncNatsInterop runs both boot orders against the embedded server with the raw
 // async-nats request bodies: the matchmaker (bus.Open) first and a Rust game server second, and
 // the other way round, for the default options and explicit Replicas: 1.
-func TestAsyncNatsInterop(t *testing.T) {
-	ctx, nc, js := interopConn(t)
+func TestAsyncNatsInterop(t *testing.T) { checkAsyncNatsInterop(t, testConfig("interop")) }
+
+func checkAsyncNatsInterop(t *testing.T, cfg Config) {
+	ctx, nc, js := interopConn(t, cfg)
 	rustBoot := func(t *testing.T, what string) {
 		t.Helper()
 		for _, s := range asyncNatsStreams {
@@ -340,7 +360,11 @@ func TestAsyncNatsInterop(t *testing.T) {
 // TestAsyncNatsInteropGoGameServer checks the Go game server SDK path (OpenGameServer, which
 // creates missing buckets with CreateKeyValue) against Rust services in both orders.
 func TestAsyncNatsInteropGoGameServer(t *testing.T) {
-	ctx, nc, js := interopConn(t)
+	checkAsyncNatsInteropGoGameServer(t, testConfig("interop"))
+}
+
+func checkAsyncNatsInteropGoGameServer(t *testing.T, cfg Config) {
+	ctx, nc, js := interopConn(t, cfg)
 	gsStreams := []string{"KV_sessions_ly2eg", "KV_active_connections", "KV_cert_digests"}
 	for _, goFirst := range []bool{true, false} {
 		deleteInteropStreams(ctx, t, js)
@@ -366,7 +390,11 @@ func TestAsyncNatsInteropGoGameServer(t *testing.T) {
 // the tests above can fail) and documents the caveat of BucketOptions.Memory: streams the Go side
 // created in memory are refused to async-nats, which always asks for file storage.
 func TestAsyncNatsInteropMismatchDetected(t *testing.T) {
-	ctx, nc, _ := interopConn(t)
+	checkAsyncNatsInteropMismatchDetected(t, testConfig("interop"))
+}
+
+func checkAsyncNatsInteropMismatchDetected(t *testing.T, cfg Config) {
+	ctx, nc, _ := interopConn(t, cfg)
 	if _, err := Open(ctx, nc, BucketOptions{Memory: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -382,8 +410,20 @@ func TestAsyncNatsInteropMismatchDetected(t *testing.T) {
 // TestAsyncNatsInteropPrefix documents that a bucket prefix gives the Go deployment its own
 // streams: a Rust game server (which only knows the reference's names) creates and uses separate,
 // unprefixed ones that the Go matchmaker never reads.
+// TestAsyncNatsInteropPrefix runs on a server of its own: it creates the reference stream names
+// right after other tests deleted them, and a server removes a deleted stream's directory in
+// the background ("could not create storage directory" about 1 run in 25 under load).
 func TestAsyncNatsInteropPrefix(t *testing.T) {
-	ctx, nc, js := interopConn(t)
+	srv, err := natsembed.Start(natsembed.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	checkAsyncNatsInteropPrefix(t, Config{Host: srv.ClientURL(), Insecure: true, Name: "interop"})
+}
+
+func checkAsyncNatsInteropPrefix(t *testing.T, cfg Config) {
+	ctx, nc, js := interopConn(t, cfg)
 	b, err := Open(ctx, nc, BucketOptions{Prefix: "interop_"})
 	if err != nil {
 		t.Fatal(err)

@@ -436,6 +436,7 @@ func TestRolePermissions(t *testing.T) {
 		mc.SessionWebhookURL = "http://" + sinkLn.Addr().String() + "/hook/session?token=" + secret
 		mc.ReadinessLimit, mc.ClaimGrace, mc.CertDigestWait = 4*time.Second, time.Second, 5*time.Second
 		mc.ShutdownTimeout = 2 * time.Second
+		mc.StatusInterval = 200 * time.Millisecond
 		mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: e.connect(t, roleMatchmaker, fmt.Sprintf("bevygap-matchmaker-%d", i)),
 			Edgegap: api, Logger: e.log})
 		if err != nil {
@@ -457,7 +458,9 @@ func TestRolePermissions(t *testing.T) {
 
 	// The front door.
 	httpLn := listen(t)
-	front, err := httpd.New(httpd.Config{AllowedOrigins: []string{"*"}, SessionsPerMinute: -1, MaxStreamsPerIP: -1},
+	const statusToken = "status-page-token"
+	front, err := httpd.New(httpd.Config{AllowedOrigins: []string{"*"}, SessionsPerMinute: -1, MaxStreamsPerIP: -1,
+		Status: httpd.StatusConfig{Token: statusToken, PublishInterval: 200 * time.Millisecond}},
 		e.connect(t, roleHTTPD, "bevygap-httpd"), e.log.With("component", "httpd"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -472,6 +475,38 @@ func TestRolePermissions(t *testing.T) {
 			}
 			return nil
 		}, "httpd /readyz = 200")
+	})
+
+	t.Run("status_page_sums_both_matchmakers", func(t *testing.T) {
+		// Both matchmakers publish their snapshots (and read the buckets and the delete stream
+		// for them), the front door publishes its own and reads everyone's.
+		eventually.NoError(t, 10*time.Second, func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL+"/status.json", nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+statusToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = resp.Body.Close() }()
+			var v struct {
+				Instances []struct{ Role string } `json:"instances"`
+				Sessions  *struct{}               `json:"sessions"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("status.json: %d %v", resp.StatusCode, err)
+			}
+			roles := map[string]int{}
+			for _, in := range v.Instances {
+				roles[in.Role]++
+			}
+			if roles["matchmaker"] != 2 || roles["httpd"] != 1 {
+				return fmt.Errorf("instances %v, want 2 matchmakers and 1 httpd", roles)
+			}
+			return nil
+		}, "status page lists both matchmakers and the front door")
 	})
 
 	var sessionID string
@@ -818,6 +853,19 @@ func TestRolePermissions(t *testing.T) {
 				_ = p.nc.Flush()
 				p.expectViolation(t, subj)
 			}
+		}},
+		{"httpd_cannot_fake_matchmaker_status", roleHTTPD, func(t *testing.T, p *probe) {
+			if err := p.nc.Publish("bevygap.status.matchmaker.fake", []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			p.expectViolation(t, "bevygap.status.matchmaker.fake")
+		}},
+		{"gameserver_cannot_read_status", roleGameServer, func(t *testing.T, p *probe) {
+			if _, err := p.nc.SubscribeSync("bevygap.status.>"); err != nil {
+				t.Fatal(err)
+			}
+			_ = p.nc.Flush()
+			p.expectViolation(t, "bevygap.status.>")
 		}},
 		{"httpd_cannot_impersonate_matchmaker", roleHTTPD, func(t *testing.T, p *probe) {
 			if _, err := p.nc.QueueSubscribe(protocol.SubjectGenSession, protocol.GenSessionQueue, func(*nats.Msg) {}); err != nil {

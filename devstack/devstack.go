@@ -21,6 +21,10 @@
 //  5. the webhook sink, the NATS connections and the NATS server stop.
 //
 // Shutdown returns an error matching ErrLeakedSessions if the simulator still has a session.
+//
+// Config.GameTransport runs the in-process game servers over UDP (the default) or WebTransport;
+// with Config.Play the front door also serves the dotroom player for browsers at /play/
+// (package webclient, built with the local Go toolchain when the stack starts).
 package devstack
 
 import (
@@ -31,6 +35,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -43,8 +48,11 @@ import (
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/examples/dotroom/roomserver"
+	"github.com/bevygap-go/bevygap/examples/dotroom/webclient"
 	"github.com/bevygap-go/bevygap/httpd"
 	"github.com/bevygap-go/bevygap/internal/natsembed"
+	"github.com/bevygap-go/bevygap/internal/serve"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/matchmaker"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/webhooksink"
@@ -65,6 +73,10 @@ const (
 	// WebhookName is the hook name of session webhooks (POST /hook/session → webhook.session).
 	WebhookName = "session"
 )
+
+// frontDrain bounds how long the front door drains open streams on shutdown when the stack
+// serves it together with /play/ (httpd.Server.Serve's own bound is the same).
+const frontDrain = 15 * time.Second
 
 // ErrLeakedSessions is returned (wrapped) by Shutdown when the simulator still has sessions
 // after everything was stopped.
@@ -101,7 +113,7 @@ type Config struct {
 	// Sockets per deployment (0 = the simulator's 6) and session Kind ("" = Seat).
 	Sockets int
 	Kind    string
-	// BootTime and BootJitter of new deployments (0 = defaults; negative jitter = none).
+	// BootTime and BootJitter of new deployments (0 = defaults; negative = none: instant boot, no jitter).
 	BootTime, BootJitter time.Duration
 	// EmptyTTL is how long a deployment without sessions lives (0 = DefaultEmptyTTL).
 	EmptyTTL time.Duration
@@ -113,6 +125,15 @@ type Config struct {
 
 	// Exec, when set, runs this program per deployment instead of the in-process dotroom.
 	Exec *Exec
+	// GameTransport is the game transport of the in-process dotroom servers ("" = UDP); an
+	// Exec program gets it as DOTROOM_TRANSPORT. With netcode.TransportWebTransport each game
+	// server makes a self-signed certificate and publishes its digest in cert_digests, and the
+	// matchmaker hands it to players (SessionReady.cert_digest).
+	GameTransport netcode.Transport
+	// Play serves the dotroom player for browsers at /play/ on the front door (package
+	// webclient: built with the local Go toolchain, in the background, when the stack starts).
+	// A browser can only join WebTransport game servers: set GameTransport too.
+	Play bool
 	// GameTick and GameIdleTimeout configure the in-process dotroom servers (0 = their
 	// defaults: 100 ms, and 10 min idle self-destruct).
 	GameTick, GameIdleTimeout time.Duration
@@ -131,6 +152,8 @@ type Config struct {
 
 	// AllowedOrigins are the browser origins the front door accepts (nil = any: "*").
 	AllowedOrigins []string
+	// Status configures the front door's /status page (zero = off; bevygap dev turns it on).
+	Status httpd.StatusConfig
 
 	// Logger receives every component's logs, each with a "component" attribute (nil = discard).
 	Logger *slog.Logger
@@ -147,6 +170,8 @@ type Info struct {
 	AppVersion   string
 	ProtocolID   uint64
 	StoreDir     string // "" for a temporary store
+	// PlayURL is the browser player's page (http://127.0.0.1:3000/play/), "" without Config.Play.
+	PlayURL string
 }
 
 // Stack is a running bevygap: NATS, the simulator with its game servers, the webhook sink, the
@@ -162,9 +187,10 @@ type Stack struct {
 	sim    *edgegapsim.Simulator
 	api    *edgegap.Client
 	mm     *matchmaker.Matchmaker
-	mmReg  *prometheus.Registry // the matchmaker's metrics
+	reg    *prometheus.Registry // every component's metrics, served at the front door's /metrics
 	b      *bus.Buckets
 	front  *httpd.Server
+	play   *webclient.Server // the browser player at /play/ (Config.Play)
 	probes *nats.Conn
 
 	// one cancel + done per served component, stopped in order by Shutdown
@@ -322,6 +348,9 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	s.simStop, s.simDone = s.serve("edgegap-sim", func(ctx context.Context) error { return s.sim.Serve(ctx, simLn) })
 	pending[2] = nil
+	// One registry for every component: the front door's /metrics shows them all.
+	s.reg = svcmetrics.NewRegistry()
+	s.reg.MustRegister(s.sim.Collector())
 	// The simulator is local: no client-side rate limit (50 players at once must not queue).
 	s.api = edgegap.NewClient(s.info.SimURL, SimAPIKey, edgegap.WithRateLimit(rate.Inf, 0),
 		edgegap.WithLogger(s.log.With("component", "edgegap-client")))
@@ -331,7 +360,7 @@ func (s *Stack) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sink, err := webhooksink.New(webhooksink.Config{}, sinkNC, s.log.With("component", "webhook-sink"), nil)
+	sink, err := webhooksink.New(webhooksink.Config{}, sinkNC, s.log.With("component", "webhook-sink"), s.reg)
 	if err != nil {
 		return fmt.Errorf("devstack: webhook sink: %w", err)
 	}
@@ -348,8 +377,8 @@ func (s *Stack) start(ctx context.Context) error {
 	mc.PrivateKey, mc.ProtocolID, mc.TokenFormat = s.key, c.ProtocolID, c.TokenFormat
 	mc.SessionWebhookURL = s.info.WebhookURL
 	mc.ShutdownTimeout = c.ShutdownTimeout
-	if c.Exec == nil {
-		// dotroom is UDP only and never publishes a WebTransport cert digest: do not wait for one.
+	if c.Exec == nil && c.GameTransport != netcode.TransportWebTransport {
+		// dotroom over UDP never publishes a WebTransport cert digest: do not wait for one.
 		mc.CertDigestWait = 0
 	}
 	if c.ReadinessLimit > 0 {
@@ -362,11 +391,10 @@ func (s *Stack) start(ctx context.Context) error {
 		c.Matchmaker(&mc)
 	}
 	// The matchmaker's own client, so that its metrics count its Edgegap calls only.
-	s.mmReg = prometheus.NewRegistry()
 	mmAPI := edgegap.NewClient(s.info.SimURL, SimAPIKey, edgegap.WithRateLimit(rate.Inf, 0),
 		edgegap.WithLogger(s.log.With("component", "edgegap-client")),
-		edgegap.WithObserver(matchmaker.EdgegapObserver(s.mmReg)))
-	mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: mmNC, Edgegap: mmAPI, Logger: s.log, Registry: s.mmReg}) // it adds component=matchmaker
+		edgegap.WithObserver(matchmaker.EdgegapObserver(s.reg)))
+	mm, err := matchmaker.New(mc, matchmaker.Deps{NATS: mmNC, Edgegap: mmAPI, Logger: s.log, Registry: s.reg}) // it adds component=matchmaker
 	if err != nil {
 		return fmt.Errorf("devstack: matchmaker: %w", err)
 	}
@@ -387,11 +415,26 @@ func (s *Stack) start(ctx context.Context) error {
 		AllowedOrigins:    c.AllowedOrigins,
 		SessionsPerMinute: -1,
 		MaxStreamsPerIP:   -1,
-	}, httpNC, s.log.With("component", "httpd"), nil)
+		Status:            c.Status,
+	}, httpNC, s.log.With("component", "httpd"), s.reg)
 	if err != nil {
 		return fmt.Errorf("devstack: httpd: %w", err)
 	}
-	s.httpStop, s.httpDone = s.serve("httpd", func(ctx context.Context) error { return s.front.Serve(ctx, httpLn) })
+	if c.Play {
+		// The browser player next to the front door's routes: /play/ is ours, the rest httpd's.
+		if s.play, err = webclient.Start(s.log.With("component", "webclient")); err != nil {
+			return fmt.Errorf("devstack: browser client: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/play/", http.StripPrefix("/play", s.play))
+		mux.Handle("/", s.front)
+		s.info.PlayURL = s.info.HTTPURL + "/play/"
+		s.httpStop, s.httpDone = s.serve("httpd", func(ctx context.Context) error {
+			return serve.HTTP(ctx, serve.NewServer(mux, s.log.With("component", "httpd")), httpLn, frontDrain, s.front.Shutdown)
+		})
+	} else {
+		s.httpStop, s.httpDone = s.serve("httpd", func(ctx context.Context) error { return s.front.Serve(ctx, httpLn) })
+	}
 	pending[0] = nil
 
 	s.probes, err = s.connect(ctx, "bevygap-dev")
@@ -439,6 +482,9 @@ func (s *Stack) withGameEnv(env map[string]string) map[string]string {
 	out[roomserver.EnvProtocolID] = strconv.FormatUint(s.cfg.ProtocolID, 10)
 	out[roomserver.EnvTokenFormat] = s.cfg.TokenFormat.String()
 	out[roomserver.EnvListenHost] = "127.0.0.1"
+	if s.cfg.GameTransport != "" {
+		out[roomserver.EnvTransport] = s.cfg.GameTransport.String()
+	}
 	if s.cfg.GameTick > 0 {
 		out[roomserver.EnvTick] = s.cfg.GameTick.String()
 	}
@@ -551,8 +597,11 @@ func (s *Stack) NATS() *nats.Conn { return s.probes }
 // Matchmaker returns the matchmaker.
 func (s *Stack) Matchmaker() *matchmaker.Matchmaker { return s.mm }
 
-// MatchmakerMetrics returns the matchmaker's Prometheus metrics (bevygap_matchmaker_*).
-func (s *Stack) MatchmakerMetrics() prometheus.Gatherer { return s.mmReg }
+// Metrics returns the stack's Prometheus metrics, the registry the front door and the webhook
+// sink serve at /metrics: the matchmaker's (bevygap_matchmaker_*), the front door's
+// (bevygap_httpd_*), the sink's (bevygap_webhooksink_*), the simulator's (bevygap_edgegapsim_*),
+// each component's NATS connection (bevygap_nats_*{service}) and the Go runtime and process.
+func (s *Stack) Metrics() prometheus.Gatherer { return s.reg }
 
 // Buckets returns the shared KV buckets, opened like the matchmaker opened them.
 func (s *Stack) Buckets() *bus.Buckets { return s.b }
@@ -599,6 +648,11 @@ func (s *Stack) shutdown(ctx context.Context) error {
 		wait(s.simDone)
 	}
 	// 5. The rest.
+	if s.play != nil {
+		if err := s.play.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("devstack: browser client files: %w", err))
+		}
+	}
 	if s.sinkStop != nil {
 		s.sinkStop()
 		wait(s.sinkDone)

@@ -89,6 +89,7 @@ func TestEndToEnd(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	t.Run("metrics", func(t *testing.T) { testMetrics(t, st) })
 	t.Run("no_leftovers", func(t *testing.T) {
 		eventually.NoError(t, 20*time.Second, func() error {
 			live := st.Sim().LiveSessions()
@@ -447,7 +448,7 @@ func testShutdownMidFlight(t *testing.T, st *Stack) {
 // inflightRequests reads the matchmaker's requests_in_flight gauge.
 func inflightRequests(t *testing.T, st *Stack) float64 {
 	t.Helper()
-	mfs, err := st.MatchmakerMetrics().Gather()
+	mfs, err := st.Metrics().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

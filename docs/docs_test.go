@@ -43,6 +43,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bevygap-go/bevygap/internal/syncbuf"
 )
 
 // Bounds of the runner: every process it starts is killed by then.
@@ -465,32 +467,14 @@ func runShell(ctx context.Context, dir string, environ []string, script, stateDi
 // stack is a running `bevygap dev` and the addresses it listens on.
 type stack struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer // stdout: the banner, "Stopped cleanly"
-	errOut  *syncBuffer // stderr: the logs
+	out     *syncbuf.Buffer // stdout: the banner, "Stopped cleanly"
+	errOut  *syncbuf.Buffer // stderr: the logs
 	exited  chan struct{}
 	waitErr error
 	nats    string // nats://127.0.0.1:port
 	http    string // 127.0.0.1:port
 	sim     string
 	webhook string
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -520,7 +504,7 @@ func startStack(e *env, dir, stateDir, command string) (*stack, error) {
 	cmd.Dir = dir
 	cmd.Env = e.base()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &stack{cmd: cmd, out: &syncBuffer{}, errOut: &syncBuffer{}, exited: make(chan struct{})}
+	s := &stack{cmd: cmd, out: &syncbuf.Buffer{}, errOut: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	stderr := s.errOut
 	cmd.Stdout, cmd.Stderr = s.out, stderr
 	if err := cmd.Start(); err != nil {

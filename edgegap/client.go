@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -67,13 +68,34 @@ type Client struct {
 	limiters    map[Endpoint]*rate.Limiter
 	observer    func(CallEvent)
 	logger      *slog.Logger
+	// bodies holds *bytes.Buffer for reading response bodies (decoding copies what it keeps).
+	bodies sync.Pool
+}
+
+// maxIdleConnsPerHost is how many idle keep-alive connections the default HTTP client keeps to
+// the API: concurrent session requests all go to one host, and net/http's default of 2 would
+// open (and, for Edgegap, TLS-handshake) a new connection for nearly every call under load.
+const maxIdleConnsPerHost = 128
+
+// newHTTPClient returns the default HTTP client: net/http's default transport settings
+// (proxy from the environment, dial and TLS timeouts, HTTP/2), with keep-alive connections
+// for many concurrent calls.
+func newHTTPClient() *http.Client {
+	dt, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return &http.Client{} // replaced by the program: use it as it is
+	}
+	tr := dt.Clone()
+	tr.MaxIdleConns = max(tr.MaxIdleConns, maxIdleConnsPerHost)
+	tr.MaxIdleConnsPerHost = maxIdleConnsPerHost
+	return &http.Client{Transport: tr}
 }
 
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client (default: a client with no overall timeout; the per-attempt
-// timeout comes from WithTimeout).
+// WithHTTPClient sets the HTTP client (default: a client with no overall timeout, keeping up to
+// 128 idle keep-alive connections to the API; the per-attempt timeout comes from WithTimeout).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
 // WithTimeout sets the timeout of each HTTP attempt (default DefaultTimeout).
@@ -113,7 +135,7 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 	c := &Client{
 		baseURL:     strings.TrimRight(baseURL, "/"),
 		apiKey:      apiKey,
-		hc:          &http.Client{},
+		hc:          newHTTPClient(),
 		userAgent:   buildinfo.UserAgent(),
 		timeout:     DefaultTimeout,
 		maxAttempts: DefaultMaxAttempts,
@@ -380,7 +402,13 @@ func (c *Client) attempt(ctx context.Context, r request, out any) (int, time.Dur
 		return 0, 0, fmt.Errorf("edgegap %s: %w", r.endpoint, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	buf, _ := c.bodies.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer c.putBody(buf)
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, maxBody))
+	data := buf.Bytes()
 	if err != nil {
 		if ctx.Err() != nil {
 			return resp.StatusCode, 0, fmt.Errorf("edgegap %s: %w", r.endpoint, ctx.Err())
@@ -401,6 +429,15 @@ func (c *Client) attempt(ctx context.Context, r request, out any) (int, time.Dur
 		}
 	}
 	return resp.StatusCode, 0, nil
+}
+
+// putBody returns a response buffer to the pool, unless an unusually large body grew it.
+func (c *Client) putBody(b *bytes.Buffer) {
+	if b.Cap() > 64<<10 {
+		return
+	}
+	b.Reset()
+	c.bodies.Put(b)
 }
 
 // unwrapURLError drops the *url.Error wrapper (which repeats method and URL).

@@ -47,7 +47,8 @@ type Config struct {
 	FQDN string `json:"fqdn,omitempty"`
 	// Location is every deployment's location (default: Montreal, as in Edgegap's examples).
 	Location *edgegap.DeploymentLocation `json:"location,omitempty"`
-	// BootTime is how long a new deployment takes to become ready (default 3 s), plus a
+	// BootTime is how long a new deployment takes to become ready (0: default 3 s; negative:
+	// instant), plus a
 	// random share of BootJitter (default 0.5 s). Set BootJitter negative for none.
 	BootTime   Duration `json:"boot_time,omitempty"`
 	BootJitter Duration `json:"boot_jitter,omitempty"`
@@ -70,7 +71,8 @@ type Config struct {
 	Launcher Launcher `json:"-"`
 	// Logger receives the simulator's logs (default slog.Default()).
 	Logger *slog.Logger `json:"-"`
-	// HTTPClient posts webhooks (default: a plain client; WebhookTimeout applies per POST).
+	// HTTPClient posts webhooks (default: a plain client that keeps a keep-alive connection
+	// per webhook worker; WebhookTimeout applies per POST).
 	HTTPClient *http.Client `json:"-"`
 	// AllocatePort picks the loopback port of a new deployment's port with the given protocol
 	// ("UDP", "TCP", "TCP/UDP", ...). Default: a port that is free right now (bind and close).
@@ -175,6 +177,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.BootTime == 0 {
 		c.BootTime = Duration(DefaultBootTime)
 	}
+	if c.BootTime < 0 {
+		c.BootTime = 0 // negative: instant
+	}
 	if c.BootJitter == 0 {
 		c.BootJitter = Duration(DefaultBootJitter)
 	}
@@ -191,7 +196,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.Default()
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{}
+		c.HTTPClient = newWebhookClient()
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	apps := make([]AppConfig, 0, len(c.Apps))

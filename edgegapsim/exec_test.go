@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bevygap-go/bevygap/internal/syncbuf"
 
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
@@ -79,24 +80,6 @@ func testGameServer() int {
 	}
 }
 
-// syncBuffer is a goroutine-safe bytes.Buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestExecLauncher starts a real process per deployment (the test binary in game server
 // mode) on a free loopback UDP port, talks to it, stops it via the empty TTL, and sees a
 // crash turn the deployment to error.
@@ -105,7 +88,7 @@ func TestExecLauncher(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	f := newFixture(t, func(c *edgegapsim.Config) {
 		c.AllocatePort = nil // real free ports
 		c.Apps[0].Versions[0].Sockets = 1
@@ -194,7 +177,7 @@ func TestExecLauncherKillsStubbornProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	f := newFixture(t, func(c *edgegapsim.Config) {
 		c.AllocatePort = nil
 		c.Apps[0].Versions[0].Envs = map[string]string{gameServerEnv: "1", "EDGEGAPSIM_TEST_IGNORE_SIGINT": "1"}

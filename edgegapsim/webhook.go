@@ -49,6 +49,19 @@ type webhookSender struct {
 	sent, failed, lost, dropped atomic.Uint64
 }
 
+// newWebhookClient returns the default client for webhooks: net/http's default transport
+// settings, keeping an idle connection per worker (net/http keeps 2 per host, so most POSTs of
+// the 4 workers would open a new connection).
+func newWebhookClient() *http.Client {
+	dt, ok := http.DefaultTransport.(*http.Transport)
+	if !ok {
+		return &http.Client{}
+	}
+	tr := dt.Clone()
+	tr.MaxIdleConnsPerHost = webhookWorkers
+	return &http.Client{Transport: tr}
+}
+
 func newWebhookSender(ctx context.Context, hc *http.Client, timeout time.Duration, log *slog.Logger) *webhookSender {
 	w := &webhookSender{ctx: ctx, hc: hc, timeout: timeout, log: log}
 	for i := range w.queues {

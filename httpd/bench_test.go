@@ -1,11 +1,10 @@
 package httpd
 
 import (
-	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,14 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
+
+	"github.com/bevygap-go/bevygap/bench/measure"
 )
 
 // benchConns is the number of WebSockets BenchmarkWaitingWebSocketMemory holds open.
@@ -36,13 +34,8 @@ func numBenchConns() int {
 	return 10000
 }
 
-// Environment of the client helper process.
-const (
-	envBenchClientURL   = "BEVYGAP_BENCH_CLIENT_URL"
-	envBenchClientN     = "BEVYGAP_BENCH_CLIENT_N"
-	envBenchClientFirst = "BEVYGAP_BENCH_CLIENT_FIRST"
-	envBenchClientWant  = "BEVYGAP_BENCH_CLIENT_WANT"
-)
+// envBenchClient, set, makes this test binary the client process of the benchmark.
+const envBenchClient = "BEVYGAP_BENCH_CLIENT"
 
 // BenchmarkWaitingWebSocketMemory measures the server memory (heap in use + goroutine stacks)
 // per open WebSocket of a player waiting for the matchmaker, beside a bare coder/websocket echo
@@ -111,45 +104,19 @@ func measureConnMemory(b *testing.B, n int, h http.Handler, path, first, want st
 	b.Helper()
 	ts := httptest.NewServer(h)
 	defer ts.Close()
-	before := memInUse()
+	before := measure.MemInUse()
 	t0 := time.Now()
 	defer func() { debugf("%s: %d conns, %v total", path, n, time.Since(t0)) }()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBenchWebSocketClient$")
-	cmd.Env = append(os.Environ(),
-		envBenchClientURL+"=ws"+strings.TrimPrefix(ts.URL, "http")+path,
-		envBenchClientN+"="+strconv.Itoa(n),
-		envBenchClientFirst+"="+first,
-		envBenchClientWant+"="+want)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
+	cmd.Env = append(os.Environ(), envBenchClient+"=1")
 	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	release, err := measure.HoldIdle(b.Context(), cmd, measure.ClientSpec{
+		URL: "ws" + strings.TrimPrefix(ts.URL, "http") + path, N: n, First: first, WantPrefix: want})
+	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	}()
-	sc := bufio.NewScanner(stdout)
-	ready := false
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "READY") {
-			ready = true
-			break
-		} else if strings.HasPrefix(line, "FAIL") {
-			b.Fatalf("client: %s", line)
-		}
-	}
-	if !ready {
-		b.Fatal("client process ended before its connections were ready")
-	}
+	defer release()
 	debugf("%s: %d conns ready after %v", path, n, time.Since(t0))
 	time.Sleep(500 * time.Millisecond) // let server goroutines park
 	if check != nil {
@@ -157,7 +124,7 @@ func measureConnMemory(b *testing.B, n int, h http.Handler, path, first, want st
 			b.Fatal(err)
 		}
 	}
-	after := memInUse()
+	after := measure.MemInUse()
 	if os.Getenv("BEVYGAP_BENCH_DEBUG") != "" {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -166,93 +133,23 @@ func measureConnMemory(b *testing.B, n int, h http.Handler, path, first, want st
 	return float64(int64(after)-int64(before)) / float64(n) / 1024
 }
 
-func memInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse + ms.StackInuse
-}
-
 func raiseNoFile(tb testing.TB, want uint64) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+	if _, err := measure.RaiseNoFile(want); errors.Is(err, measure.ErrNoFileLimit) {
+		tb.Skipf("%v; lower -bench-conns", err)
+	} else if err != nil {
 		tb.Fatal(err)
-	}
-	if rl.Cur >= want {
-		return
-	}
-	rl.Cur = min(want, rl.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		tb.Fatal(err)
-	}
-	if rl.Cur < want {
-		tb.Skipf("RLIMIT_NOFILE hard limit %d is below the %d needed; lower -bench-conns", rl.Max, want)
 	}
 }
 
 // TestBenchWebSocketClient is the client process of BenchmarkWaitingWebSocketMemory; it is
-// skipped unless that benchmark starts it. It opens N WebSockets (from several 127.0.0.x source
-// addresses, so ephemeral ports do not run short), sends FIRST on each, checks the reply is WANT,
-// prints READY and holds the connections until stdin closes.
+// skipped unless that benchmark starts it. It runs measure.ServeClients: opens the WebSockets
+// the benchmark asks for on stdin, prints READY and holds them until stdin closes.
 func TestBenchWebSocketClient(t *testing.T) {
-	url := os.Getenv(envBenchClientURL)
-	if url == "" {
+	if os.Getenv(envBenchClient) == "" {
 		t.Skip("helper process of BenchmarkWaitingWebSocketMemory")
 	}
-	n, _ := strconv.Atoi(os.Getenv(envBenchClientN))
-	first, want := os.Getenv(envBenchClientFirst), os.Getenv(envBenchClientWant)
-	raiseNoFile(t, uint64(n+1024))
-	// One HTTP client per 127.0.0.x source address, 16000 connections each.
-	clients := make([]*http.Client, n/16000+1)
-	for i := range clients {
-		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}, Timeout: 10 * time.Second}
-		clients[i] = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
-	}
-	var next atomic.Int64
-	var failed atomic.Value
-	conns := make([]*websocket.Conn, n)
-	var wg sync.WaitGroup
-	for w := 0; w < 32; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || failed.Load() != nil {
-					return
-				}
-				hc := clients[i/16000]
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc})
-				if err == nil {
-					err = c.Write(ctx, websocket.MessageText, []byte(first))
-				}
-				var got []byte
-				if err == nil {
-					_, got, err = c.Read(ctx)
-				}
-				cancel()
-				if err == nil && string(got) != want {
-					err = fmt.Errorf("reply %q, want %q", got, want)
-				}
-				if err != nil {
-					failed.Store(fmt.Sprintf("conn %d: %v", i, err))
-					return
-				}
-				conns[i] = c
-			}
-		}()
-	}
-	wg.Wait()
-	if f := failed.Load(); f != nil {
-		fmt.Println("FAIL", f)
-		return
-	}
-	fmt.Println("READY", n)
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // until the benchmark closes stdin
-	for _, c := range conns {
-		_ = c.CloseNow()
+	if err := measure.ServeClients(t.Context(), os.Stdin, os.Stdout); err != nil {
+		t.Fatal(err)
 	}
 }
 

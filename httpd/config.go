@@ -85,6 +85,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxMessageBytes limits the size of a WebSocket message from the client.
 	MaxMessageBytes int64
+
+	// Status configures the operator status page /status (off by default; status.go).
+	Status StatusConfig
 }
 
 // withDefaults returns c with every zero field set to its default, or an error for a value that

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/bevygap-go/bevygap/internal/metricstest"
 )
 
 func do(t *testing.T, method, url string, hdr http.Header, body string) (*http.Response, string) {
@@ -294,6 +296,7 @@ func TestStatusRoutes(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	metricstest.Lint(t, "httpd /metrics", body)
 }
 
 func TestServeGracefulAndOwnRegistry(t *testing.T) {
@@ -310,8 +313,11 @@ func TestServeGracefulAndOwnRegistry(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, ln) }()
 	base := "http://" + ln.Addr().String()
-	if resp, body := do(t, "GET", base+"/metrics", nil, ""); resp.StatusCode != 200 || !strings.Contains(body, "go_goroutines") {
+	if resp, body := do(t, "GET", base+"/metrics", nil, ""); resp.StatusCode != 200 || !strings.Contains(body, "go_goroutines") ||
+		!strings.Contains(body, `bevygap_nats_connected{service="httpd"} 1`) {
 		t.Fatalf("metrics of an own registry: %d", resp.StatusCode)
+	} else {
+		metricstest.Lint(t, "standalone httpd /metrics", body)
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer dcancel()

@@ -3,7 +3,10 @@ package httpd
 import (
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 )
 
 // Outcomes of a request, the "outcome" label of bevygap_httpd_requests_total.
@@ -29,7 +32,9 @@ type metrics struct {
 	rejects     *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics registers the front door's series, and those of its NATS connection nc
+// (bevygap_nats_connected{service="httpd"}), on reg.
+func newMetrics(reg prometheus.Registerer, nc *nats.Conn) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_httpd_requests_total",
@@ -57,6 +62,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpd: register metrics: %w", err)
 		}
+	}
+	if err := svcmetrics.RegisterNATS(reg, "httpd", nc); err != nil {
+		return nil, fmt.Errorf("httpd: %w", err)
 	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package httpd
 
 import (
+	"bytes"
 	"encoding/json"
 	"sync"
 	"time"
@@ -8,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/internal/logkey"
-	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // defaultFinalGrace is how long a stream still waits for the matchmaker's empty end-of-stream
@@ -98,20 +98,45 @@ func (s *Server) relay(subject string, req []byte, start time.Time, gone, stop <
 }
 
 // finalOutcome classifies a feedback message: outcomeReady for SessionReady, outcomeMMError for
-// Error, "" for anything else (including messages that are not feedback at all).
+// Error, "" for anything else (not final) and for a message that is not JSON. Feedback is
+// serde's externally tagged enum ({"SessionReady":{…}}, {"Error":[…]}, "Acknowledged", …), so
+// the variant is the object's key: it is read without decoding the payload (a SessionReady
+// carries a 2.7 KB token, and every feedback of every player passes here).
 func finalOutcome(data []byte) string {
-	var fb protocol.Feedback
-	if json.Unmarshal(data, &fb) != nil {
+	if !json.Valid(data) {
 		return ""
 	}
-	switch fb.Kind {
-	case protocol.FeedbackSessionReady:
+	rest := bytes.TrimLeft(data, jsonSpace)
+	if len(rest) == 0 || rest[0] != '{' {
+		return ""
+	}
+	rest = bytes.TrimLeft(rest[1:], jsonSpace)
+	switch {
+	case variant(rest, `"SessionReady"`, '{'):
 		return outcomeReady
-	case protocol.FeedbackError:
+	case variant(rest, `"Error"`, '['):
 		return outcomeMMError
 	}
 	return ""
 }
+
+// variant reports whether obj (valid JSON after an object's '{') starts with the member key
+// whose value begins with open.
+func variant(obj []byte, key string, open byte) bool {
+	rest, ok := bytes.CutPrefix(obj, []byte(key))
+	if !ok {
+		return false
+	}
+	rest = bytes.TrimLeft(rest, jsonSpace)
+	if len(rest) == 0 || rest[0] != ':' {
+		return false
+	}
+	rest = bytes.TrimLeft(rest[1:], jsonSpace)
+	return len(rest) > 0 && rest[0] == open
+}
+
+// jsonSpace is JSON's white space.
+const jsonSpace = " \t\r\n"
 
 // goneOutcome is the outcome of a request whose client left: the final outcome when the final
 // feedback had been relayed already (the client had what it needed), else outcomeClientGone.

@@ -46,10 +46,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/internal/serve"
+	"github.com/bevygap-go/bevygap/internal/statusfeed"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -69,6 +69,7 @@ type Server struct {
 	cors     corsPolicy
 	limiter  *ipRateLimiter
 	streams  *streamCounter
+	status   *statusfeed.Aggregator // nil unless the status page is on (status.go)
 
 	// finalGrace is how long a stream still waits for the matchmaker's end-of-stream message
 	// after a final (SessionReady or Error) feedback: defaultFinalGrace (tests shorten it).
@@ -108,7 +109,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	if reg == nil {
 		reg = svcmetrics.NewRegistry()
 	}
-	m, err := newMetrics(reg)
+	m, err := newMetrics(reg, nc)
 	if err != nil {
 		return nil, err
 	}
@@ -141,18 +142,24 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
 	if s.gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", svcmetrics.Handler(s.gatherer))
 	}
 	mux.HandleFunc("GET /matchmaker/ws", s.handleWS)
 	mux.HandleFunc("POST /matchmaker/request/{game}/{version}", s.handleStream)
 	mux.HandleFunc("POST /matchmaker/wannaplay", s.handleWannaplay)
 	mux.HandleFunc("GET /wannaplay", s.handleWannaplay)
+	if err := s.startStatus(mux); err != nil {
+		s.stop()
+		_ = replies.close()
+		return nil, err
+	}
 	s.handler = s.cors.handler(s.limitBody(mux), func(reason string) { s.metrics.rejects.WithLabelValues(reason).Inc() })
 
 	log.Info("httpd ready", "allowed_origins", cfg.AllowedOrigins, "trusted_proxies", len(cfg.TrustedProxies),
 		"stand_in_ip", cfg.StandInIP, "client_ip_override", !cfg.DisableClientIPOverride,
 		"sessions_per_minute", cfg.SessionsPerMinute, "burst", cfg.SessionBurst,
-		"max_streams", cfg.MaxStreams, "max_streams_per_ip", cfg.MaxStreamsPerIP)
+		"max_streams", cfg.MaxStreams, "max_streams_per_ip", cfg.MaxStreamsPerIP,
+		"status_page", cfg.Status.Enabled(), "status_token", cfg.Status.Token != "", "status_allow_from", len(cfg.Status.AllowFrom))
 	return s, nil
 }
 
@@ -203,6 +210,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	select {
 	case <-done:
 		s.closeOnce.Do(func() {
+			s.closeStatus()
 			if err := s.replies.close(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				s.log.Warn("httpd: unsubscribe reply inbox", logkey.Err, err)
 			}

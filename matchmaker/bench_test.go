@@ -1,14 +1,23 @@
 package matchmaker
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bevygap-go/bevygap/bench/measure"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/protocol"
@@ -16,8 +25,10 @@ import (
 
 // BenchmarkGrants measures session grants per second through session.gensession against an
 // instant-ready simulator (one deployment with room for everyone, so every session is ready at
-// its first GET), beside a floor measured in the same run: a bare NATS request/reply plus the
-// three KV puts every grant makes. Requests run in parallel, as many clients would.
+// its first GET), beside a floor measured in the same run at the same concurrency: what a grant
+// must do at least — a bare NATS request/reply, the three KV puts every grant makes and two
+// HTTP round trips (Edgegap create + get) to a trivial HTTP server. Each reports ops/s and the
+// CPU time of the whole process (NATS server, simulator and requesters included) per op.
 //
 //	go test -run '^$' -bench Grants -benchtime 3s ./matchmaker/
 func BenchmarkGrants(b *testing.B) {
@@ -27,66 +38,112 @@ func BenchmarkGrants(b *testing.B) {
 		c.CertDigestWait = 0
 	}})
 	body := []byte(`{"client_ip":"81.2.69.160"}`)
-	const clients = 16 // concurrent requesters per GOMAXPROCS
-
-	b.Run("floor_nats_reqreply_plus_3_kv_puts", func(b *testing.B) {
-		sub, err := h.nc.QueueSubscribe("bench.floor", "q", func(m *nats.Msg) { _ = m.Respond(body) })
-		if err != nil {
-			b.Fatal(err)
+	trivial := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"session_id":"x"}`)
+	}))
+	b.Cleanup(trivial.Close)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 256
+	hc := &http.Client{Transport: tr}
+	roundTrip := func(method string) error {
+		var rd io.Reader
+		if method == http.MethodPost {
+			rd = bytes.NewReader(body)
 		}
-		defer func() { _ = sub.Unsubscribe() }()
-		var seq sync.Mutex
-		n := 0
-		b.SetParallelism(clients)
-		b.ResetTimer()
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			ctx := context.Background()
-			for pb.Next() {
-				seq.Lock()
-				n++
-				id := "floor" + strconv.Itoa(n)
-				seq.Unlock()
-				if _, err := h.nc.Request("bench.floor", body, 5*time.Second); err != nil {
-					b.Error(err)
-					return
-				}
-				if _, err := h.b.UnclaimedSessions.Put(ctx, id, []byte(id)); err != nil {
-					b.Error(err)
-					return
-				}
-				if _, err := h.b.SessionsLy2Eg.Put(ctx, id, []byte(id)); err != nil {
-					b.Error(err)
-					return
-				}
-				if _, err := h.b.SessionsEg2Ly.Put(ctx, id, []byte(id)); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
-	})
+		req, err := http.NewRequest(method, trivial.URL+"/v1/session", rd)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	sub, err := h.nc.QueueSubscribe("bench.floor", "q", func(m *nats.Msg) { _ = m.Respond(body) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	b.Run("gensession", func(b *testing.B) {
-		b.SetParallelism(clients)
-		b.ResetTimer()
-		start := time.Now()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				msg, err := h.nc.Request(protocol.SubjectGenSession, body, 10*time.Second)
-				if err != nil {
-					b.Error(err)
-					return
+	for _, clients := range []int{16, 64} {
+		// RunParallel runs parallelism × GOMAXPROCS requesters.
+		par := max(1, clients/runtime.GOMAXPROCS(0))
+		b.Run(fmt.Sprintf("c%d/floor_nats_reqreply_3_kv_puts_2_http", clients), func(b *testing.B) {
+			var n atomic.Int64
+			b.SetParallelism(par)
+			m := startOpMeter(b)
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := context.Background()
+				for pb.Next() {
+					id := "floor" + strconv.FormatInt(n.Add(1), 10)
+					if _, err := h.nc.Request("bench.floor", body, 5*time.Second); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := roundTrip(http.MethodPost); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := roundTrip(http.MethodGet); err != nil {
+						b.Error(err)
+						return
+					}
+					for _, kv := range []jetstream.KeyValue{h.b.UnclaimedSessions, h.b.SessionsLy2Eg, h.b.SessionsEg2Ly} {
+						if _, err := kv.Put(ctx, id, []byte(id)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
 				}
-				if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
-					b.Errorf("error %s %s", code, msg.Header.Get("Nats-Service-Error"))
-					return
-				}
-			}
+			})
+			m.report(b, "ops/s")
 		})
-		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "grants/s")
-	})
+
+		b.Run(fmt.Sprintf("c%d/gensession", clients), func(b *testing.B) {
+			b.SetParallelism(par)
+			h.sim.ResetCallCounts()
+			m := startOpMeter(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					msg, err := h.nc.Request(protocol.SubjectGenSession, body, 10*time.Second)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if code := msg.Header.Get("Nats-Service-Error-Code"); code != "" {
+						b.Errorf("error %s %s", code, msg.Header.Get("Nats-Service-Error"))
+						return
+					}
+				}
+			})
+			m.report(b, "grants/s")
+			b.ReportMetric(float64(h.sim.CallCounts().Total())/float64(b.N), "edgegap-calls/op")
+		})
+	}
+}
+
+// opMeter measures the wall time and the CPU time of the whole process over a benchmark.
+type opMeter struct {
+	start time.Time
+	cpu   time.Duration
+}
+
+func startOpMeter(b *testing.B) opMeter {
+	b.ResetTimer()
+	return opMeter{start: time.Now(), cpu: measure.ProcessCPU()}
+}
+
+// report adds rate (ops per second, named unit) and cpu-µs/op.
+func (m opMeter) report(b *testing.B, unit string) {
+	cpu := measure.ProcessCPU() - m.cpu
+	b.ReportMetric(float64(b.N)/time.Since(m.start).Seconds(), unit)
+	if cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	}
 }
 
 // BenchmarkEdgegapCallsPerSession counts Edgegap API calls per granted session (create, GETs,

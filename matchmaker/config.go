@@ -38,6 +38,8 @@ const (
 	DefaultReconcileInterval    = time.Minute
 	DefaultShutdownTimeout      = 15 * time.Second
 	DefaultEdgegapCallTimeout   = 15 * time.Second
+	// DefaultStatusInterval is how often the status snapshot is published (docs/status.md).
+	DefaultStatusInterval = 5 * time.Second
 	// DefaultWebhookSubject is where the webhook sink publishes every hook body (webhook.<name>).
 	DefaultWebhookSubject = protocol.SubjectWebhookPrefix + ".*"
 	// StreamQueueGroup is the base name of the queue group of the streaming request
@@ -130,6 +132,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// EdgegapCallTimeout bounds each Edgegap API call.
 	EdgegapCallTimeout time.Duration
+	// StatusInterval is how often the matchmaker publishes its status snapshot on NATS subject
+	// bevygap.status.matchmaker.<instance> for the front door's /status page (docs/status.md);
+	// 0 means DefaultStatusInterval, negative turns it off.
+	StatusInterval time.Duration
 	// Buckets names and replicates the shared buckets (prefix, replicas).
 	Buckets bus.BucketOptions
 }
@@ -156,6 +162,7 @@ func DefaultConfig() Config {
 		ReconcileInterval:    DefaultReconcileInterval,
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		EdgegapCallTimeout:   DefaultEdgegapCallTimeout,
+		StatusInterval:       DefaultStatusInterval,
 	}
 }
 
@@ -197,6 +204,7 @@ func (c *Config) validate() error {
 	setDefault(&c.ReconcileInterval, d.ReconcileInterval)
 	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
 	setDefault(&c.EdgegapCallTimeout, d.EdgegapCallTimeout)
+	setDefault(&c.StatusInterval, d.StatusInterval)
 	if c.PollMax < c.PollInitial {
 		c.PollMax = c.PollInitial
 	}

@@ -60,7 +60,11 @@
 //   - Delete worker: the durable pull consumer api-deleter-1 of DELETE_SESSION_STREAM calls
 //     DELETE /v1/session/{id}; 2xx, 404 and 410 ack; anything else is redelivered with
 //     exponential backoff, forever (reported as stuck after DeleteStuckAfter attempts).
-//     Enqueues carry a message id, so reapers on several matchmakers queue a session once.
+//     Enqueues carry a message id naming the session's incarnation (the delete marker or
+//     unclaimed entry revision), so reapers on several matchmakers queue a session once while
+//     a reused session id is queued again; a deletion queued before the id was reused is not
+//     executed. Once a session is gone, the active_connections delete marker that called for
+//     it is purged, so a restarted matchmaker replays only deletions not done yet.
 //   - Reconciliation: every ReconcileInterval the account's sessions are listed; one of ours
 //     (webhook_url equal to SessionWebhookURL; without one, reconciliation is off) that no
 //     bucket knows for longer than ReadinessLimit + ClaimGrace is queued for deletion (covers

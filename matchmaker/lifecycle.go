@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,8 +19,11 @@ import (
 )
 
 // replayDeleteWindow: when the active-connection watcher starts, it replays the latest entry of
-// every key, including old delete markers. Only markers younger than this are acted on (older
-// ones were handled by the instance that was running then; reconciliation covers the rest).
+// every key, including delete markers. The marker of a session whose deletion is done is purged
+// by the delete worker (deleteQueued), so the markers left are those of players who left while
+// no matchmaker was running, or whose deletion is still queued (then deduplicated by its
+// incarnation): those are acted on. Markers older than this (e.g. left by a matchmaker that did
+// not purge them) are ignored; reconciliation covers the rest.
 const replayDeleteWindow = 10 * time.Minute
 
 // ---------------------------------------------------------------------------------------------
@@ -27,6 +32,7 @@ const replayDeleteWindow = 10 * time.Minute
 type reapItem struct {
 	key      string
 	rev      uint64
+	created  time.Time // last write of the entry (for the oldest-unclaimed metric)
 	deadline time.Time
 	idx      int
 }
@@ -103,10 +109,10 @@ func (r *unclaimedReaper) apply(e jetstream.KeyValueEntry) {
 	}
 	deadline := e.Created().Add(r.ttl)
 	if it, ok := r.items[key]; ok {
-		it.rev, it.deadline = e.Revision(), deadline
+		it.rev, it.created, it.deadline = e.Revision(), e.Created(), deadline
 		heap.Fix(&r.h, it.idx)
 	} else {
-		it := &reapItem{key: key, rev: e.Revision(), deadline: deadline}
+		it := &reapItem{key: key, rev: e.Revision(), created: e.Created(), deadline: deadline}
 		heap.Push(&r.h, it)
 		r.items[key] = it
 	}
@@ -161,7 +167,10 @@ func (r *unclaimedReaper) run(bg context.Context) {
 // the bucket before the matchmaker answers requests) and then keeps the watch and the reaper's
 // timer running until bg ends.
 func (m *Matchmaker) startUnclaimedReaper(startCtx, bg context.Context) error {
-	m.unclaim = newUnclaimedReaper(m.cfg.ReadinessLimit+m.cfg.ClaimGrace, m.reapUnclaimed)
+	r := newUnclaimedReaper(m.cfg.ReadinessLimit+m.cfg.ClaimGrace, m.reapUnclaimed)
+	m.mu.Lock() // the metrics read it under mu (unclaimedStats), possibly during Start
+	m.unclaim = r
+	m.mu.Unlock()
 	ready := make(chan error, 1)
 	m.goBackground(func() {
 		m.watchKV(bg, m.b.UnclaimedSessions, "unclaimed_sessions", ready, m.unclaim.reset,
@@ -236,7 +245,7 @@ func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 		m.log.Warn("reaper: active_connections lookup failed, will retry", logkey.SessionID, key, logkey.Err, err)
 		return
 	}
-	if err := b.EnqueueSessionDelete(ctx, key); err != nil {
+	if err := b.EnqueueSessionDelete(ctx, key, unclaimedIncarnation(rev)); err != nil {
 		if errors.Is(err, bus.ErrBadSessionID) {
 			m.log.Error("reaper: unclaimed entry is not a session id; removing it", "key", key)
 			_ = b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev))
@@ -280,7 +289,9 @@ func (m *Matchmaker) onActiveConnection(bg context.Context, e jetstream.KeyValue
 		if replaying && time.Since(e.Created()) > replayDeleteWindow {
 			return
 		}
-		err := retryNATS(ctx, 200*time.Millisecond, func(ctx context.Context) error { return m.b.EnqueueSessionDelete(ctx, sid) })
+		err := retryNATS(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+			return m.b.EnqueueSessionDelete(ctx, sid, markerIncarnation(e.Revision()))
+		})
 		if err != nil {
 			// Not lost (e.g. a disconnect during shutdown): the next matchmaker start replays this
 			// delete marker (replayDeleteWindow), and the reconciler deletes a session that no
@@ -313,7 +324,7 @@ func (m *Matchmaker) runDeleteWorker(bg context.Context, cons jetstream.Consumer
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				m.deleteOne(bg, msg)
+				m.deleteQueued(bg, msg)
 			}()
 		}, jetstream.PullMaxMessages(2*m.cfg.DeleteWorkers),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -335,7 +346,108 @@ func (m *Matchmaker) runDeleteWorker(bg context.Context, cons jetstream.Consumer
 	wg.Wait()
 }
 
-func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg) {
+// Incarnations (bus.EnqueueSessionDelete) the matchmaker queues deletions with: the delete marker
+// a player's leaving left in active_connections, or the unclaimed_sessions entry of a session
+// nobody claimed, each at its revision.
+const (
+	markerIncarnationPrefix    = "ac-"
+	unclaimedIncarnationPrefix = "uc-"
+)
+
+func markerIncarnation(rev uint64) string {
+	return markerIncarnationPrefix + strconv.FormatUint(rev, 10)
+}
+
+func unclaimedIncarnation(rev uint64) string {
+	return unclaimedIncarnationPrefix + strconv.FormatUint(rev, 10)
+}
+
+// parseIncarnation splits an incarnation queued by this package into its prefix and revision;
+// ok is false for anything else (none, or another service's).
+func parseIncarnation(inc string) (prefix string, rev uint64, ok bool) {
+	for _, p := range []string{markerIncarnationPrefix, unclaimedIncarnationPrefix} {
+		if n, found := strings.CutPrefix(inc, p); found {
+			rev, err := strconv.ParseUint(n, 10, 64)
+			return p, rev, err == nil
+		}
+	}
+	return "", 0, false
+}
+
+// reuseClockMargin: an entry of another bucket than the one a queued deletion names supersedes
+// the deletion only when written this long after it was queued. The two timestamps may come
+// from different cluster nodes; a session id is reused minutes later, not within a second.
+const reuseClockMargin = time.Second
+
+// deleteQueued handles one message of the delete queue: unless the session id was given to a
+// new session after the message was queued (see superseded), the session is deleted
+// (deleteOne), and once it is gone the active_connections delete marker that called for the
+// deletion, if any, is purged, so that a matchmaker started later does not replay it.
+func (m *Matchmaker) deleteQueued(bg context.Context, msg jetstream.Msg) {
+	sid := string(msg.Data())
+	var queued time.Time
+	if md, err := msg.Metadata(); err == nil {
+		queued = md.Timestamp
+	}
+	incPrefix, incRev, _ := parseIncarnation(msg.Headers().Get(bus.HeaderIncarnation))
+	if bus.ValidSessionID(sid) && !queued.IsZero() {
+		ctx, cancel := context.WithTimeout(bg, 2*time.Second)
+		newer, err := m.superseded(ctx, sid, queued, incPrefix, incRev)
+		cancel()
+		switch {
+		case err != nil:
+			// Deleting is the safe side: a session id is reused only by a simulator, while a
+			// deletion held back (e.g. the NATS user may not read the buckets) costs money.
+			m.log.Warn("delete queue: could not check whether the session id was reused; deleting anyway", logkey.SessionID, sid, logkey.Err, err)
+		case newer != "":
+			m.met.deletes.WithLabelValues("superseded").Inc()
+			m.log.Warn("delete queue: the session id was reused by a newer session after this deletion was queued; not deleting it",
+				logkey.SessionID, sid, "queued", queued, "newer_entry", newer)
+			m.ack(msg, sid)
+			return
+		}
+	}
+	m.deleteOne(bg, msg, func(ctx context.Context) {
+		if incPrefix != markerIncarnationPrefix {
+			return
+		}
+		if err := m.b.PurgeActiveConnection(ctx, sid, incRev); err != nil {
+			m.log.Warn("could not purge the delete marker of a deleted session (a later matchmaker start queues its deletion again, harmlessly)",
+				logkey.SessionID, sid, logkey.Err, err)
+		}
+	})
+}
+
+// superseded returns the bucket of a newer entry for sid — an unclaimed_sessions or
+// active_connections put — than the queued deletion (incarnation incPrefix, incRev, queued at
+// queued), or "" when there is none. Such an entry belongs to a newer session with the same id
+// (e.g. a simulator restarted with the same seed reuses ids) or to a player who connected after
+// all: the deletion is not for it. In the bucket the incarnation names, a higher revision is
+// newer; in the other, an entry written more than reuseClockMargin after queued.
+func (m *Matchmaker) superseded(ctx context.Context, sid string, queued time.Time, incPrefix string, incRev uint64) (string, error) {
+	for _, b := range []struct {
+		kv     jetstream.KeyValue
+		prefix string
+	}{{m.b.UnclaimedSessions, unclaimedIncarnationPrefix}, {m.b.ActiveConnections, markerIncarnationPrefix}} {
+		e, err := b.kv.Get(ctx, sid)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return "", err
+		case incPrefix == b.prefix:
+			if e.Revision() > incRev {
+				return b.kv.Bucket(), nil
+			}
+		case e.Created().After(queued.Add(reuseClockMargin)):
+			return b.kv.Bucket(), nil
+		}
+	}
+	return "", nil
+}
+
+// deleteOne deletes the session of msg on Edgegap; once it is gone (deleted, or not found), gone
+// (when not nil) runs and msg is acked.
+func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg, gone func(context.Context)) {
 	sid := string(msg.Data())
 	if !bus.ValidSessionID(sid) {
 		m.log.Error("delete queue: message is not a session id; dropping it", logkey.Subject, msg.Subject())
@@ -349,12 +461,12 @@ func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg) {
 	case err == nil:
 		m.met.deletes.WithLabelValues("deleted").Inc()
 		m.log.Info("session deleted on Edgegap", logkey.SessionID, sid)
-		m.ack(msg, sid)
+		m.settleGone(bg, msg, sid, gone)
 		return
 	case errors.Is(err, edgegap.ErrNotFound):
 		m.met.deletes.WithLabelValues("already_gone").Inc()
 		m.log.Info("session already gone on Edgegap", logkey.SessionID, sid, "status", edgegap.StatusCode(err))
-		m.ack(msg, sid)
+		m.settleGone(bg, msg, sid, gone)
 		return
 	}
 	if bg.Err() != nil {
@@ -385,6 +497,16 @@ func (m *Matchmaker) deleteOne(bg context.Context, msg jetstream.Msg) {
 // delivery up to DeleteRetryMax (JetStream's NakWithDelay does the waiting).
 func (m *Matchmaker) deleteRetry() backoff.Policy {
 	return backoff.Policy{Base: m.cfg.DeleteRetryBase, Max: m.cfg.DeleteRetryMax}
+}
+
+// settleGone runs gone (when not nil) and acks msg: its session is gone.
+func (m *Matchmaker) settleGone(bg context.Context, msg jetstream.Msg, sid string, gone func(context.Context)) {
+	if gone != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(bg), 5*time.Second)
+		gone(ctx)
+		cancel()
+	}
+	m.ack(msg, sid)
 }
 
 func (m *Matchmaker) ack(msg jetstream.Msg, sid string) {
@@ -428,10 +550,12 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 	}
 	now := time.Now()
 	seen := make(map[string]bool, len(list))
+	var ours []edgegap.SessionSummary
 	for _, s := range list {
 		if !m.ownSession(s) {
 			continue // another app's, another deployment's or a Rust bevygap's session
 		}
+		ours = append(ours, s)
 		sid := s.SessionID
 		seen[sid] = true
 		if m.unclaim.has(sid) {
@@ -452,7 +576,7 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 		if now.Sub(first) < m.cfg.ReadinessLimit+m.cfg.ClaimGrace {
 			continue
 		}
-		if err := m.b.EnqueueSessionDelete(ctx, sid); err != nil {
+		if err := m.b.EnqueueSessionDelete(ctx, sid, ""); err != nil {
 			m.log.Warn("reconcile: could not queue deletion", logkey.SessionID, sid, logkey.Err, err)
 			continue
 		}
@@ -461,12 +585,15 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 		m.met.deleteEnqueued.WithLabelValues("reconcile").Inc()
 		m.log.Warn("reconcile: session unknown to every bucket, deletion queued", logkey.SessionID, sid)
 	}
+	m.recordEdgegapView(ours)
 	m.log.Debug("reconcile: session list checked", "listed", len(list), "ours", len(seen), "suspects", len(suspects))
 	for sid := range suspects {
 		if !seen[sid] {
 			delete(suspects, sid)
 		}
 	}
+	m.met.edgegapSessions.Set(float64(len(seen)))
+	m.met.unknownSessions.Set(float64(len(suspects)))
 }
 
 // ownSession reports whether s was created by this deployment: Edgegap echoes the webhook_url

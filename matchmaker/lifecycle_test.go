@@ -212,7 +212,7 @@ func TestDeleteOne(t *testing.T) {
 				api.deleteSession = func(id string) error { deleted = append(deleted, id); cancel(); return tt.err }
 			}
 			msg := &fakeMsg{data: tt.data, delivered: tt.delivered}
-			m.deleteOne(bg, msg)
+			m.deleteOne(bg, msg, nil)
 			if msg.settled != tt.settled || msg.delay != tt.delay {
 				t.Errorf("settled %s after %v, want %s after %v", msg.settled, msg.delay, tt.settled, tt.delay)
 			}

@@ -15,6 +15,7 @@ import (
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/internal/statusfeed"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -37,6 +38,12 @@ type Matchmaker struct {
 	minter *netcode.Minter
 	hooks  *hookRouter
 	admit  *admission
+
+	// status page feed (docs/status.md): counters, publisher identity, the metrics to read
+	status    *statusfeed.Recorder
+	instance  string
+	startedAt time.Time
+	gatherer  prometheus.Gatherer
 
 	mu      sync.Mutex
 	started bool
@@ -91,9 +98,15 @@ func newMatchmaker(cfg Config, deps Deps) *Matchmaker {
 		met:    met,
 		minter: &netcode.Minter{Key: cfg.PrivateKey, Format: cfg.TokenFormat},
 		hooks:  newHookRouter(),
-		admit:  newAdmission(cfg.MaxConcurrentCreates),
+		admit:  newAdmission(cfg.MaxConcurrentCreates, time.Second),
+
+		status:    statusfeed.NewRecorder(),
+		instance:  statusfeed.NewInstanceID(),
+		startedAt: time.Now(),
+		gatherer:  gathererOf(reg),
 	}
 	m.reqCtx, m.reqCancel = context.WithCancel(context.Background())
+	m.registerStateMetrics(reg)
 	return m
 }
 
@@ -165,6 +178,10 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 		m.log.Warn("reconciliation disabled: without --session-webhook-url this matchmaker cannot tell its Edgegap sessions from other apps' (it recognises its own by their webhook_url)")
 	case m.cfg.Reconcile:
 		m.goBackground(func() { m.runReconciler(bgCtx) })
+	}
+
+	if m.cfg.StatusInterval > 0 {
+		m.goBackground(func() { m.runStatus(bgCtx) })
 	}
 
 	hookSub, err := m.nc.Subscribe(m.cfg.WebhookSubject, m.onWebhook)

@@ -20,7 +20,9 @@ import (
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/internal/eventually"
+	"github.com/bevygap-go/bevygap/internal/metricstest"
 	"github.com/bevygap-go/bevygap/internal/natsembed"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -906,7 +908,7 @@ func TestServeMetrics(t *testing.T) {
 	addr := ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeMetrics(ctx, ln, h.registry(h.mms[0])) }()
+	go func() { done <- svcmetrics.Serve(ctx, ln, h.registry(h.mms[0])) }()
 	var body string
 	eventually.True(t, 3*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/metrics")
@@ -918,11 +920,16 @@ func TestServeMetrics(t *testing.T) {
 		body = string(b)
 		return resp.StatusCode == http.StatusOK
 	}, "metrics served")
-	for _, want := range []string{`bevygap_matchmaker_edgegap_calls_total{endpoint="app_get",outcome="ok"} 1`, "bevygap_matchmaker_webhook_healthy 1"} {
+	for _, want := range []string{`bevygap_matchmaker_edgegap_calls_total{endpoint="app_get",outcome="ok"} 1`, "bevygap_matchmaker_webhook_healthy 1",
+		`bevygap_matchmaker_serving{app="` + h.cfg.AppName + `",version="` + h.cfg.AppVersion + `"} 1`,
+		"bevygap_matchmaker_delete_queue_messages 0", "bevygap_matchmaker_delete_queue_oldest_age_seconds 0",
+		"bevygap_matchmaker_unclaimed_sessions 0", "bevygap_matchmaker_oldest_unclaimed_session_age_seconds 0",
+		`bevygap_nats_connected{service="matchmaker"} 1`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	metricstest.Lint(t, "matchmaker /metrics", body)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -975,4 +982,27 @@ func TestGracefulShutdownLetsInFlightFinish(t *testing.T) {
 	if viaWebhook != 1 {
 		t.Fatalf("sessions ready via webhook = %v", viaWebhook)
 	}
+}
+
+// TestGenSessionWithoutReplyCreatesNothing: a gensession request published without a reply
+// subject (nobody could receive the token) is dropped before any Edgegap call.
+func TestGenSessionWithoutReplyCreatesNothing(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpts{})
+	if err := h.nc.Publish(protocol.SubjectGenSession, []byte(`{"client_ip":"81.2.69.160"}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The same connection's next request is handled after the first one (micro calls an
+	// endpoint's handler in order), so when it is answered the first has been dropped.
+	if r := h.gensession(t, `{"client_ip":"81.2.69.160"}`); r.errCode != "" {
+		t.Fatalf("normal request failed: %s %s", r.errCode, r.errDesc)
+	}
+	if n := h.sim.CallCounts().Endpoint(edgegap.EndpointSessionCreate); n != 1 {
+		t.Fatalf("%d session creates, want 1 (the request with a reply only)", n)
+	}
+	if !strings.Contains(h.logs.String(), "gensession request without reply subject, dropped") {
+		t.Fatalf("no warning logged:\n%s", h.logs.String())
+	}
+	h.releaseAll(t)
+	h.noLeaks(t, 5*time.Second)
 }

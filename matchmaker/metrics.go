@@ -3,16 +3,13 @@ package matchmaker
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bevygap-go/bevygap/edgegap"
-	"github.com/bevygap-go/bevygap/internal/serve"
+	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 )
 
 // metrics are the matchmaker's Prometheus collectors, registered on one per-instance registry.
@@ -23,14 +20,16 @@ type metrics struct {
 	inFlight        prometheus.Gauge
 	queued          prometheus.Gauge
 	readyVia        *prometheus.CounterVec // via: webhook, poll
-	webhooks        *prometheus.CounterVec // matched: owned, cached
+	webhooks        *prometheus.CounterVec // matched: owned, other
 	readyTimeouts   prometheus.Counter
-	deletes         *prometheus.CounterVec // result: deleted, already_gone, retry
+	deletes         *prometheus.CounterVec // result: deleted, already_gone, retry, superseded
 	deletesStuck    prometheus.Counter
 	deleteEnqueued  *prometheus.CounterVec // reason
 	reaped          prometheus.Counter
 	reconciled      prometheus.Counter
 	webhookHealthy  prometheus.Gauge
+	edgegapSessions prometheus.Gauge // ours on Edgegap at the last reconciliation
+	unknownSessions prometheus.Gauge // ours on Edgegap, known to no bucket, at the last reconciliation
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -88,10 +87,125 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "bevygap_matchmaker_webhook_healthy",
 			Help: "1 while session webhooks arrive (slow fallback polling), 0 when polling fast.",
 		}),
+		edgegapSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bevygap_matchmaker_edgegap_sessions",
+			Help: "Sessions of this deployment (carrying its webhook URL) that Edgegap listed at the last reconciliation.",
+		}),
+		unknownSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bevygap_matchmaker_unknown_sessions",
+			Help: "Sessions of this deployment listed by Edgegap at the last reconciliation that no KV bucket knew (deleted once older than the readiness limit plus grace).",
+		}),
 	}
 	reg.MustRegister(m.requests, m.requestDuration, m.inFlight, m.queued, m.readyVia, m.webhooks, m.readyTimeouts, m.deletes, m.deletesStuck, m.deleteEnqueued,
-		m.reaped, m.reconciled, m.webhookHealthy)
+		m.reaped, m.reconciled, m.webhookHealthy, m.edgegapSessions, m.unknownSessions)
 	return m
+}
+
+// registerStateMetrics registers the series read at scrape time from the matchmaker's state:
+// whether it serves its game, the unclaimed sessions its reaper watches, the delete queue and
+// its NATS connection.
+func (m *Matchmaker) registerStateMetrics(reg prometheus.Registerer) {
+	game := prometheus.Labels{"app": m.cfg.AppName, "version": m.cfg.AppVersion}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "bevygap_matchmaker_serving",
+			Help:        "1 while this matchmaker answers session requests for the game version app/version (started, not shutting down), else 0.",
+			ConstLabels: game,
+		}, func() float64 {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.svc != nil && !m.stopped {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bevygap_matchmaker_unclaimed_sessions",
+			Help: "Sessions granted but not claimed by a player yet (entries of unclaimed_sessions, as this matchmaker's watch sees them).",
+		}, func() float64 { n, _ := m.unclaimedStats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bevygap_matchmaker_unclaimed_reap_after_seconds",
+			Help: "The readiness limit plus the claim grace: an unclaimed session older than this is reaped (configuration, for alerts).",
+		}, func() float64 { return (m.cfg.ReadinessLimit + m.cfg.ClaimGrace).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "bevygap_matchmaker_oldest_unclaimed_session_age_seconds",
+			Help: "Age of the oldest unclaimed session (time since its unclaimed_sessions entry was written); 0 when there is none.",
+		}, func() float64 {
+			_, oldest := m.unclaimedStats()
+			if oldest.IsZero() {
+				return 0
+			}
+			return time.Since(oldest).Seconds()
+		}),
+		&deleteQueueCollector{m: m},
+	)
+	if m.nc != nil {
+		if err := svcmetrics.RegisterNATS(reg, "matchmaker", m.nc); err != nil {
+			panic(err) // like MustRegister: a second matchmaker on one registry is a programming error
+		}
+	}
+}
+
+// unclaimedStats returns how many entries the unclaimed reaper knows and the write time of the
+// oldest (zero when none, or before Start).
+func (m *Matchmaker) unclaimedStats() (int, time.Time) {
+	m.mu.Lock()
+	r := m.unclaim
+	m.mu.Unlock()
+	if r == nil {
+		return 0, time.Time{}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var oldest time.Time
+	for _, it := range r.items {
+		if oldest.IsZero() || it.created.Before(oldest) {
+			oldest = it.created
+		}
+	}
+	return len(r.items), oldest
+}
+
+var (
+	deleteQueueMessagesDesc = prometheus.NewDesc("bevygap_matchmaker_delete_queue_messages",
+		"Session deletions waiting in the delete queue (JetStream work-queue stream), as the stream reports them.", nil, nil)
+	deleteQueueOldestDesc = prometheus.NewDesc("bevygap_matchmaker_delete_queue_oldest_age_seconds",
+		"Age of the oldest session deletion waiting in the delete queue; 0 when the queue is empty.", nil, nil)
+)
+
+// deleteQueueScrapeTimeout bounds the stream-info request of one scrape.
+const deleteQueueScrapeTimeout = 2 * time.Second
+
+// deleteQueueCollector reads the delete queue's depth and oldest message from the stream info
+// at scrape time. Before Start, or when NATS does not answer, it reports nothing (the
+// bevygap_nats_connected series tells why).
+type deleteQueueCollector struct{ m *Matchmaker }
+
+func (c *deleteQueueCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- deleteQueueMessagesDesc
+	ch <- deleteQueueOldestDesc
+}
+
+func (c *deleteQueueCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	b := c.m.b
+	c.m.mu.Unlock()
+	if b == nil || b.DeleteStream == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deleteQueueScrapeTimeout)
+	defer cancel()
+	info, err := b.DeleteStream.Info(ctx)
+	if err != nil {
+		c.m.log.Debug("metrics: delete queue info failed", logkey.Err, err)
+		return
+	}
+	var age float64
+	if info.State.Msgs > 0 && !info.State.FirstTime.IsZero() {
+		age = max(time.Since(info.State.FirstTime).Seconds(), 0)
+	}
+	ch <- prometheus.MustNewConstMetric(deleteQueueMessagesDesc, prometheus.GaugeValue, float64(info.State.Msgs))
+	ch <- prometheus.MustNewConstMetric(deleteQueueOldestDesc, prometheus.GaugeValue, age)
 }
 
 // EdgegapObserver returns the hook for edgegap.WithObserver that counts every HTTP attempt of an
@@ -122,20 +236,4 @@ func EdgegapObserver(reg prometheus.Registerer) func(edgegap.CallEvent) {
 	return func(ev edgegap.CallEvent) {
 		calls.WithLabelValues(string(ev.Endpoint), string(ev.Outcome)).Inc()
 	}
-}
-
-// ServeMetrics serves g at /metrics on ln until ctx ends, then shuts down gracefully (in-flight
-// scrapes get 5 s) and closes ln. It is a helper for the command; ln should normally listen on a
-// loopback address.
-func ServeMetrics(ctx context.Context, ln net.Listener, g prometheus.Gatherer) error {
-	var opts promhttp.HandlerOpts
-	if reg, ok := g.(prometheus.Registerer); ok {
-		opts.Registry = reg // also count the scrapes themselves (promhttp_metric_handler_*)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, opts))
-	if err := serve.HTTP(ctx, serve.NewServer(mux, nil), ln, 5*time.Second, nil); err != nil {
-		return fmt.Errorf("matchmaker: metrics server: %w", err)
-	}
-	return nil
 }

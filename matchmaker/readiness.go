@@ -66,6 +66,13 @@ func (r *hookRouter) register(sessionID string) <-chan hookEvent {
 	return ch
 }
 
+// waiting returns how many sessions have a waiter (sessions waiting for readiness).
+func (r *hookRouter) waiting() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.waiters)
+}
+
 // unregister forgets the waiter of sessionID.
 func (r *hookRouter) unregister(sessionID string) {
 	r.mu.Lock()

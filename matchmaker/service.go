@@ -43,8 +43,14 @@ func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
 	}
 	g := svc.AddGroup(protocol.GenSessionGroup, micro.WithGroupQueueGroup(protocol.GenSessionQueue))
 	handler := micro.HandlerFunc(func(req micro.Request) {
-		// micro calls handlers one at a time per endpoint; each request gets its own goroutine
-		// so that thousands can wait for readiness at once.
+		// micro calls handlers one at a time per endpoint: the request is queued for
+		// admission here and then runs in a goroutine of its own, so that thousands can wait
+		// at once.
+		if req.Reply() == "" {
+			// Nobody could receive the token: creating a session would only bill an idle server.
+			m.log.Warn("gensession request without reply subject, dropped", logkey.Subject, req.Subject())
+			return
+		}
 		if !m.beginRequest() {
 			_ = req.Error("503", "matchmaker shutting down", nil)
 			return
@@ -63,15 +69,15 @@ func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
 			return
 		}
 		inFlight.Add(1)
-		go func() {
+		m.handleGenSession(req, ip, func(ok bool) {
 			defer m.inflight.Done()
 			defer inFlight.Add(-1)
-			if m.handleGenSession(req, ip) {
+			if ok {
 				granted.Add(1)
 			} else {
 				failed.Add(1)
 			}
-		}()
+		})
 	})
 	if err := g.AddEndpoint(protocol.GenSessionEndpoint, handler); err != nil {
 		_ = svc.Stop()
@@ -97,13 +103,19 @@ func decodeClientIP(data []byte) (string, *requestError) {
 	return s, nil
 }
 
-// handleGenSession answers one session.gensession request for a client at ip; it reports
-// success.
-func (m *Matchmaker) handleGenSession(req micro.Request, ip netip.Addr) bool {
+// handleGenSession answers one session.gensession request for a client at ip, then reports
+// success to done.
+func (m *Matchmaker) handleGenSession(req micro.Request, ip netip.Addr, done func(ok bool)) {
 	start := time.Now()
 	m.met.inFlight.Inc()
-	defer m.met.inFlight.Dec()
-	g, rerr := m.serveIP(ip, nil)
+	m.serveIP(ip, nil, func(g *grant, rerr *requestError) {
+		defer m.met.inFlight.Dec()
+		done(m.answerGenSession(req, start, g, rerr))
+	})
+}
+
+// answerGenSession sends the outcome of a session.gensession request; it reports success.
+func (m *Matchmaker) answerGenSession(req micro.Request, start time.Time, g *grant, rerr *requestError) bool {
 	if rerr != nil {
 		m.finishMetrics("gensession", rerr.Code, start)
 		if err := req.Error(strconv.Itoa(int(rerr.Code)), rerr.Message, nil); err != nil {
@@ -136,15 +148,20 @@ func (m *Matchmaker) finishMetrics(kind string, code uint16, start time.Time) {
 		result = "error"
 	}
 	m.met.requestDuration.WithLabelValues(kind, result).Observe(time.Since(start).Seconds())
+	if code == http.StatusOK {
+		m.status.Granted(time.Since(start))
+	}
 }
 
-// serve decodes a request body and runs the session flow.
-func (m *Matchmaker) serve(data []byte, progress progressFunc) (*grant, *requestError) {
+// serve decodes a request body and runs the session flow; done gets the outcome (at once for
+// a bad body).
+func (m *Matchmaker) serve(data []byte, progress progressFunc, done func(*grant, *requestError)) {
 	ip, rerr := parseRequest(data)
 	if rerr != nil {
-		return nil, rerr
+		done(nil, rerr)
+		return
 	}
-	return m.serveIP(ip, progress)
+	m.serveIP(ip, progress, done)
 }
 
 // parseRequest reads and checks the client IP of a session request body.
@@ -156,20 +173,23 @@ func parseRequest(data []byte) (netip.Addr, *requestError) {
 	return parseClientIP(s)
 }
 
-// serveIP requests a session for a client at ip and logs the outcome.
-func (m *Matchmaker) serveIP(ip netip.Addr, progress progressFunc) (*grant, *requestError) {
-	g, rerr := m.requestSession(m.reqCtx, ip, progress)
-	if rerr != nil {
-		level := m.log.Warn
-		if rerr.Code >= 500 {
-			level = m.log.Error
+// serveIP requests a session for a client at ip, logs the outcome and passes it to done.
+func (m *Matchmaker) serveIP(ip netip.Addr, progress progressFunc, done func(*grant, *requestError)) {
+	m.requestSession(m.reqCtx, ip, progress, func(g *grant, rerr *requestError) {
+		if rerr != nil {
+			level := m.log.Warn
+			if rerr.Code >= 500 {
+				level = m.log.Error
+			}
+			level("session request failed", logkey.ClientIP, ip.String(), "code", rerr.Code, "reason", rerr.Message, logkey.Err, rerr.Err)
+			m.status.Failed(time.Now(), int(rerr.Code), rerr.Message)
+			done(nil, rerr)
+			return
 		}
-		level("session request failed", logkey.ClientIP, ip.String(), "code", rerr.Code, "reason", rerr.Message, logkey.Err, rerr.Err)
-		return nil, rerr
-	}
-	m.log.Info("session granted", logkey.SessionID, g.sessionID, logkey.ClientID, g.clientID,
-		logkey.ClientIP, ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
-	return g, nil
+		m.log.Info("session granted", logkey.SessionID, g.sessionID, logkey.ClientID, g.clientID,
+			logkey.ClientIP, ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
+		done(g, nil)
+	})
 }
 
 // streamReply publishes feedback messages on a request's reply inbox.
@@ -214,13 +234,14 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 		r.finish()
 		return
 	}
-	go func() {
+	// Acknowledged and queued here, in the subscription's callback; the request then runs in a
+	// goroutine of its own once admitted.
+	start := time.Now()
+	m.met.inFlight.Inc()
+	r.send(protocol.Acknowledged())
+	m.serve(msg.Data, r.send, func(g *grant, rerr *requestError) {
 		defer m.inflight.Done()
-		start := time.Now()
-		m.met.inFlight.Inc()
 		defer m.met.inFlight.Dec()
-		r.send(protocol.Acknowledged())
-		g, rerr := m.serve(msg.Data, r.send)
 		if rerr != nil {
 			r.send(protocol.Error(rerr.Code, rerr.Message))
 			m.finishMetrics("stream", rerr.Code, start)
@@ -229,7 +250,7 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 			m.finishMetrics("stream", http.StatusOK, start)
 		}
 		r.finish()
-	}()
+	})
 }
 
 // onUnknownGameRequest handles matchmaker.request.*.* when AnswerUnknownGames is on: it answers

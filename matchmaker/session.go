@@ -66,36 +66,60 @@ func parseClientIP(s string) (netip.Addr, *requestError) {
 }
 
 // requestSession runs the whole flow for one client: admission, create, track, wait, token,
-// KV mappings. On any failure after the session exists, the session is queued for deletion.
-func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, progress progressFunc) (*grant, *requestError) {
+// KV mappings, and calls done with the outcome, from a goroutine of the request's own. While
+// the request waits for admission it holds no goroutine (thousands of players may wait). On
+// any failure after the session exists, the session is queued for deletion.
+func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, progress progressFunc, done func(*grant, *requestError)) {
+	var report func(int)
+	if progress != nil {
+		report = func(pos int) { progress(protocol.Progress("Queued: position " + strconv.Itoa(pos))) }
+	}
+	m.met.queued.Inc()
+	m.admit.enqueue(ctx, report, func(err error) {
+		m.met.queued.Dec()
+		go func() {
+			if err == nil && ctx.Err() != nil {
+				m.admit.release()
+				err = ctx.Err()
+			}
+			if err != nil {
+				done(nil, m.contextError(ctx, err))
+				return
+			}
+			g, rerr := m.admittedSession(ctx, clientIP, progress)
+			m.admit.release()
+			done(g, rerr)
+		}()
+	})
+}
+
+// admittedSession is the flow of requestSession after admission.
+func (m *Matchmaker) admittedSession(ctx context.Context, clientIP netip.Addr, progress progressFunc) (*grant, *requestError) {
+	// The request's own context: the timeouts of its calls hang off it rather than off the
+	// matchmaker's shared request context, whose lock every request would otherwise take for
+	// each of them (contention under load).
+	ctx, cancelReq := context.WithCancel(ctx)
+	defer cancelReq()
 	send := func(f protocol.Feedback) {
 		if progress != nil {
 			progress(f)
 		}
 	}
-	m.met.queued.Inc()
-	err := m.admit.acquire(ctx, time.Second, func(pos int) {
-		send(protocol.Progress(fmt.Sprintf("Queued: position %d", pos)))
-	})
-	m.met.queued.Dec()
-	if err != nil {
-		return nil, m.contextError(ctx, err)
-	}
-	defer m.admit.release()
 
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+	m.status.Creating(1)
 	created, err := m.api.CreateSession(cctx, edgegap.SessionCreateRequest{
 		AppName:    m.cfg.AppName,
 		IPList:     []string{clientIP.String()},
 		WebhookURL: m.cfg.SessionWebhookURL,
 	})
+	m.status.Creating(-1)
 	cancel()
 	if err != nil {
 		return nil, m.edgegapError("session create", err)
 	}
 	sid := created.SessionID
 	createdAt := time.Now()
-	log := m.log.With(logkey.SessionID, sid)
 	if !bus.ValidSessionID(sid) {
 		// Cannot be a KV key or subject token: delete right away, directly.
 		m.deleteDirectly(sid)
@@ -103,8 +127,9 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 	}
 	// Record the session before anything else can fail: from here on, a crash of this process
 	// leaves an unclaimed_sessions entry that any matchmaker's reaper will delete.
-	if err := m.trackUnclaimed(sid); err != nil {
-		log.Error("could not record session in unclaimed_sessions; deleting it now", logkey.Err, err)
+	rev, err := m.trackUnclaimed(sid)
+	if err != nil {
+		m.log.Error("could not record session in unclaimed_sessions; deleting it now", logkey.SessionID, sid, logkey.Err, err)
 		m.deleteDirectly(sid)
 		return nil, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)
 	}
@@ -112,7 +137,7 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 
 	g, rerr := m.finishSession(ctx, sid, createdAt, clientIP, send)
 	if rerr != nil {
-		m.abandon(sid, "request failed: "+rerr.Message)
+		m.abandon(sid, rev, "request failed: "+rerr.Message)
 		return nil, rerr
 	}
 	return g, nil
@@ -151,14 +176,18 @@ func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt ti
 }
 
 // trackUnclaimed writes unclaimed_sessions[sid] = sid, retrying for a few seconds (NATS may be
-// reconnecting). The write does not use the request context: a shutdown must not skip it.
-func (m *Matchmaker) trackUnclaimed(sid string) error {
+// reconnecting), and returns the entry's revision. The write does not use the request context:
+// a shutdown must not skip it.
+func (m *Matchmaker) trackUnclaimed(sid string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
-		_, err := m.b.UnclaimedSessions.Put(ctx, sid, []byte(sid))
+	var rev uint64
+	err := retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+		var err error
+		rev, err = m.b.UnclaimedSessions.Put(ctx, sid, []byte(sid))
 		return err
 	})
+	return rev, err
 }
 
 // registerIDs writes sessions_ly2eg and sessions_eg2ly (and refreshes unclaimed_sessions when
@@ -172,11 +201,20 @@ func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint6
 			return fmt.Errorf("refresh unclaimed_sessions: %w", err)
 		}
 	}
-	if _, err := m.b.SessionsLy2Eg.Put(ctx, cid, []byte(sid)); err != nil {
-		return fmt.Errorf("put sessions_ly2eg: %w", err)
+	// The two mappings are independent (and expire on their own): written at once, one round
+	// trip instead of two, and both acknowledged before the token is handed out.
+	eg2ly := make(chan error, 1)
+	go func() {
+		_, err := m.b.SessionsEg2Ly.Put(ctx, sid, []byte(cid))
+		eg2ly <- err
+	}()
+	_, errLy2Eg := m.b.SessionsLy2Eg.Put(ctx, cid, []byte(sid))
+	errEg2Ly := <-eg2ly
+	if errLy2Eg != nil {
+		return fmt.Errorf("put sessions_ly2eg: %w", errLy2Eg)
 	}
-	if _, err := m.b.SessionsEg2Ly.Put(ctx, sid, []byte(cid)); err != nil {
-		return fmt.Errorf("put sessions_eg2ly: %w", err)
+	if errEg2Ly != nil {
+		return fmt.Errorf("put sessions_eg2ly: %w", errEg2Ly)
 	}
 	return nil
 }
@@ -390,12 +428,15 @@ func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, requestID st
 	}
 }
 
-// abandon gives a session up: it is queued for deletion and dropped from unclaimed_sessions.
-// If queuing fails, the unclaimed entry stays and a reaper deletes the session later.
-func (m *Matchmaker) abandon(sid, reason string) {
+// abandon gives a session up: it is queued for deletion and dropped from unclaimed_sessions
+// (where rev is its entry's revision: a reaper queuing the same entry is deduplicated). If
+// queuing fails, the unclaimed entry stays and a reaper deletes the session later.
+func (m *Matchmaker) abandon(sid string, rev uint64, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := retryNATS(ctx, 200*time.Millisecond, func(ctx context.Context) error { return m.b.EnqueueSessionDelete(ctx, sid) })
+	err := retryNATS(ctx, 200*time.Millisecond, func(ctx context.Context) error {
+		return m.b.EnqueueSessionDelete(ctx, sid, unclaimedIncarnation(rev))
+	})
 	if err != nil {
 		m.log.Error("could not queue session deletion; the unclaimed reaper will delete it", logkey.SessionID, sid, logkey.Err, err)
 		return

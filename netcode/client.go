@@ -194,8 +194,9 @@ func Dial(ctx context.Context, token []byte, cfg ClientConfig) (*Client, error) 
 // attempt: a *DeniedError (ErrConnectionDenied), ErrConnectionRequestTimedOut or
 // ErrConnectionResponseTimedOut (both ErrConnectionTimedOut), ErrConnectTokenExpired,
 // ErrCertMismatch (WebTransport with ClientConfig.CertDigest), ctx's error, or a socket or
-// session error. Over WebTransport the QUIC and WebTransport handshakes count towards the
-// token's timeout.
+// session error. Over WebTransport each attempt first opens the session (QUIC, TLS, HTTP/3):
+// that gives up after the token's timeout without an answer (ErrConnectionRequestTimedOut)
+// and takes at most twice the timeout.
 func DialToken(ctx context.Context, t *ConnectToken, cfg ClientConfig) (*Client, error) {
 	cfg.Format = t.Format // the token's own format decides the packets' byte order
 	if cfg.SendInterval <= 0 {
@@ -301,7 +302,7 @@ func (d *dialer) dial(ctx context.Context, addr netip.AddrPort) (*Client, error)
 	}
 	c.replay.reset()
 	c.sequence = d.sequence
-	err = c.handshake(ctx, d, start)
+	err = c.handshake(ctx, d)
 	d.sequence = c.sequence
 	if err != nil {
 		_ = conn.Close()
@@ -313,12 +314,14 @@ func (d *dialer) dial(ctx context.Context, addr netip.AddrPort) (*Client, error)
 	return c, nil
 }
 
-// open opens the socket to one server, within the attempt's timeout and the token's
-// lifetime (a WebTransport dial runs QUIC and HTTP/3 handshakes).
+// open opens the socket to one server. A WebTransport dial runs the QUIC, TLS and HTTP/3
+// handshakes: it may take up to twice the token's timeout (QUIC gives up after one timeout
+// without an answer) within the token's lifetime; the timeout for the challenge starts once
+// the session is open.
 func (d *dialer) open(ctx context.Context, addr netip.AddrPort, start time.Time) (clientConn, error) {
 	var deadline time.Time
 	if d.timeout > 0 {
-		deadline = start.Add(d.timeout)
+		deadline = start.Add(2 * d.timeout)
 	}
 	if !d.tokenDeadline.IsZero() && (deadline.IsZero() || d.tokenDeadline.Before(deadline)) {
 		deadline = d.tokenDeadline
@@ -329,7 +332,11 @@ func (d *dialer) open(ctx context.Context, addr netip.AddrPort, start time.Time)
 		dctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
+	if d.timeout > 0 {
+		dctx = context.WithValue(dctx, answerTimeoutKey{}, d.timeout)
+	}
 	conn, err := d.cfg.network.dial(dctx, addr)
+	var ne net.Error
 	switch {
 	case err == nil:
 		return conn, nil
@@ -337,20 +344,30 @@ func (d *dialer) open(ctx context.Context, addr netip.AddrPort, start time.Time)
 		return nil, ctx.Err()
 	case dctx.Err() != nil && deadline.Equal(d.tokenDeadline):
 		return nil, fmt.Errorf("%w (trying %s)", ErrConnectTokenExpired, addr)
-	case dctx.Err() != nil:
+	case dctx.Err() != nil, errors.As(err, &ne) && ne.Timeout():
 		return nil, fmt.Errorf("%w (server %s): %w", ErrConnectionRequestTimedOut, addr, err)
 	}
 	return nil, fmt.Errorf("netcode: dial %s: %w", addr, err)
 }
 
+// answerTimeoutKey is the context key, in a clientNetwork's dial, of how long the server may
+// stay silent before the attempt gives up (the token's timeout; absent: never).
+type answerTimeoutKey struct{}
+
+// answerTimeout returns the answer timeout in ctx, or 0.
+func answerTimeout(ctx context.Context) time.Duration {
+	d, _ := ctx.Value(answerTimeoutKey{}).(time.Duration)
+	return d
+}
+
 // handshake sends connection requests until a challenge comes, then challenge responses
-// until a keep-alive comes. start is when the attempt began.
-func (c *Client) handshake(ctx context.Context, d *dialer, start time.Time) error {
+// until a keep-alive comes.
+func (c *Client) handshake(ctx context.Context, d *dialer) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Unix(1, 0)) }) // interrupts a blocked read
 	defer stop()
 	var (
 		responding   bool
-		stateStart   = start
+		stateStart   = time.Now()
 		nextSend     time.Time
 		challengeSeq uint64
 		challengeTok [challengeTokenBytes]byte

@@ -1,7 +1,8 @@
 // Package netcode builds, encodes, decodes and opens netcode connect tokens byte-compatible
 // with Lightyear's ConnectToken (netcode.io 1.02 layout), the token a bevygap matchmaker hands
-// to a player and a Lightyear game server accepts. (The UDP protocol that consumes it lives
-// in this package too; see server.go and packet.go.)
+// to a player and a Lightyear game server accepts. The protocol that consumes it lives in
+// this package too (Server, Dial; see server.go and packet.go), over UDP or WebTransport
+// (Transport; webtransport.go, cert.go for the certificates and their digests).
 //
 // # Minting and opening
 //

@@ -64,12 +64,6 @@ func (n *memNetwork) dial(_ context.Context, peer netip.AddrPort) (clientConn, e
 	return n.bind(peer), nil
 }
 
-// clientConfig is cfg dialling on n.
-func (n *memNetwork) clientConfig(cfg ClientConfig) ClientConfig {
-	cfg.network = n
-	return cfg
-}
-
 // deliver queues b from `from` at `to`, if someone holds that address and has room.
 func (n *memNetwork) deliver(from, to netip.AddrPort, b []byte) {
 	n.mu.Lock()

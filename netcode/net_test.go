@@ -17,9 +17,14 @@ import (
 
 // TestMain runs up to 16 tests at once instead of GOMAXPROCS (an explicit -parallel still
 // wins): the loopback tests mostly wait for the protocol's timeouts (whole seconds of real
-// time over WebTransport), not for the CPU.
+// time over WebTransport), not for the CPU. Under the race detector, whose TLS and QUIC
+// handshakes cost ten times the CPU, 4.
 func TestMain(m *testing.M) {
-	if err := flag.Set("test.parallel", "16"); err != nil {
+	parallel := "16"
+	if raceEnabled {
+		parallel = "4"
+	}
+	if err := flag.Set("test.parallel", parallel); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -66,6 +71,16 @@ func onMemAndWebTransport(t *testing.T, f func(t *testing.T, n testNet)) {
 		t.Parallel()
 		f(t, wtNet)
 	})
+}
+
+// timeout returns a token timeout (seconds) for a test that needs its connection to open
+// within it: as given on fake time, twice that on real time, where a WebTransport session
+// (QUIC, TLS, HTTP/3) under the race detector on a loaded machine can take a second.
+func (n testNet) timeout(seconds int32) int32 {
+	if n.fake() {
+		return seconds
+	}
+	return 2 * seconds
 }
 
 // checkElapsed checks how long something took: exactly want on fake time (lo..hi when
@@ -250,22 +265,16 @@ func (n testNet) deadAddr(t testing.TB) netip.AddrPort {
 
 // vanish makes a client's socket disappear without a word: over WebTransport its UDP
 // socket closes under QUIC (no CONNECTION_CLOSE goes out); elsewhere it just stops sending.
-func (n testNet) vanish(c clientConn) {
-	if w, ok := c.(*wtClientConn); ok {
-		_ = w.udp.Close()
-	}
-}
+func (n testNet) vanish(c clientConn) { wtVanish(c) }
 
 // killServer silences a server's socket: nothing reaches its clients any more (no
 // disconnect packets, no session close).
 func (n testNet) killServer(s *Server) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l, ok := s.conn.(*wtListener); ok {
-		_ = l.udp.Close()
-		return
+	if !wtKill(s.conn) {
+		_ = s.conn.Close()
 	}
-	_ = s.conn.Close()
 }
 
 // logRecorder is a slog.Handler that keeps every record (message and attributes as text, at

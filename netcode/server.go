@@ -479,7 +479,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go s.eventLoop()
 	s.wg.Add(1)
 	go s.tickLoop()
-	s.log.Info("netcode server listening", logkey.Addr, conn.LocalAddr().String(), "format", s.cfg.Format.String(), "max_clients", s.maxClients)
+	s.log.Info("netcode server listening", logkey.Addr, conn.LocalAddr().String(), "transport", s.cfg.Transport.String(), "format", s.cfg.Format.String(), "max_clients", s.maxClients)
 
 	err := s.readLoop(conn)
 	s.shutdown()

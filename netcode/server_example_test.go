@@ -78,3 +78,69 @@ func ExampleServer() {
 	// client got "hello"
 	// client 13 denied: banned
 }
+
+// A game server over WebTransport with a self-renewing certificate, and a client pinned to
+// the certificate's digest as a browser would be (the matchmaker hands the digest out as the
+// session's cert_digest).
+func ExampleServer_webTransport() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	rot, err := netcode.NewCertRotator(netcode.CertRotatorConfig{
+		Hosts:  []string{"127.0.0.1"},
+		Logger: quiet,
+		OnRenew: func(ctx context.Context, d netcode.CertDigest) error {
+			return nil // publish d.String() where clients look it up, before it is served
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go func() { _ = rot.Run(ctx) }()
+	published := rot.Digest().String() // "xx:xx:...": 32 bytes in wtransport's form
+
+	key, _ := netcode.GenerateKey()
+	srv, err := netcode.NewServer(netcode.ServerConfig{
+		Transport:  netcode.TransportWebTransport,
+		TLSConfig:  rot.TLSConfig(),
+		Addr:       "127.0.0.1:0",
+		ProtocolID: 1982,
+		PrivateKey: key,
+		Logger:     quiet,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if err := srv.Listen(ctx); err != nil {
+		fmt.Println(err)
+		return
+	}
+	go func() { _ = srv.Serve(ctx) }()
+	defer srv.Close()
+
+	minter := &netcode.Minter{Key: key}
+	tok, _ := minter.Mint(netcode.TokenParams{ProtocolID: 1982, ClientID: 42, ServerAddrs: []netip.AddrPort{srv.Addr()}})
+
+	digest, err := netcode.ParseCertDigest(published)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	c, err := netcode.DialToken(ctx, tok, netcode.ClientConfig{Transport: netcode.TransportWebTransport, CertDigest: &digest, Logger: quiet})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	fmt.Println("connected over", srv.Transport(), "as", c.ClientID())
+
+	wrong := netcode.CertDigest{1, 2, 3}
+	_, err = netcode.DialToken(ctx, tok, netcode.ClientConfig{Transport: netcode.TransportWebTransport, CertDigest: &wrong, Logger: quiet})
+	fmt.Println("wrong digest:", errors.Is(err, netcode.ErrCertMismatch))
+	// Output:
+	// connected over webtransport as 42
+	// wrong digest: true
+}

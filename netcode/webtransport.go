@@ -68,9 +68,6 @@ const (
 	wtSessionCodeBye = webtransport.SessionErrorCode(0)
 )
 
-// wtBufPool holds packet buffers on their way to QUIC.
-var wtBufPool = sync.Pool{New: func() any { b := make([]byte, 0, packetBufferBytes); return &b }}
-
 // quicConfig returns the QUIC configuration of both sides.
 func quicConfig(handshakeTimeout time.Duration) *quic.Config {
 	return &quic.Config{
@@ -95,18 +92,18 @@ func quicConfig(handshakeTimeout time.Duration) *quic.Config {
 type wtWriter struct {
 	send    func([]byte) error
 	out     chan *[]byte
+	free    chan *[]byte  // buffers run is done with, for write to reuse
 	flush   chan struct{} // closed to make run flush the queue and return
 	done    chan struct{} // closed when run returned
 	dropped *atomic.Uint64
-	// lastSent is when run last handed a packet to QUIC (UnixNano; 0: never).
-	lastSent atomic.Int64
-	once     sync.Once
+	once    sync.Once
 }
 
 func newWTWriter(send func([]byte) error, dropped *atomic.Uint64) *wtWriter {
 	return &wtWriter{
 		send:    send,
 		out:     make(chan *[]byte, wtOutQueue),
+		free:    make(chan *[]byte, wtOutQueue),
 		flush:   make(chan struct{}),
 		done:    make(chan struct{}),
 		dropped: dropped,
@@ -115,18 +112,32 @@ func newWTWriter(send func([]byte) error, dropped *atomic.Uint64) *wtWriter {
 
 // write queues a copy of b; a full queue drops it. It never blocks.
 func (w *wtWriter) write(b []byte) {
-	buf := wtBufPool.Get().(*[]byte)
+	var buf *[]byte
+	select {
+	case buf = <-w.free:
+	default:
+		nb := make([]byte, 0, packetBufferBytes)
+		buf = &nb
+	}
 	*buf = append((*buf)[:0], b...)
 	select {
 	case w.out <- buf:
 	default:
-		wtBufPool.Put(buf)
+		w.recycle(buf)
 		w.dropped.Add(1)
 	}
 }
 
-// run sends queued packets until stop (then it flushes the queue) or gone (the session
-// ended) is closed.
+// recycle keeps buf for a later write (QUIC copies what it is given).
+func (w *wtWriter) recycle(buf *[]byte) {
+	select {
+	case w.free <- buf:
+	default:
+	}
+}
+
+// run sends queued packets until finish (then it flushes the queue) or until gone (the
+// session ended) is closed.
 func (w *wtWriter) run(gone <-chan struct{}) {
 	defer close(w.done)
 	for {
@@ -152,32 +163,27 @@ func (w *wtWriter) sendOne(buf *[]byte) {
 	if err := w.send(*buf); err != nil {
 		w.dropped.Add(1) // too large for the path right now, or the session is gone
 	}
-	wtBufPool.Put(buf)
-	w.lastSent.Store(time.Now().UnixNano())
+	w.recycle(buf)
 }
 
-// stop makes run flush and return, and waits for it.
-func (w *wtWriter) stop() {
-	w.once.Do(func() { close(w.flush) })
-	<-w.done
-}
-
-// linger waits until the peer closed (peerGone) or wtCloseLinger after the last packet was
-// handed to QUIC, whichever comes first.
-func (w *wtWriter) linger(peerGone <-chan struct{}) {
-	last := w.lastSent.Load()
-	if last == 0 {
-		return
-	}
-	d := wtCloseLinger - time.Since(time.Unix(0, last))
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
+// finish makes run hand the queued packets to QUIC and return, and waits for that; with
+// linger it then waits for the peer to close (peerGone). All of it takes at most
+// wtCloseLinger: a writer blocked by QUIC (a peer that stopped acknowledging) is given up,
+// and closing the connection afterwards unblocks it.
+func (w *wtWriter) finish(linger bool, peerGone <-chan struct{}) {
+	t := time.NewTimer(wtCloseLinger)
 	defer t.Stop()
+	w.once.Do(func() { close(w.flush) })
 	select {
-	case <-peerGone:
+	case <-w.done:
 	case <-t.C:
+		return
+	}
+	if linger {
+		select {
+		case <-peerGone:
+		case <-t.C:
+		}
 	}
 }
 
@@ -204,6 +210,8 @@ type wtSession struct {
 	w       *wtWriter
 	queued  atomic.Int32 // datagrams of this session in l.in
 	claimed atomic.Bool  // the server saw a valid connection request
+	ctx     context.Context
+	cancel  context.CancelFunc
 	ended   chan struct{}
 	endOnce sync.Once
 	relOnce sync.Once
@@ -233,12 +241,13 @@ type wtListener struct {
 	wg       sync.WaitGroup // accept loop, connection servers, session goroutines
 	closing  sync.WaitGroup // sessions being released
 	once     sync.Once
+	nGone    atomic.Int32 // len(gone), read without the lock
 
 	mu       sync.Mutex
 	shut     bool
 	perIP    map[netip.Addr]int
 	sessions map[netip.AddrPort]*wtSession
-	gone     []netip.AddrPort // ended sessions not yet reported to the reader
+	gone     []*wtSession // ended sessions not yet reported to the reader
 	nextPort uint16
 }
 
@@ -364,6 +373,7 @@ func (l *wtListener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := &wtSession{l: l, conn: st.conn, sess: sess, remote: remoteAddrPort(st.conn.RemoteAddr()), ended: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.w = newWTWriter(sess.SendDatagram, &l.dropped)
 	if !st.session.CompareAndSwap(nil, s) {
 		_ = sess.CloseWithError(wtSessionCodeBye, "one session per connection")
@@ -410,12 +420,22 @@ func (l *wtListener) add(s *wtSession, ip netip.Addr) bool {
 	}
 }
 
-// readLoop queues the session's datagrams for the server until the session ends.
+// readLoop queues the session's datagrams for the server until the session ends, then
+// reports the end (after the datagrams, which ReadFromUDPAddrPort delivers first).
 func (s *wtSession) readLoop() {
 	for {
-		b, err := s.sess.ReceiveDatagram(context.Background())
+		b, err := s.sess.ReceiveDatagram(s.ctx)
 		if err != nil {
 			s.end()
+			l := s.l
+			l.mu.Lock()
+			l.gone = append(l.gone, s)
+			l.nGone.Store(int32(len(l.gone)))
+			l.mu.Unlock()
+			select {
+			case l.goneWake <- struct{}{}:
+			default:
+			}
 			return
 		}
 		if len(b) > maxPacketBytes || s.queued.Load() >= wtSessionInQueue {
@@ -432,23 +452,19 @@ func (s *wtSession) readLoop() {
 	}
 }
 
-// end is called once the session or its connection ended: the address is freed and the
-// server told.
+// end is called once the session or its connection ended: the connection is closed, the
+// address freed and the read loop stopped (it then tells the server).
 func (s *wtSession) end() {
 	s.endOnce.Do(func() {
 		close(s.ended)
+		s.cancel()
 		s.conn.CloseWithError(wtCodeNoError, "")
 		l := s.l
 		l.mu.Lock()
 		if l.sessions[s.addr] == s {
 			delete(l.sessions, s.addr)
 		}
-		l.gone = append(l.gone, s.addr)
 		l.mu.Unlock()
-		select {
-		case l.goneWake <- struct{}{}:
-		default:
-		}
 		l.log.Debug("netcode webtransport session closed", logkey.Addr, s.addr.String())
 	})
 }
@@ -460,10 +476,7 @@ func (s *wtSession) release(linger bool) {
 		s.l.closing.Add(1)
 		go func() {
 			defer s.l.closing.Done()
-			s.w.stop()
-			if linger {
-				s.w.linger(s.ended)
-			}
+			s.w.finish(linger, s.ended)
 			_ = s.sess.CloseWithError(wtSessionCodeBye, "")
 			s.end()
 		}()
@@ -471,36 +484,39 @@ func (s *wtSession) release(linger bool) {
 }
 
 // ReadFromUDPAddrPort returns the next datagram and its session's address, or
-// errPeerClosed with the address of a session that ended, or net.ErrClosed after Close.
+// errPeerClosed with the address of a session that ended once all its datagrams were
+// returned, or net.ErrClosed after Close.
 func (l *wtListener) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
+		if s := l.popGone(); s != nil {
+			return 0, s.addr, errPeerClosed
+		}
 		select {
 		case d := <-l.in:
 			d.s.queued.Add(-1)
 			return copy(b, d.b), d.s.addr, nil
 		case <-l.goneWake:
-			l.mu.Lock()
-			var addr netip.AddrPort
-			ok := len(l.gone) > 0
-			if ok {
-				addr = l.gone[0]
-				l.gone = l.gone[1:]
-			}
-			more := len(l.gone) > 0
-			l.mu.Unlock()
-			if more {
-				select {
-				case l.goneWake <- struct{}{}:
-				default:
-				}
-			}
-			if ok {
-				return 0, addr, errPeerClosed
-			}
 		case <-l.closed:
 			return 0, netip.AddrPort{}, net.ErrClosed
 		}
 	}
+}
+
+// popGone removes and returns an ended session none of whose datagrams wait any more.
+func (l *wtListener) popGone() *wtSession {
+	if l.nGone.Load() == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, s := range l.gone {
+		if s.queued.Load() == 0 {
+			l.gone = append(l.gone[:i], l.gone[i+1:]...)
+			l.nGone.Store(int32(len(l.gone)))
+			return s
+		}
+	}
+	return nil
 }
 
 // WriteToUDPAddrPort queues b for the session at addr. It never blocks: a full queue drops
@@ -630,15 +646,19 @@ func (n wtNetwork) dial(ctx context.Context, addr netip.AddrPort) (clientConn, e
 			return err
 		}
 	}
+	// QUIC gives up after the token's timeout without an answer from the server (quic-go
+	// bounds the whole handshake by twice that); 0 means quic-go's 5 s.
 	d := &webtransport.Transport{
 		TLSClientConfig: tlsConf,
-		QUICConfig:      quicConfig(0),
+		QUICConfig:      quicConfig(answerTimeout(ctx)),
 		DialAddr: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
 			return tr.DialEarly(ctx, net.UDPAddrFromAddrPort(addr), tc, qc)
 		},
 	}
 	_, sess, err := d.Dial(ctx, "https://"+addr.String()+"/", nil)
+	readCtx, cancelRead := context.WithCancel(context.Background())
 	if err != nil {
+		cancelRead()
 		_ = tr.Close()
 		_ = udp.Close()
 		if p := pinErr.Load(); p != nil {
@@ -650,6 +670,8 @@ func (n wtNetwork) dial(ctx context.Context, addr netip.AddrPort) (clientConn, e
 		return nil, fmt.Errorf("webtransport session: %w", err)
 	}
 	c := &wtClientConn{
+		ctx:     readCtx,
+		cancel:  cancelRead,
 		sess:    sess,
 		udp:     udp,
 		tr:      tr,
@@ -673,6 +695,8 @@ func (n wtNetwork) dial(ctx context.Context, addr netip.AddrPort) (clientConn, e
 
 // wtClientConn is a client's clientConn over one WebTransport session.
 type wtClientConn struct {
+	ctx     context.Context // ends the read loop at Close
+	cancel  context.CancelFunc
 	sess    *webtransport.Session
 	udp     *net.UDPConn
 	tr      *quic.Transport
@@ -696,7 +720,7 @@ type wtClientConn struct {
 // readLoop queues received datagrams until the session ends.
 func (c *wtClientConn) readLoop() {
 	for {
-		b, err := c.sess.ReceiveDatagram(context.Background())
+		b, err := c.sess.ReceiveDatagram(c.ctx)
 		if err != nil {
 			var idle *quic.IdleTimeoutError
 			if errors.As(err, &idle) {
@@ -724,6 +748,8 @@ func (c *wtClientConn) readLoop() {
 func (c *wtClientConn) Read(b []byte) (int, error) {
 	for {
 		select {
+		case <-c.closed:
+			return 0, net.ErrClosed
 		case d := <-c.in:
 			return copy(b, d), nil
 		default:
@@ -810,11 +836,9 @@ func (c *wtClientConn) lingerOnClose() { c.linger.Store(true) }
 func (c *wtClientConn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
-		c.w.stop()
-		if c.linger.Load() {
-			c.w.linger(c.dead)
-		}
+		c.w.finish(c.linger.Load(), c.dead)
 		_ = c.sess.CloseWithError(wtSessionCodeBye, "")
+		c.cancel()
 		_ = c.tr.Close()
 		_ = c.udp.Close()
 		c.wg.Wait()

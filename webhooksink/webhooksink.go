@@ -30,7 +30,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/internal/names"
@@ -142,6 +141,9 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 			return nil, fmt.Errorf("webhooksink: register metrics: %w", err)
 		}
 	}
+	if err := svcmetrics.RegisterNATS(reg, "webhooksink", nc); err != nil {
+		return nil, fmt.Errorf("webhooksink: %w", err)
+	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST /hook/{name}", s.handleHook)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { text(w, http.StatusOK, "ok\n") })
@@ -151,7 +153,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 			`<a href="/healthz">/healthz</a> <a href="/metrics">/metrics</a></p>`+"\n")
 	})
 	if g, ok := reg.(prometheus.Gatherer); ok {
-		s.mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+		s.mux.Handle("GET /metrics", svcmetrics.Handler(g))
 	}
 	log.Info("webhook sink ready", "config", cfg)
 	return s, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/bustest"
+	"github.com/bevygap-go/bevygap/internal/metricstest"
 	"github.com/bevygap-go/bevygap/internal/natsembed"
 )
 
@@ -163,6 +164,7 @@ func TestRoutesAndMetrics(t *testing.T) {
 		{"/", "Webhook catcher", 200},
 		{"/metrics", `bevygap_webhooksink_requests_total{outcome="published"} 1`, 200},
 		{"/metrics", `bevygap_webhooksink_requests_total{outcome="bad_name"} 1`, 200},
+		{"/metrics", `bevygap_nats_connected{service="webhooksink"} 1`, 200},
 		{"/hook/session", "", 405}, // GET
 	} {
 		resp, err := http.Get(ts.URL + tt.path)
@@ -175,6 +177,7 @@ func TestRoutesAndMetrics(t *testing.T) {
 			t.Errorf("%s: %d %q", tt.path, resp.StatusCode, b)
 		}
 	}
+	metricstest.Lint(t, "webhook sink /metrics", metricstest.Scrape(t, ts.URL+"/metrics"))
 }
 
 func TestConfigHidesSecret(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/devstack"
+	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/examples/dotroom/roomserver"
 	"github.com/bevygap-go/bevygap/httpd"
@@ -58,7 +60,7 @@ func (c *devCommand) ParseFlags(args []string) error {
 	fs.StringVar(&cfg.AppVersion, "version", devstack.DefaultAppVersion, "Edgegap app version (letters, digits, _ and -)")
 	fs.IntVar(&cfg.Sockets, "sockets", edgegapsim.DefaultSockets, "sockets (players) per deployment")
 	fs.StringVar(&cfg.Kind, "kind", "Seat", "session kind: Seat or Match")
-	fs.DurationVar(&cfg.BootTime, "boot-time", devstack.DefaultBootTime, "time a new deployment takes to become ready")
+	fs.DurationVar(&cfg.BootTime, "boot-time", devstack.DefaultBootTime, "time a new deployment takes to become ready (0 = instant)")
 	bootJitter := fs.Duration("boot-jitter", devstack.DefaultBootJitter, "random extra boot time, up to this (0 = none)")
 	fs.DurationVar(&cfg.EmptyTTL, "empty-ttl", devstack.DefaultEmptyTTL, "how long a deployment without sessions lives")
 	faults := fs.String("faults", "", `fault injection JSON (or @file), e.g. {"boot_failure_rate":0.2} — see docs/edgegap-simulator.md`)
@@ -66,6 +68,7 @@ func (c *devCommand) ParseFlags(args []string) error {
 	execPath := fs.String("exec", "", "run this game server program per deployment instead of the built-in dotroom (arguments after --)")
 	execGrace := fs.Duration("exec-grace", 5*time.Second, "time a stopping game server program gets before it is killed")
 	fs.DurationVar(&cfg.GameTick, "game-tick", 0, "tick interval of the built-in dotroom servers (default 100ms)")
+	gameTransport := fs.String("game-transport", "udp", "game servers' `transport`: udp or webtransport (self-signed certificates, their digests in cert_digests; a browser plays at /play/)")
 	fs.DurationVar(&cfg.ReadinessLimit, "readiness-limit", 0, "matchmaker: how long a session may take to become ready (default 60s)")
 	fs.DurationVar(&cfg.ClaimGrace, "claim-grace", 0, "matchmaker: extra time before an unclaimed session is deleted (default 2s)")
 	fs.Uint64Var(&cfg.ProtocolID, "protocol-id", roomserver.DefaultProtocolID, "Lightyear protocol id")
@@ -106,6 +109,9 @@ func (c *devCommand) ParseFlags(args []string) error {
 	if cfg.BootJitter == 0 {
 		cfg.BootJitter = -1 // none
 	}
+	if cfg.BootTime == 0 {
+		cfg.BootTime = -1 // --boot-time 0 means instant, not the default
+	}
 	if *faults != "" {
 		f, err := parseFaults(*faults)
 		if err != nil {
@@ -130,12 +136,26 @@ func (c *devCommand) ParseFlags(args []string) error {
 		keySource = "given"
 	}
 	cfg.AllowedOrigins = httpd.ParseOrigins(*cors)
+	// The status page needs no token on a loopback front door (docs/status.md).
+	if h, _, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
+		if a, err := netip.ParseAddr(h); (err == nil && a.IsLoopback()) || h == "localhost" {
+			cfg.Status.Open = true
+		}
+	}
 	if err := (httpd.Config{AllowedOrigins: cfg.AllowedOrigins}).Validate(); err != nil {
 		return &usageError{message: "--cors: " + err.Error(), hint: "--cors http://localhost:8000"}
 	}
 	if *execPath != "" {
 		cfg.Exec = &devstack.Exec{Path: *execPath, Args: fs.Args(), Output: env.Stderr, StopGrace: *execGrace}
 	}
+	t, err := netcode.ParseTransport(*gameTransport)
+	if err != nil {
+		return &usageError{message: "--game-transport: " + err.Error(), hint: "bevygap dev --game-transport webtransport"}
+	}
+	cfg.GameTransport = t
+	// The browser player is dotroom's: served when the built-in dotroom speaks WebTransport
+	// (not for --smoke, which never opens a browser).
+	cfg.Play = t == netcode.TransportWebTransport && cfg.Exec == nil && !*smoke
 	if err := protocol.ValidateGameVersion(cfg.AppName, cfg.AppVersion); err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap dev --app dotroom --version 1"}
 	}
@@ -349,19 +369,25 @@ func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySou
 	if store == "" {
 		store = "temporary"
 	}
-	gameServer := "dotroom (built-in example, in-process)"
+	gameServer := "dotroom (built-in example, in-process), over " + cfg.GameTransport.String()
 	if cfg.Exec != nil {
-		gameServer = "program " + cfg.Exec.Path
+		gameServer = "program " + cfg.Exec.Path + " (" + roomserver.EnvTransport + "=" + cfg.GameTransport.String() + ")"
+	}
+	browser := ""
+	if info.PlayURL != "" {
+		browser = "  Browser       " + info.PlayURL + "   (the dotroom player, WebAssembly + WebTransport)\n"
 	}
 	host := strings.TrimPrefix(info.HTTPURL, "http://")
 	fmt.Fprintf(w, `bevygap dev is running — Ctrl-C stops everything and deletes every session.
 
   NATS          %s   (JetStream store: %s)
   HTTP          %s   (WebSocket: %s)
+  Status page   %s
+  Metrics       %s/metrics   (every component; Grafana dashboard and alerts: deploy/)
   Edgegap sim   %s   (state: %s/admin/state, faults: PUT %s/admin/faults)
   Webhook sink  %s
   Game          app %q version %q, %s
-  Tokens        protocol id %d, private key %s
+%s  Tokens        protocol id %d, private key %s
 
 Try it:
   %s play --url %s --game %s --version %s
@@ -369,16 +395,37 @@ Try it:
   nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
   echo '{"game":"%s","version":"%s","client_ip":null}' | websocat -n ws://%s/matchmaker/ws
   curl -s %s/admin/state
+  %s
 `,
 		info.NATSURL, store,
 		info.HTTPURL, info.WebSocketURL,
+		statusURL(info, cfg),
+		info.HTTPURL,
 		info.SimURL, info.SimURL, info.SimURL,
 		info.WebhookURL,
 		info.AppName, info.AppVersion, gameServer,
+		browser,
 		info.ProtocolID, keySource,
 		self, info.HTTPURL, info.AppName, info.AppVersion,
 		info.HTTPURL, info.AppName, info.AppVersion,
 		info.NATSURL,
 		info.AppName, info.AppVersion, host,
-		info.SimURL)
+		info.SimURL,
+		devDoctorCommand(info, self))
+}
+
+// devDoctorCommand is the `bevygap doctor` command line, with its environment, that checks the
+// stack described by info. The private key is never printed, so its check is skipped.
+func devDoctorCommand(info devstack.Info, self string) string {
+	return fmt.Sprintf("NATS_HOST=%s NATS_INSECURE=1 %s=%s %s='%s' %s doctor --app-name %s --app-version %s --session-webhook-url %s --skip key",
+		info.NATSURL, edgegap.EnvAPIURL, info.SimURL, edgegap.EnvAPIKey, devstack.SimAPIKey, self,
+		info.AppName, info.AppVersion, info.WebhookURL)
+}
+
+// statusURL is the status page's address for the banner, or why there is none.
+func statusURL(info devstack.Info, cfg devstack.Config) string {
+	if !cfg.Status.Enabled() {
+		return "off (the front door is not on loopback; see docs/status.md)"
+	}
+	return info.HTTPURL + "/status"
 }

@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/bevygap-go/bevygap/internal/syncbuf"
+
 	"github.com/bevygap-go/bevygap/client"
 	"github.com/bevygap-go/bevygap/devstack"
 	"github.com/bevygap-go/bevygap/examples/dotroom/roomclient"
@@ -42,6 +44,7 @@ func TestDevUsageErrors(t *testing.T) {
 		{"bad_key_flag", []string{"--private-key", "1,2,3"}, nil, "private key"},
 		{"zero_key_env", nil, map[string]string{"BEVYGAP_LIGHTYEAR_PRIVATE_KEY": strings.Repeat("00", 32)}, "private key"},
 		{"unknown_flag", []string{"--nope"}, nil, "nope"},
+		{"game_transport", []string{"--game-transport", "tcp"}, nil, "--game-transport"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +102,28 @@ func TestDevBannerHasCopyPasteLines(t *testing.T) {
 	}
 }
 
+// TestDevBannerWebTransport: with --game-transport webtransport the banner names the transport
+// and the browser page.
+func TestDevBannerWebTransport(t *testing.T) {
+	t.Parallel()
+	info := devstack.Info{HTTPURL: "http://127.0.0.1:3000", PlayURL: "http://127.0.0.1:3000/play/", AppName: "dotroom", AppVersion: "1"}
+	var b bytes.Buffer
+	printDevBanner(&b, info, devstack.Config{GameTransport: "webtransport", Play: true}, "given", "bevygap")
+	for _, want := range []string{
+		"dotroom (built-in example, in-process), over webtransport\n",
+		"\n  Browser       http://127.0.0.1:3000/play/   (the dotroom player, WebAssembly + WebTransport)\n  Tokens",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("banner lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	printDevBanner(&b, devstack.Info{}, devstack.Config{}, "given", "bevygap")
+	if strings.Contains(b.String(), "Browser") || !strings.Contains(b.String(), "over udp") {
+		t.Errorf("UDP banner:\n%s", b.String())
+	}
+}
+
 // TestCommandFor: the banner's copy-paste lines name a command that works: `go run` for a
 // go-run build (its binary is deleted when go run ends), the bare name when $PATH finds the
 // same file, else the path.
@@ -145,7 +170,7 @@ func TestDevCtrlCMidFlight(t *testing.T) {
 	t.Parallel()
 	ctx, ctrlC := context.WithCancel(t.Context())
 	defer ctrlC()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(string) string { return "" }}
 	exit := make(chan int, 1)
 	go func() {
@@ -314,7 +339,7 @@ func TestForceExitOnSignal(t *testing.T) {
 				}
 				armed, done, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
 				exits := make(chan int, 1)
-				var out syncBuffer
+				var out syncbuf.Buffer
 				go func() {
 					defer close(returned)
 					forceExitOnSignal(armed, done, notify, &out, devForceMessage(false), func(code int) { exits <- code })

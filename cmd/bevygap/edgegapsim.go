@@ -12,6 +12,8 @@ import (
 
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
+	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/internal/svcmetrics"
 )
 
 // defaultSimAPIKey is the API key the simulator accepts when neither --api-key nor
@@ -23,9 +25,10 @@ const defaultSimBind = "127.0.0.1:3080"
 
 // edgegapSimCommand is "bevygap edgegap-sim": the local Edgegap API simulator.
 type edgegapSimCommand struct {
-	env  *Env
-	bind string
-	cfg  edgegapsim.Config
+	env         *Env
+	bind        string
+	metricsAddr string
+	cfg         edgegapsim.Config
 	nothingToClose
 }
 
@@ -44,7 +47,7 @@ func (c *edgegapSimCommand) ParseFlags(args []string) error {
 	sockets := fs.Int("sockets", edgegapsim.DefaultSockets, "sockets per deployment")
 	emptyTTL := fs.Duration("empty-ttl", edgegapsim.DefaultEmptyTTL, "empty time-to-live of a deployment")
 	ports := fs.String("ports", "server:6420/udp", "ports as name:port/protocol, comma separated")
-	bootTime := fs.Duration("boot-time", edgegapsim.DefaultBootTime, "time a new deployment takes to become ready")
+	bootTime := fs.Duration("boot-time", edgegapsim.DefaultBootTime, "time a new deployment takes to become ready (0 = instant)")
 	bootJitter := fs.Duration("boot-jitter", edgegapsim.DefaultBootJitter, "random extra boot time, up to this (0 = none)")
 	timeScale := fs.Float64("time-scale", 1, "run simulated time this many times faster than real time")
 	publicIP := fs.String("public-ip", edgegapsim.DefaultPublicIP, "public_ip of every deployment (an IP literal)")
@@ -54,6 +57,7 @@ func (c *edgegapSimCommand) ParseFlags(args []string) error {
 	faults := fs.String("faults", "", `fault injection JSON, e.g. {"endpoints":{"session_create":{"error_rate":0.1,"status":503}}}`)
 	execPath := fs.String("exec", "", "game server program to start per deployment (arguments after --)")
 	execGrace := fs.Duration("exec-grace", 5*time.Second, "time a stopping game server gets before it is killed")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9093; off when empty)")
 	logs := addLogFlags(fs, env)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -71,6 +75,11 @@ func (c *edgegapSimCommand) ParseFlags(args []string) error {
 		}
 		*bind = *addr
 		fmt.Fprintln(env.Stderr, "edgegap-sim: --addr is deprecated, use --bind")
+	}
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			return &usageError{message: fmt.Sprintf("--metrics-addr %q: %v", *metricsAddr, err), hint: "--metrics-addr 127.0.0.1:9093"}
+		}
 	}
 	if fs.NArg() > 0 && *execPath == "" {
 		return &usageError{message: "game server arguments given without --exec", hint: "bevygap edgegap-sim --exec ./server -- --flag"}
@@ -106,6 +115,9 @@ func (c *edgegapSimCommand) ParseFlags(args []string) error {
 	}
 	if set["boot-time"] || cfg.BootTime == 0 {
 		cfg.BootTime = edgegapsim.Duration(*bootTime)
+		if *bootTime == 0 {
+			cfg.BootTime = -1 // --boot-time 0 means instant, not the default
+		}
 	}
 	if set["boot-jitter"] || cfg.BootJitter == 0 {
 		cfg.BootJitter = edgegapsim.Duration(*bootJitter)
@@ -143,7 +155,7 @@ func (c *edgegapSimCommand) ParseFlags(args []string) error {
 		cfg.Launcher = &edgegapsim.ExecLauncher{Path: *execPath, Args: fs.Args(), Output: env.Stderr,
 			Logger: logger, StopGrace: *execGrace}
 	}
-	c.bind, c.cfg = *bind, cfg
+	c.bind, c.metricsAddr, c.cfg = *bind, *metricsAddr, cfg
 	return nil
 }
 
@@ -163,7 +175,31 @@ func (c *edgegapSimCommand) Run(ctx context.Context) error {
 	fmt.Fprintf(c.env.Stdout, "edgegap-sim: Edgegap API on %s (admin: %s/admin/state)\n", url, url)
 	fmt.Fprintf(c.env.Stdout, "edgegap-sim: point clients at it with %s=%s and %s set to the simulator's key\n",
 		edgegap.EnvAPIURL, url, edgegap.EnvAPIKey)
-	return sim.Serve(ctx, ln)
+	if c.metricsAddr == "" {
+		return sim.Serve(ctx, ln)
+	}
+	metricsLn, err := net.Listen("tcp", c.metricsAddr)
+	if err != nil {
+		_ = ln.Close()
+		_ = sim.Close(context.Background())
+		return fmt.Errorf("metrics: listen on %s: %w", c.metricsAddr, err)
+	}
+	reg := svcmetrics.NewRegistry()
+	reg.MustRegister(sim.Collector())
+	fmt.Fprintf(c.env.Stdout, "edgegap-sim: metrics on http://%s/metrics\n", metricsLn.Addr())
+	// The metrics server ends with the simulator; its failure is logged, not fatal.
+	mctx, stopMetrics := context.WithCancel(ctx)
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		if err := svcmetrics.Serve(mctx, metricsLn, reg); err != nil {
+			c.cfg.Logger.Error("metrics server stopped", logkey.Err, err)
+		}
+	}()
+	err = sim.Serve(ctx, ln)
+	stopMetrics()
+	<-metricsDone
+	return err
 }
 
 // parsePortsFlag parses "name:port/protocol,..." (protocol defaults to UDP, port to 6420).

@@ -8,15 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bevygap-go/bevygap/internal/syncbuf"
+
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/internal/eventually"
+	"github.com/bevygap-go/bevygap/internal/metricstest"
 )
 
 // TestEdgegapSimServes runs "bevygap edgegap-sim" on a random loopback port, creates a session
 // with the Edgegap client until it is ready, and stops the command by cancelling its context.
 func TestEdgegapSimServes(t *testing.T) {
 	t.Parallel()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
 		Getenv: func(k string) string {
 			if k == edgegap.EnvAPIKey {
@@ -29,7 +32,7 @@ func TestEdgegapSimServes(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"edgegap-sim", "--bind", "127.0.0.1:0", "--app", "g", "--version", "v9",
-			"--boot-time", "20ms", "--boot-jitter", "0", "--seed", "5"}, env)
+			"--boot-time", "20ms", "--boot-jitter", "0", "--seed", "5", "--metrics-addr", "127.0.0.1:0"}, env)
 	}()
 	re := regexp.MustCompile(`Edgegap API on (http://\S+)`)
 	var url string
@@ -54,6 +57,16 @@ func TestEdgegapSimServes(t *testing.T) {
 	if strings.Contains(stdout.String()+stderr.String(), "from-env") {
 		t.Error("API key printed")
 	}
+	// --metrics-addr: the simulator's series, passing `promtool check metrics`.
+	m := regexp.MustCompile(`metrics on (http://\S+/metrics)`).FindStringSubmatch(stdout.String())
+	if m == nil {
+		t.Fatalf("no metrics URL on stdout: %s", stdout.String())
+	}
+	body := metricstest.Scrape(t, m[1])
+	if want := `bevygap_edgegapsim_sessions{app="g",ready="true",version="v9"} 1`; !strings.Contains(body, want) {
+		t.Errorf("metrics lack %q", want)
+	}
+	metricstest.Lint(t, "edgegap-sim --metrics-addr", body)
 	cancel()
 	select {
 	case code := <-done:
@@ -76,9 +89,10 @@ func TestEdgegapSimUsage(t *testing.T) {
 		{"--public-ip", "localhost"},
 		{"--config", "/nonexistent/edgegap-sim.json"},
 		{"extra-arg"},
+		{"--metrics-addr", "nope"},
 	} {
-		stderr := &syncBuffer{}
-		env := &Env{Stdin: strings.NewReader(""), Stdout: &syncBuffer{}, Stderr: stderr,
+		stderr := &syncbuf.Buffer{}
+		env := &Env{Stdin: strings.NewReader(""), Stdout: &syncbuf.Buffer{}, Stderr: stderr,
 			Getenv: func(string) string { return "" }}
 		if code := run(context.Background(), append([]string{"edgegap-sim", "--bind", "127.0.0.1:0"}, args...), env); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
@@ -111,7 +125,7 @@ func TestEdgegapSimBindAlias(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr := &syncBuffer{}, &syncBuffer{}
+			stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 			env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr,
 				Getenv: func(string) string { return "" }}
 			if code := run(t.Context(), append([]string{"edgegap-sim"}, tt.args...), env); code != tt.code {

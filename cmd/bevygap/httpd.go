@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -22,6 +23,12 @@ import (
 // BEVYGAP_HTTPD_STREAM_TIMEOUT. A flag on the command line wins over the variable.
 const httpdEnvPrefix = "BEVYGAP_HTTPD_"
 
+// statusfeedInterval is the default of --status-interval (httpd.StatusConfig.PublishInterval).
+const statusfeedInterval = 5 * time.Second
+
+// httpdStatusTokenEnv holds the bearer token of the /status page (environment only).
+const httpdStatusTokenEnv = "BEVYGAP_HTTPD_STATUS_TOKEN"
+
 // httpdCommand is "bevygap httpd": the HTTP/WebSocket front door of the matchmaker.
 type httpdCommand struct {
 	env  *Env
@@ -30,8 +37,7 @@ type httpdCommand struct {
 	nats bus.Config
 	log  *slog.Logger
 
-	ln net.Listener // opened by Run
-	nc *nats.Conn   // opened by Run
+	natsListener // opened by Run
 }
 
 // ParseFlags reads the flags, BEVYGAP_HTTPD_<FLAG>, NATS_* and the log settings, and refuses a
@@ -53,6 +59,8 @@ func (c *httpdCommand) ParseFlags(args []string) error {
 	fs.IntVar(&c.cfg.MaxStreamsPerIP, "max-streams-per-ip", httpd.DefaultMaxStreamsPerIP, "open WebSockets + chunked streams per client IP, IPv6 per /64 (negative = unlimited)")
 	fs.Int64Var(&c.cfg.MaxBodyBytes, "max-body", httpd.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.Int64Var(&c.cfg.MaxMessageBytes, "max-message", httpd.DefaultMaxMessageBytes, "WebSocket message limit in bytes")
+	fs.DurationVar(&c.cfg.Status.PublishInterval, "status-interval", statusfeedInterval, "how often to publish this front door's open streams on NATS bevygap.status.httpd.<id> for /status pages (negative = never)")
+	statusAllow := fs.String("status-allow", "", "CIDRs/IPs that may see the /status page, comma separated (the page is off unless this or "+httpdStatusTokenEnv+" is set)")
 	natsCfg := addNATSClientFlags(fs, c.env, "bevygap-httpd")
 	logs := addLogFlags(fs, c.env)
 	if err := flagsFromEnv(fs, c.env, httpdEnvPrefix); err != nil {
@@ -78,6 +86,10 @@ func (c *httpdCommand) ParseFlags(args []string) error {
 		return &usageError{message: err.Error(), hint: "--trusted-proxies 10.0.0.0/8,127.0.0.1"}
 	}
 	c.cfg.AllowedOrigins = httpd.ParseOrigins(*cors)
+	if c.cfg.Status.AllowFrom, err = httpd.ParsePrefixes(*statusAllow); err != nil {
+		return &usageError{message: "--status-allow: " + err.Error(), hint: "--status-allow 10.0.0.0/8,127.0.0.1"}
+	}
+	c.cfg.Status.Token = strings.TrimSpace(c.env.Getenv(httpdStatusTokenEnv)) // environment only: never in a process list
 	if err := c.cfg.Validate(); err != nil {
 		return &usageError{message: err.Error(), hint: "--cors https://game.example.com,http://localhost:8000"}
 	}
@@ -92,31 +104,44 @@ func (c *httpdCommand) ParseFlags(args []string) error {
 // and serves until ctx ends.
 func (c *httpdCommand) Run(ctx context.Context) error {
 	logStart(c.log, "httpd")
-	ln, err := listen(ctx, c.bind)
-	if err != nil {
-		return err
-	}
-	c.ln = ln
-	c.nc, err = bus.Connect(ctx, c.nats, c.log)
-	if err != nil {
+	if err := c.open(ctx, c.bind, c.nats, c.log); err != nil {
 		return err
 	}
 	srv, err := httpd.New(c.cfg, c.nc, c.log, svcmetrics.NewRegistry())
 	if err != nil {
 		return err
 	}
-	c.log.Info("bevygap httpd listening", "addr", ln.Addr().String())
-	return srv.Serve(ctx, ln)
+	c.log.Info("bevygap httpd listening", "addr", c.ln.Addr().String())
+	return srv.Serve(ctx, c.ln)
+}
+
+// natsListener is what the NATS-connected HTTP services (httpd, webhook-sink) open before they
+// serve: the listener first (a busy --bind fails at once, before the NATS connect wait), then the
+// NATS connection. Close releases both.
+type natsListener struct {
+	ln net.Listener
+	nc *nats.Conn
+}
+
+// open listens on bind and connects to NATS as cfg says.
+func (l *natsListener) open(ctx context.Context, bind string, cfg bus.Config, log *slog.Logger) error {
+	ln, err := listen(ctx, bind)
+	if err != nil {
+		return err
+	}
+	l.ln = ln
+	l.nc, err = bus.Connect(ctx, cfg, log)
+	return err
 }
 
 // Close closes the NATS connection and the listener (Serve closes it too; this covers the
 // errors before Serve).
-func (c *httpdCommand) Close() error {
-	if c.nc != nil {
-		c.nc.Close()
+func (l *natsListener) Close() error {
+	if l.nc != nil {
+		l.nc.Close()
 	}
-	if c.ln != nil {
-		_ = c.ln.Close()
+	if l.ln != nil {
+		_ = l.ln.Close()
 	}
 	return nil
 }

@@ -61,7 +61,10 @@ func commands() []commandEntry {
 		{"httpd", "run the HTTP/WebSocket front door of the matchmaker", func(env *Env) command { return &httpdCommand{env: env} }},
 		{"webhook-sink", "receive webhooks over HTTP and publish them on NATS", func(env *Env) command { return &webhookSinkCommand{env: env} }},
 		{"matchmaker", "run the session service: Edgegap sessions + connect tokens over NATS", func(env *Env) command { return &matchmakerCommand{env: env} }},
+		{"doctor", "check an installation (NATS, buckets, permissions, Edgegap, webhooks, key, matchmakers) and explain what is wrong", func(env *Env) command { return &doctorCommand{env: env} }},
 		{"dev", "run everything locally in one process: NATS, Edgegap simulator, example game, matchmaker, httpd", func(env *Env) command { return &devCommand{env: env} }},
+		{"cluster", "run deploy/compose.yaml's topology as processes on loopback (3 NATS nodes, 2 matchmakers, 2 httpd, sink, simulator)", func(env *Env) command { return &clusterCommand{env: env} }},
+		{"bench", "measure grants/s, memory per waiting player, latencies, delete and start times, each beside its floor", func(env *Env) command { return &benchCommand{env: env} }},
 	}
 }
 

@@ -1,37 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/bevygap-go/bevygap/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a running command and the
-// reads of its test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // runCLI runs the binary's entry point with stdin, buffers and a map-backed environment.
 func runCLI(t *testing.T, stdin string, envVars map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	env := &Env{
 		Stdin:  strings.NewReader(stdin),
 		Stdout: &out,
@@ -44,7 +25,7 @@ func runCLI(t *testing.T, stdin string, envVars map[string]string, args ...strin
 
 // runCLIContext runs the binary's entry point like runCLI, with ctx and no stdin.
 func runCLIContext(ctx context.Context, envVars map[string]string, args ...string) (code int, stdout, stderr string) {
-	var out, errb syncBuffer
+	var out, errb syncbuf.Buffer
 	env := &Env{
 		Stdin:  strings.NewReader(""),
 		Stdout: &out,

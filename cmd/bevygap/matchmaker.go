@@ -64,6 +64,7 @@ func (c *matchmakerCommand) ParseFlags(args []string) error {
 	fs.BoolVar(&cfg.AnswerUnknownGames, "answer-unknown-games", false, "also subscribe matchmaker.request.*.* and answer other games with 404 (only when no other game's matchmaker shares this NATS)")
 	onlyOwn := fs.Bool("only-own-subject", true, "deprecated: the default now; --only-own-subject=false means --answer-unknown-games")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may finish on shutdown")
+	fs.DurationVar(&cfg.StatusInterval, "status-interval", cfg.StatusInterval, "how often to publish the status snapshot for the front door's /status page on NATS bevygap.status.matchmaker.<id> (negative = never)")
 	fs.StringVar(&cfg.Buckets.Prefix, "bucket-prefix", "", "prefix of every KV bucket, the delete stream and its subjects (several games on one NATS)")
 	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
 	fs.StringVar(&c.apiURL, "edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
@@ -161,7 +162,7 @@ func (c *matchmakerCommand) Run(ctx context.Context) error {
 	})
 	if metricsLn != nil {
 		g.Go(func() error {
-			if err := matchmaker.ServeMetrics(mctx, metricsLn, reg); err != nil {
+			if err := svcmetrics.Serve(mctx, metricsLn, reg); err != nil {
 				c.log.Error("metrics server stopped", "err", err)
 			}
 			return nil

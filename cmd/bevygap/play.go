@@ -15,7 +15,7 @@ import (
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
-const playSynopsis = "[--url URL] [--game NAME --version VERSION] [--transport ws|http] [--packets N] [--json]"
+const playSynopsis = "[--url URL] [--game NAME --version VERSION] [--transport ws|http] [--game-transport auto|udp|webtransport] [--packets N] [--json]"
 
 // Exit codes of "bevygap play" (docs/client-sdk.md documents them).
 const (
@@ -56,6 +56,7 @@ const (
 type playConfig struct {
 	url, game, version, clientIP string
 	transport                    client.Transport
+	gameTransport                netcode.Transport // "" = auto
 	format                       netcode.Format
 	packets                      int
 	json                         bool
@@ -75,6 +76,7 @@ func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
 	fs.StringVar(&c.version, "version", playDefaultVersion, "game version sent to the matchmaker")
 	fs.StringVar(&c.clientIP, "client-ip", "", "place the session near this IP instead of the address the front door sees")
 	fs.Var(&c.transport, "transport", "`transport`: ws (WebSocket, like bevygap_client_plugin; the default) or http (chunked POST)")
+	gameTransport := fs.String("game-transport", "auto", "game server `transport`: auto (webtransport pinned to the session's cert_digest when it has one, else udp), udp or webtransport")
 	fs.Var(&c.format, "token-format", "connect token byte order, the `format` of the matchmaker: lightyear-0.17 (bevygap; the default) or lightyear-0.20")
 	fs.IntVar(&c.packets, "packets", playDefaultPackets, "packets to exchange with the game server (0: only request a session, do not connect)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON document with the result on stdout (progress stays on stderr)")
@@ -93,6 +95,13 @@ func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
 	if err := protocol.ValidateGameVersion(c.game, c.version); err != nil {
 		return nil, &usageError{message: err.Error(), hint: "bevygap play --game " + devstack.DefaultAppName + " --version " + devstack.DefaultAppVersion}
 	}
+	if *gameTransport != "auto" {
+		t, err := netcode.ParseTransport(*gameTransport)
+		if err != nil {
+			return nil, &usageError{message: "--game-transport: " + err.Error() + ` (or "auto")`, hint: "bevygap play --game-transport webtransport"}
+		}
+		c.gameTransport = t
+	}
 	if c.clientIP != "" {
 		if _, err := netip.ParseAddr(c.clientIP); err != nil {
 			return nil, &usageError{message: fmt.Sprintf("--client-ip %q is not an IP address", c.clientIP), hint: "bevygap play --client-ip 81.128.157.100"}
@@ -102,7 +111,8 @@ func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
 }
 
 // playCommand is "bevygap play": request a session with a live progress display, connect to
-// the game server over netcode UDP, exchange packets, print round-trip times, disconnect.
+// the game server (netcode over WebTransport or UDP, --game-transport), exchange packets, print
+// round-trip times, disconnect.
 type playCommand struct {
 	env *Env
 	cfg *playConfig
@@ -177,7 +187,7 @@ func playRun(ctx context.Context, env *Env, cfg *playConfig, res *playResult) er
 	if cfg.packets == 0 {
 		return nil
 	}
-	gs, err := playGameServer(ctx, sess, cfg.packets, out)
+	gs, err := playGameServer(ctx, sess, cfg.gameTransport, cfg.packets, out)
 	res.GameServer = gs
 	if err != nil {
 		return &exitCodeError{code: playExitGameServer, err: fmt.Errorf("game server %s: %w", sess.ServerAddr, err)}
@@ -237,6 +247,7 @@ func newPlaySession(s *client.Session) *playSession {
 
 // playGameResult is the outcome of the game server part.
 type playGameResult struct {
+	Transport       string    `json:"transport"` // udp or webtransport
 	Connected       bool      `json:"connected"`
 	ConnectMS       float64   `json:"connect_ms,omitempty"`
 	PacketsSent     int       `json:"packets_sent"`

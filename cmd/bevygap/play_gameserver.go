@@ -21,8 +21,9 @@ const playReplyTimeout = time.Second
 // playPayloadPrefix starts every payload "bevygap play" sends; the sequence number follows.
 const playPayloadPrefix = "bevygap-play seq="
 
-// playGameServer connects to the game server of sess over netcode UDP, sends packets one at a
-// time and waits up to playReplyTimeout for each to be echoed back (the Go example game server
+// playGameServer connects to the game server of sess over transport ("" = auto: WebTransport
+// pinned to the session's certificate digest when it has one, else UDP; see
+// client.Session.Dial), sends packets one at a time and waits up to playReplyTimeout for each to be echoed back (the Go example game server
 // echoes payloads; a server that does not just yields no round-trip times), prints one line
 // per packet to out, and disconnects.
 //
@@ -30,11 +31,21 @@ const playPayloadPrefix = "bevygap-play seq="
 // ends during the exchange (server disconnect or timeout). Unanswered packets are not a
 // failure: they are counted as lost, and a server that sent nothing back at all (it does not
 // echo) is reported as "connected; the server sent no replies" instead of a loss figure.
-func playGameServer(ctx context.Context, sess *client.Session, packets int, out io.Writer) (*playGameResult, error) {
-	res := &playGameResult{RTTMS: []float64{}}
-	fmt.Fprintf(out, "Connecting to %s over netcode UDP ...\n", sess.ServerAddr)
+func playGameServer(ctx context.Context, sess *client.Session, transport netcode.Transport, packets int, out io.Writer) (*playGameResult, error) {
+	if transport == "" {
+		transport = sess.GameTransport()
+	}
+	res := &playGameResult{RTTMS: []float64{}, Transport: transport.String()}
+	switch {
+	case transport == netcode.TransportWebTransport && sess.CertDigest != "":
+		fmt.Fprintf(out, "Connecting to %s over netcode WebTransport, certificate pinned to %s ...\n", sess.ServerAddr, sess.CertDigest)
+	case transport == netcode.TransportWebTransport:
+		fmt.Fprintf(out, "Connecting to %s over netcode WebTransport (no cert_digest: certificate not checked) ...\n", sess.ServerAddr)
+	default:
+		fmt.Fprintf(out, "Connecting to %s over netcode UDP ...\n", sess.ServerAddr)
+	}
 	start := time.Now()
-	c, err := sess.Dial(ctx, netcode.ClientConfig{Logger: slog.New(slog.DiscardHandler)})
+	c, err := sess.Dial(ctx, netcode.ClientConfig{Transport: transport, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return res, fmt.Errorf("connecting: %w", err)
 	}

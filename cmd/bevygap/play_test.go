@@ -197,6 +197,7 @@ func TestPlayFailures(t *testing.T) {
 		{"unreachable", []string{"--url", dead}, 1, "connect", 0, "cannot reach the matchmaker"},
 		{"bad scheme", []string{"--url", "ftp://127.0.0.1:3000"}, 2, "", 0, "invalid matchmaker URL"},
 		{"bad transport", []string{"--transport", "udp"}, 2, "", 0, "unknown transport"},
+		{"bad game transport", []string{"--game-transport", "ws"}, 2, "", 0, "--game-transport"},
 		{"bad format", []string{"--token-format", "lightyear-9"}, 2, "", 0, "unknown token format"},
 		{"bad game", []string{"--game", "a/b"}, 2, "", 0, "Game name invalid"},
 		{"long version", []string{"--version", strings.Repeat("v", 31)}, 2, "", 0, "Game version too long"},

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
@@ -28,8 +25,7 @@ type webhookSinkCommand struct {
 	nats bus.Config
 	log  *slog.Logger
 
-	ln net.Listener // opened by Run
-	nc *nats.Conn   // opened by Run
+	natsListener // opened by Run
 }
 
 // ParseFlags reads the flags, BEVYGAP_WEBHOOK_SINK_<FLAG>, NATS_* and the log settings, and
@@ -68,34 +64,16 @@ func (c *webhookSinkCommand) ParseFlags(args []string) error {
 // and serves until ctx ends.
 func (c *webhookSinkCommand) Run(ctx context.Context) error {
 	logStart(c.log, "webhook-sink")
-	ln, err := listen(ctx, c.bind)
-	if err != nil {
-		return err
-	}
-	c.ln = ln
 	if c.cfg.Secret == "" {
 		c.log.Warn("no " + envWebhookSecret + " set: anyone who can reach this port can publish webhook events")
 	}
-	c.nc, err = bus.Connect(ctx, c.nats, c.log)
-	if err != nil {
+	if err := c.open(ctx, c.bind, c.nats, c.log); err != nil {
 		return err
 	}
 	sink, err := webhooksink.New(c.cfg, c.nc, c.log, svcmetrics.NewRegistry())
 	if err != nil {
 		return err
 	}
-	c.log.Info("bevygap webhook-sink listening", "addr", ln.Addr().String())
-	return sink.Serve(ctx, ln)
-}
-
-// Close closes the NATS connection and the listener (Serve closes it too; this covers the
-// errors before Serve).
-func (c *webhookSinkCommand) Close() error {
-	if c.nc != nil {
-		c.nc.Close()
-	}
-	if c.ln != nil {
-		_ = c.ln.Close()
-	}
-	return nil
+	c.log.Info("bevygap webhook-sink listening", "addr", c.ln.Addr().String())
+	return sink.Serve(ctx, c.ln)
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -48,6 +49,7 @@ var ErrGraceExceeded = errors.New("serve: requests still running after the grace
 // clean shutdown, an error wrapping [ErrGraceExceeded] when the grace ran out, and the serve
 // error (never http.ErrServerClosed) if serving failed before ctx ended.
 func HTTP(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration, drain func(context.Context) error) error {
+	fresh := trackFreshConns(srv)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -68,7 +70,9 @@ func HTTP(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Dur
 	} else {
 		drainErr <- nil
 	}
+	stopFresh := fresh.closeAfter(min(FreshConnGrace, grace))
 	shutErr := srv.Shutdown(sctx)
+	stopFresh()
 	derr := <-drainErr
 	if shutErr != nil {
 		_ = srv.Close()
@@ -78,4 +82,62 @@ func HTTP(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Dur
 		return fmt.Errorf("%w (%v): %w", ErrGraceExceeded, grace, errors.Join(shutErr, derr))
 	}
 	return nil
+}
+
+// FreshConnGrace is how long [HTTP]'s shutdown lets a connection that has not sent a request
+// yet (a browser's or HTTP client's spare connection) live before closing it. net/http itself
+// waits 5 s for those, which made every shutdown with such a client take 5 s; a request whose
+// bytes were on the way when shutdown began has arrived by then.
+const FreshConnGrace = 500 * time.Millisecond
+
+// freshConns tracks the connections of a server that are in http.StateNew.
+type freshConns struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// trackFreshConns installs a ConnState hook on srv (calling any hook already there) that keeps
+// the set of connections that have not sent a request yet.
+func trackFreshConns(srv *http.Server) *freshConns {
+	f := &freshConns{conns: make(map[net.Conn]struct{})}
+	prev := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		f.mu.Lock()
+		if st == http.StateNew {
+			f.conns[c] = struct{}{}
+		} else {
+			delete(f.conns, c)
+		}
+		f.mu.Unlock()
+		if prev != nil {
+			prev(c, st)
+		}
+	}
+	return f
+}
+
+// closeAfter closes, after d, every connection still fresh then. The returned function cancels
+// it (and waits for it to finish if it is running).
+func (f *freshConns) closeAfter(d time.Duration) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		for c := range f.conns {
+			_ = c.Close()
+		}
+		f.mu.Unlock()
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }

@@ -83,3 +83,35 @@ func TestHTTPServeFails(t *testing.T) {
 		t.Fatalf("err = %v, want the serve error", err)
 	}
 }
+
+// TestHTTPShutdownClosesFreshConns: a connection that never sent a request (a client's spare
+// connection) does not hold the shutdown for net/http's 5 s.
+func TestHTTPShutdownClosesFreshConns(t *testing.T) {
+	t.Parallel()
+	ln := listen(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- HTTP(ctx, NewServer(http.NotFoundHandler(), nil), ln, 30*time.Second, nil) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Make sure the server has accepted it (a request on another connection is answered after).
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("shutdown still waiting after 4 s for a connection that never sent a request")
+	}
+	t.Logf("shutdown took %v", time.Since(start))
+}

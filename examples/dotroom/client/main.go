@@ -1,9 +1,12 @@
 // Command client is a dotroom player: it asks the matchmaker for a game session (client SDK),
-// connects to the game server it gets (netcode UDP), walks its dot around, says hello and
+// connects to the game server it gets (netcode over WebTransport when the session carries a
+// certificate digest, else UDP; --game-transport chooses), walks its dot around, says hello and
 // prints the room as it sees it.
 //
 //	bevygap dev &                                  # everything local, on 127.0.0.1:3000
 //	go run ./examples/dotroom/client --url http://127.0.0.1:3000
+//
+// The same player runs in a browser: examples/dotroom/webclient.
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"github.com/bevygap-go/bevygap/client"
 	"github.com/bevygap-go/bevygap/examples/dotroom/room"
 	"github.com/bevygap-go/bevygap/examples/dotroom/roomclient"
+	"github.com/bevygap-go/bevygap/netcode"
 )
 
 func main() {
@@ -29,34 +33,53 @@ func main() {
 	version := flag.String("version", "1", "game version")
 	steps := flag.Int("steps", 20, "moves to make, one per tick")
 	say := flag.String("say", "hello from dotroom", "chat line to send (empty: none)")
+	transport := flag.String("game-transport", "auto", "game server transport: auto (webtransport when the session has a certificate digest, else udp), udp or webtransport")
 	flag.Parse()
+	var gameTransport netcode.Transport // "" = auto
+	if *transport != "auto" {
+		t, err := netcode.ParseTransport(*transport)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "Error: --game-transport:", err)
+			os.Exit(2)
+		}
+		gameTransport = t
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Stdout, *url, *gameName, *version, *steps, *say); err != nil {
+	if err := run(ctx, os.Stdout, *url, *gameName, *version, gameTransport, *steps, *say); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out io.Writer, url, gameName, version string, steps int, say string) error {
+func run(ctx context.Context, out io.Writer, url, gameName, version string, transport netcode.Transport, steps int, say string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
 	// 1. Matchmaking: the client SDK streams the matchmaker's progress until the session is
-	// ready, then hands over the game server's address and a connect token.
-	player, sess, err := roomclient.Join(ctx, url, gameName, version, client.Options{
+	// ready, then hands over the game server's address, a connect token and, for a
+	// WebTransport server, its certificate digest.
+	sess, err := client.Request(ctx, url, gameName, version, client.Options{
 		OnProgress: func(p client.Progress) { fmt.Fprintln(out, "matchmaker:", p) },
 		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return err
 	}
+	// 2. Connect (transport "" = the session's: pinned WebTransport or UDP) and wait for the Welcome.
+	if transport == "" {
+		transport = sess.GameTransport()
+	}
+	player, err := roomclient.Connect(ctx, sess, netcode.ClientConfig{Transport: transport})
+	if err != nil {
+		return err
+	}
 	defer player.Close() // tells the server we left: the matchmaker deletes the session
 	w, h := player.RoomSize()
-	fmt.Fprintf(out, "joined session %s at %s as player %d (room %d×%d)\n", sess.SessionID, sess.ServerAddr, player.ID(), w, h)
+	fmt.Fprintf(out, "joined session %s at %s over %s as player %d (room %d×%d)\n", sess.SessionID, sess.ServerAddr, transport, player.ID(), w, h)
 
-	// 2. Play: one step per tick, bouncing off the walls, one step down every fourth tick.
+	// 3. Play: one step per tick, bouncing off the walls, one step down every fourth tick.
 	if say != "" {
 		if err := player.Say(say); err != nil {
 			return err

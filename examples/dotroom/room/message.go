@@ -32,8 +32,9 @@ const (
 	dotBytes = 12
 	// snapshotHeaderBytes is kind + tick u32 + count u16.
 	snapshotHeaderBytes = 7
-	// MaxDots is how many dots fit in one Snapshot message (one netcode payload).
-	MaxDots = (netcode.MaxPayloadBytes - snapshotHeaderBytes) / dotBytes
+	// MaxDots is how many dots fit in one Snapshot message: one netcode payload over either
+	// transport (WebTransport's is the smaller, netcode.MaxWebTransportPayloadBytes).
+	MaxDots = (netcode.MaxWebTransportPayloadBytes - snapshotHeaderBytes) / dotBytes
 )
 
 // Errors of Decode. Test them with errors.Is.

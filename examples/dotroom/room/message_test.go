@@ -83,14 +83,14 @@ func TestDecodeErrors(t *testing.T) {
 
 func TestEncodingLimits(t *testing.T) {
 	t.Parallel()
-	// A full room fits one netcode payload; more dots are left out.
+	// A full room fits one netcode payload over either transport; more dots are left out.
 	dots := make([]Dot, MaxDots+5)
 	for i := range dots {
 		dots[i] = Dot{ID: uint64(i)}
 	}
 	b := Encode(Snapshot{Tick: 1, Dots: dots})
-	if len(b) > netcode.MaxPayloadBytes {
-		t.Fatalf("a full room is %d bytes, more than a payload (%d)", len(b), netcode.MaxPayloadBytes)
+	if limit := min(netcode.MaxPayloadBytes, netcode.MaxWebTransportPayloadBytes); len(b) > limit {
+		t.Fatalf("a full room is %d bytes, more than a payload (%d)", len(b), limit)
 	}
 	m, err := Decode(b)
 	if err != nil {

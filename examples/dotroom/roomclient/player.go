@@ -1,6 +1,8 @@
 // Package roomclient is the player side of dotroom (see package room for the game): Join asks
-// the matchmaker for a session with the client SDK and connects to the game server over
-// netcode UDP; Player sends moves and chat and reads what the server sends.
+// the matchmaker for a session with the client SDK and connects to the game server with package
+// netcode (over WebTransport pinned to the session's certificate digest when it has one, over
+// UDP otherwise: client.Session.Dial); Player sends moves and chat and reads what the server
+// sends. It builds for GOOS=js too: in a browser the WebTransport connection is the browser's.
 package roomclient
 
 import (
@@ -8,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 
 	"github.com/bevygap-go/bevygap/client"
 	"github.com/bevygap-go/bevygap/examples/dotroom/room"
@@ -43,21 +44,16 @@ func Join(ctx context.Context, url, game, version string, opts client.Options) (
 	return p, sess, nil
 }
 
-// Connect connects to the game server of sess over netcode UDP with its connect token and
-// waits for the server's Welcome. The address the matchmaker named is tried first, then the
-// token's other addresses (like bevygap_client_plugin).
+// Connect connects to the game server of sess with its connect token (client.Session.Dial: the
+// transport cfg.Transport names, or with "" the session's — WebTransport pinned to its
+// certificate digest when it has one, UDP otherwise) and waits for the server's Welcome. The
+// address the matchmaker named is tried first, then the token's other addresses (like
+// bevygap_client_plugin).
 func Connect(ctx context.Context, sess *client.Session, cfg netcode.ClientConfig) (*Player, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	tok := *sess.ConnectToken
-	tok.ServerAddrs = []netip.AddrPort{sess.ServerAddr}
-	for _, a := range sess.ConnectToken.ServerAddrs {
-		if a != sess.ServerAddr && len(tok.ServerAddrs) < netcode.MaxServersPerConnect {
-			tok.ServerAddrs = append(tok.ServerAddrs, a)
-		}
-	}
-	conn, err := netcode.DialToken(ctx, &tok, cfg)
+	conn, err := sess.Dial(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dotroom: connecting to %s: %w", sess.ServerAddr, err)
 	}
@@ -97,8 +93,9 @@ func (p *Player) Say(text string) error {
 	return p.conn.Send(room.Encode(room.Say{Text: text}))
 }
 
-// Send sends a raw payload (1..1200 bytes). A payload that is not a dotroom message comes back
-// unchanged as an Echo: use it to measure round trips.
+// Send sends a raw payload (1..netcode.MaxPayloadBytes bytes over UDP,
+// ..netcode.MaxWebTransportPayloadBytes over WebTransport). A payload that is not a dotroom
+// message comes back unchanged as an Echo: use it to measure round trips.
 func (p *Player) Send(data []byte) error { return p.conn.Send(data) }
 
 // Next returns the next message from the server: Welcome, Snapshot, Chat or Echo. Malformed

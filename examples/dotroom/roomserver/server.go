@@ -1,13 +1,13 @@
 // Package roomserver is the dotroom game server (see package room for the game): Run serves
-// one Edgegap deployment with the gameserver SDK, a netcode UDP server and a tick loop. The
-// program examples/dotroom/server calls it after reading the environment, and `bevygap dev`
+// one Edgegap deployment with the gameserver SDK, a netcode server (UDP or WebTransport) and a
+// tick loop. The program examples/dotroom/server calls it after reading the environment, and `bevygap dev`
 // calls it in-process for every simulated deployment.
 //
 // Configuration comes from the environment (ConfigFromEnv): the ARBITRIUM_* variables Edgegap
 // sets, NATS_* (package bus), and BEVYGAP_LIGHTYEAR_PRIVATE_KEY (the matchmaker's key;
 // required), BEVYGAP_LIGHTYEAR_PROTOCOL_ID, BEVYGAP_TOKEN_FORMAT, BEVYGAP_BUCKET_PREFIX,
-// DOTROOM_LISTEN_HOST, DOTROOM_PORT_NAME, DOTROOM_TICK, DOTROOM_IDLE_TIMEOUT,
-// DOTROOM_MAX_CLIENTS.
+// DOTROOM_TRANSPORT, DOTROOM_LISTEN_HOST, DOTROOM_PORT_NAME, DOTROOM_TICK,
+// DOTROOM_IDLE_TIMEOUT, DOTROOM_MAX_CLIENTS.
 package roomserver
 
 import (
@@ -44,6 +44,10 @@ const (
 	EnvTokenFormat = "BEVYGAP_TOKEN_FORMAT"
 	// EnvBucketPrefix is the KV bucket prefix; it must match the matchmaker's (default none).
 	EnvBucketPrefix = "BEVYGAP_BUCKET_PREFIX"
+	// EnvTransport is the game transport: udp (the default) or webtransport (what bevygap's Rust
+	// client plugin and browsers speak; the SDK agent makes, publishes and renews the
+	// certificate). Either way the deployment port is a UDP port.
+	EnvTransport = "DOTROOM_TRANSPORT"
 	// EnvListenHost is the host the UDP socket binds (default: every interface, as in a
 	// container). `bevygap dev` sets 127.0.0.1.
 	EnvListenHost = "DOTROOM_LISTEN_HOST"
@@ -86,6 +90,8 @@ type Config struct {
 	TokenFormat netcode.Format
 	// Buckets names the KV buckets; the prefix must be the matchmaker's.
 	Buckets bus.BucketOptions
+	// Transport is the game transport ("" = netcode.TransportUDP).
+	Transport netcode.Transport
 	// PortName is the deployment port to serve: "" means "server", else the only port.
 	PortName string
 	// ListenHost is the host to bind; "" means every interface.
@@ -148,6 +154,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		cfg.TokenFormat = f
 	}
 	cfg.Buckets.Prefix = getenv(EnvBucketPrefix)
+	if v := getenv(EnvTransport); v != "" {
+		t, err := netcode.ParseTransport(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", EnvTransport, err))
+		}
+		cfg.Transport = t
+	}
 	cfg.ListenHost = getenv(EnvListenHost)
 	cfg.PortName = getenv(EnvPortName)
 	cfg.TickInterval = DefaultTickInterval
@@ -208,8 +221,10 @@ func (c *Config) port() (gameserver.Port, error) {
 // What it does, in order:
 //  1. connect to NATS (unless cfg.Conn is given) and create the gameserver SDK agent, which
 //     publishes the deployment context and keeps active_connections up to date;
-//  2. listen for netcode UDP on the deployment's port and let a client in only if the agent
-//     finds its client id in sessions_ly2eg (a token from the matchmaker for a live session);
+//  2. listen for netcode (UDP or WebTransport: cfg.Transport; for WebTransport the agent's
+//     self-signed certificate, its digest in cert_digests) on the deployment's port and let a
+//     client in only if the agent finds its client id in sessions_ly2eg (a token from the
+//     matchmaker for a live session);
 //  3. run the room: a dot per player, moves and chat from clients, a snapshot every tick;
 //  4. on shutdown, disconnect every player and flush the disconnects to NATS, so that the
 //     matchmaker deletes their Edgegap sessions.
@@ -245,6 +260,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Buckets:     cfg.Buckets,
 		Edgegap:     cfg.Edgegap,
 		IdleTimeout: cfg.IdleTimeout,
+		Transport:   cfg.Transport,
 	}, nc, log)
 	if err != nil {
 		return fmt.Errorf("dotroom: %w", err)
@@ -261,6 +277,8 @@ func Run(ctx context.Context, cfg Config) error {
 		PrivateKey: cfg.PrivateKey,
 		Format:     cfg.TokenFormat,
 		MaxClients: cfg.MaxClients,
+		Transport:  agent.Transport(),
+		TLSConfig:  agent.TLSConfig(), // WebTransport: the agent's certificate, renewed in place
 		OnConnectRequest: func(ctx context.Context, clientID uint64, _ [netcode.UserDataBytes]byte) error {
 			_, err := agent.AuthorizeClient(ctx, clientID)
 			switch {
@@ -292,7 +310,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := srv.Listen(ctx); err != nil {
 		return fmt.Errorf("dotroom: listen: %w", err)
 	}
-	log.Info("dotroom server listening", "addr", srv.Addr().String(), "public", netip.AddrPortFrom(cfg.Arbitrium.PublicIP, port.External).String())
+	log.Info("dotroom server listening", "addr", srv.Addr().String(), "public", netip.AddrPortFrom(cfg.Arbitrium.PublicIP, port.External).String(),
+		"transport", agent.Transport(), "cert_digest", agent.CertDigest())
 
 	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAgent()

@@ -46,6 +46,8 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Errorf("NATS config %v", cfg.NATS)
 	case cfg.Arbitrium.RequestID != "f0000000000f":
 		t.Errorf("arbitrium %v", cfg.Arbitrium)
+	case cfg.Transport != "":
+		t.Errorf("transport %q, want the default (udp)", cfg.Transport)
 	}
 	p, err := cfg.port()
 	if err != nil || p.Internal != 31000 || p.External != 31001 {
@@ -53,7 +55,8 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 
 	overrides := map[string]string{EnvProtocolID: "7", EnvTokenFormat: "lightyear-0.20", EnvTick: "20ms",
-		EnvIdleTimeout: "0", EnvMaxClients: "8", EnvPortName: "web", EnvListenHost: "127.0.0.1", EnvBucketPrefix: "g_"}
+		EnvIdleTimeout: "0", EnvMaxClients: "8", EnvPortName: "web", EnvListenHost: "127.0.0.1", EnvBucketPrefix: "g_",
+		EnvTransport: "WebTransport"}
 	env := arbitriumEnv()
 	maps.Copy(env, overrides)
 	cfg, err = ConfigFromEnv(func(k string) string { return env[k] })
@@ -61,7 +64,8 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.ProtocolID != 7 || cfg.TokenFormat != netcode.FormatLightyear020 || cfg.TickInterval != 20*time.Millisecond ||
-		cfg.IdleTimeout != 0 || cfg.MaxClients != 8 || cfg.ListenHost != "127.0.0.1" || cfg.Buckets.Prefix != "g_" {
+		cfg.IdleTimeout != 0 || cfg.MaxClients != 8 || cfg.ListenHost != "127.0.0.1" || cfg.Buckets.Prefix != "g_" ||
+		cfg.Transport != netcode.TransportWebTransport {
 		t.Errorf("overrides not applied: %+v", cfg)
 	}
 	if p, err := cfg.port(); err != nil || p.Internal != 8080 {
@@ -81,7 +85,8 @@ func TestConfigFromEnvErrors(t *testing.T) {
 		{"zero_key", map[string]string{EnvPrivateKey: strings.Repeat("00", 32)}, []string{EnvPrivateKey}},
 		{"every_problem_at_once", map[string]string{
 			edgegap.EnvPublicIP: "", EnvProtocolID: "x", EnvTick: "soon", EnvMaxClients: "0", EnvTokenFormat: "v9",
-		}, []string{edgegap.EnvPublicIP, EnvProtocolID, EnvTick, EnvMaxClients, EnvTokenFormat}},
+			EnvTransport: "tcp",
+		}, []string{edgegap.EnvPublicIP, EnvProtocolID, EnvTick, EnvMaxClients, EnvTokenFormat, EnvTransport}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

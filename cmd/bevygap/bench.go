@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/bevygap-go/bevygap/bench"
+	"github.com/bevygap-go/bevygap/bench/measure"
+)
+
+// envBenchClient, set to 1, makes "bevygap bench" the client process of P4: it holds idle
+// WebSockets for the parent bench (measure.ServeClients on stdin/stdout).
+const envBenchClient = "BEVYGAP_BENCH_CLIENT"
+
+// benchCommand is "bevygap bench": bevygap's performance, each measurement beside its floor.
+type benchCommand struct {
+	env     *Env
+	opts    bench.Options
+	json    bool
+	client  bool
+	natsURL string
+	ext     bench.External
+	nc      *nats.Conn // to the external stack (--nats)
+}
+
+// ParseFlags reads the measurement selection and sizes.
+func (c *benchCommand) ParseFlags(args []string) error {
+	env := c.env
+	if env.Getenv(envBenchClient) == "1" {
+		c.client = true
+		return nil
+	}
+	fs := newFlagSet(env, "bench", "[flags]")
+	only := fs.String("only", "", "measurements to run, comma separated: "+strings.Join(bench.All(), ","))
+	runs := fs.Int("runs", 3, "runs of each measurement point (the table shows min / median / max)")
+	duration := fs.Duration("duration", 2*time.Second, "duration of each P1 and P5 point (floor and measurement each)")
+	p1 := fs.String("p1-concurrency", "1,16,64,1000", "P1 concurrencies, comma separated")
+	p4 := fs.String("p4-conns", "1000,10000", "P4 waiting WebSockets, comma separated")
+	p5 := fs.String("p5-concurrency", "1,32", "P5 concurrencies, comma separated")
+	p6 := fs.Int("p6-samples", 10, "disconnects timed per P6 run")
+	quick := fs.Bool("quick", false, "one run of tiny sizes (P1 1,16; P5 1,8; P4 100,200; 100 ms points): checks that every measurement works, in seconds; the numbers mean little")
+	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
+	fs.StringVar(&c.natsURL, "nats", "", "measure the stack running on this NATS (nats://user:pass@host:4222) instead of starting one: P1, and P5 with --url")
+	fs.StringVar(&c.ext.WebSocketURL, "url", "", "with --nats: the front door's WebSocket, e.g. ws://127.0.0.1:3000/matchmaker/ws (P5)")
+	fs.StringVar(&c.ext.Game, "game", "dotroom", "with --url: the game to ask for")
+	fs.StringVar(&c.ext.Version, "version", "1", "with --url: the game version to ask for")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap bench -h"}
+	}
+	c.json = *asJSON
+	o := bench.Options{Runs: *runs, Duration: *duration, P6Samples: *p6, Progress: env.Stderr}
+	if *only != "" {
+		for _, id := range strings.Split(*only, ",") {
+			o.Only = append(o.Only, strings.ToUpper(strings.TrimSpace(id)))
+		}
+	}
+	var err error
+	for _, l := range []struct {
+		name string
+		val  string
+		dst  *[]int
+	}{{"p1-concurrency", *p1, &o.P1Concurrency}, {"p4-conns", *p4, &o.P4Conns}, {"p5-concurrency", *p5, &o.P5Concurrency}} {
+		if *l.dst, err = parseInts(l.val); err != nil {
+			return &usageError{message: fmt.Sprintf("--%s: %v", l.name, err), hint: "bevygap bench -h"}
+		}
+	}
+	if c.ext.WebSocketURL != "" && c.natsURL == "" {
+		return &usageError{message: "--url needs --nats: P5's floor is a round trip on the same NATS", hint: "bevygap bench --nats nats://127.0.0.1:4222 --url " + c.ext.WebSocketURL}
+	}
+	if *quick {
+		o.Runs, o.Duration, o.P6Samples, o.P4Settle = 1, 100*time.Millisecond, 2, 50*time.Millisecond
+		o.P1Concurrency, o.P5Concurrency, o.P4Conns = []int{1, 16}, []int{1, 8}, []int{100, 200}
+	}
+	if err := o.Validate(); err != nil {
+		return &usageError{message: err.Error(), hint: "bevygap bench --only " + strings.Join(bench.All(), ",")}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: finding this program for the client process: %w", err)
+	}
+	o.ClientCmd = func() *exec.Cmd {
+		cmd := exec.Command(exe, "bench")
+		cmd.Env = append(os.Environ(), envBenchClient+"=1")
+		cmd.Stderr = env.Stderr
+		return cmd
+	}
+	c.opts = o
+	return nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Run takes the measurements and prints the report (progress lines go to stderr).
+func (c *benchCommand) Run(ctx context.Context) error {
+	if c.client {
+		return measure.ServeClients(ctx, c.env.Stdin, c.env.Stdout)
+	}
+	if c.natsURL != "" {
+		nc, err := nats.Connect(c.natsURL, nats.Name("bevygap-bench"), nats.Timeout(5*time.Second))
+		if err != nil {
+			return fmt.Errorf("bench: NATS %s: %w", c.natsURL, err)
+		}
+		c.nc, c.ext.NATS = nc, nc
+		c.opts.External = &c.ext
+	}
+	r, err := bench.Run(ctx, c.opts)
+	if err != nil {
+		if r != nil && len(r.Rows) > 0 { // what was measured before the failure
+			_ = r.WriteText(c.env.Stderr)
+		}
+		return err
+	}
+	if c.json {
+		return r.WriteJSON(c.env.Stdout)
+	}
+	return r.WriteText(c.env.Stdout)
+}
+
+// Close closes the connection to an external stack's NATS.
+func (c *benchCommand) Close() error {
+	if c.nc != nil {
+		c.nc.Close()
+	}
+	return nil
+}
