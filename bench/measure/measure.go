@@ -14,7 +14,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -122,15 +121,6 @@ func Closed(ctx context.Context, conc int, d time.Duration, latencies bool, op O
 	return r, firstErr
 }
 
-// ProcessCPU returns the user + system CPU time this process has used so far (getrusage).
-func ProcessCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // MemInUse runs the garbage collector twice and returns heap in use + goroutine stacks in use.
 func MemInUse() uint64 {
 	runtime.GC()
@@ -143,23 +133,3 @@ func MemInUse() uint64 {
 // ErrNoFileLimit is returned (wrapped) by RaiseNoFile when the hard limit is below what is
 // wanted; the limit it returns is what can be used.
 var ErrNoFileLimit = errors.New("measure: RLIMIT_NOFILE hard limit too low")
-
-// RaiseNoFile raises this process's open file limit to want if it is lower, up to the hard
-// limit, and returns the limit now in force.
-func RaiseNoFile(want uint64) (uint64, error) {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, fmt.Errorf("measure: getrlimit: %w", err)
-	}
-	if rl.Cur >= want {
-		return rl.Cur, nil
-	}
-	rl.Cur = min(want, rl.Max)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		return 0, fmt.Errorf("measure: setrlimit %d: %w", rl.Cur, err)
-	}
-	if rl.Cur < want {
-		return rl.Cur, fmt.Errorf("%w: %d, %d wanted", ErrNoFileLimit, rl.Max, want)
-	}
-	return rl.Cur, nil
-}
