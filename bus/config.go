@@ -179,23 +179,28 @@ func redactURL(s string) string {
 	return strings.Join(parts, ",")
 }
 
+// userInfo returns where the user info of a server URL starts and where its '@' is (ok false
+// when it has none).
+func userInfo(s string) (start, at int, ok bool) {
+	if i := strings.Index(s, "://"); i >= 0 {
+		start = i + 3
+	}
+	at = strings.LastIndex(s[start:], "@")
+	if at < 0 {
+		return 0, 0, false
+	}
+	return start, start + at, true
+}
+
 // redactOneURL hides the user info of one server URL: "user:pass@" becomes "user:[REDACTED]@",
 // and a token ("token@", no colon) becomes "[REDACTED]@".
 func redactOneURL(s string) string {
-	start := strings.Index(s, "://")
-	if start < 0 {
-		start = 0
-	} else {
-		start += 3
-	}
-	at := strings.LastIndex(s[start:], "@")
-	if at < 0 {
+	start, at, ok := userInfo(s)
+	if !ok {
 		return s
 	}
-	at += start
-	creds := s[start:at]
-	if i := strings.Index(creds, ":"); i >= 0 {
-		return s[:start] + creds[:i] + ":[REDACTED]" + s[at:]
+	if i := strings.Index(s[start:at], ":"); i >= 0 {
+		return s[:start+i] + ":[REDACTED]" + s[at:]
 	}
 	return s[:start] + "[REDACTED]" + s[at:]
 }
@@ -206,17 +211,11 @@ func urlSecrets(host string) []string {
 	var out []string
 	for _, h := range strings.Split(host, ",") {
 		h = strings.TrimSpace(h)
-		start := strings.Index(h, "://")
-		if start < 0 {
-			start = 0
-		} else {
-			start += 3
-		}
-		at := strings.LastIndex(h[start:], "@")
-		if at <= 0 {
+		start, at, ok := userInfo(h)
+		if !ok {
 			continue
 		}
-		creds := h[start : start+at]
+		creds := h[start:at]
 		if i := strings.Index(creds, ":"); i >= 0 {
 			creds = creds[i+1:]
 		}

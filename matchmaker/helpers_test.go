@@ -129,6 +129,13 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	if o.quiet {
 		h.log = slog.New(slog.DiscardHandler)
 	}
+	t.Cleanup(func() {
+		// A failed test shows what the matchmakers logged (the last lines), for CI.
+		if t.Failed() {
+			lines := strings.Split(strings.TrimSpace(h.logs.String()), "\n")
+			t.Logf("last %d of %d log lines:\n%s", min(len(lines), 80), len(lines), strings.Join(lines[max(0, len(lines)-80):], "\n"))
+		}
+	})
 
 	nc, err := bus.Connect(context.Background(), bustest.Config(h.srv, "test"), h.log)
 	if err != nil {
@@ -362,10 +369,16 @@ func (h *harness) streamE(game, version, body string) (raw [][]byte, fbs []proto
 }
 
 // noLeaks waits until the simulator has no live session.
+// d is the expected bound; the wait allows at least minLeakWait, because a loaded machine (the
+// whole package in parallel beside a cold build) can take several seconds to start a matchmaker
+// and run its delete worker. A passing test does not wait longer for it.
 func (h *harness) noLeaks(t testing.TB, d time.Duration) {
 	t.Helper()
-	eventually.True(t, d, func() bool { return h.sim.LiveSessions() == 0 }, "no live session in the simulator")
+	eventually.True(t, max(d, minLeakWait), func() bool { return h.sim.LiveSessions() == 0 }, "no live session in the simulator")
 }
+
+// minLeakWait is the least time noLeaks waits for the simulator to have no live session.
+const minLeakWait = 30 * time.Second
 
 // releaseAll plays the game servers of every granted session: a player connects and leaves, so
 // the matchmaker deletes the session at once (instead of the unclaimed reaper, after
