@@ -370,14 +370,16 @@ func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySou
 		store = "temporary"
 	}
 	gameServer := "dotroom (built-in example, in-process), over " + cfg.GameTransport.String()
+	// The example's own client only speaks to the built-in example game.
+	exampleClient := fmt.Sprintf("  go run ./examples/dotroom/client --url %s --game %s --version %s\n", info.HTTPURL, info.AppName, info.AppVersion)
 	if cfg.Exec != nil {
+		exampleClient = ""
 		gameServer = "program " + cfg.Exec.Path + " (" + roomserver.EnvTransport + "=" + cfg.GameTransport.String() + ")"
 	}
 	browser := ""
 	if info.PlayURL != "" {
 		browser = "  Browser       " + info.PlayURL + "   (the dotroom player, WebAssembly + WebTransport)\n"
 	}
-	host := strings.TrimPrefix(info.HTTPURL, "http://")
 	fmt.Fprintf(w, `bevygap dev is running — Ctrl-C stops everything and deletes every session.
 
   NATS          %s   (JetStream store: %s)
@@ -391,9 +393,8 @@ func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySou
 
 Try it:
   %s play --url %s --game %s --version %s
-  go run ./examples/dotroom/client --url %s --game %s --version %s
-  nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
-  echo '{"game":"%s","version":"%s","client_ip":null}' | websocat -n ws://%s/matchmaker/ws
+%s  nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
+  curl -sN -X POST '%s/matchmaker/request/%s/%s?client_ip=81.2.69.160'
   curl -s %s/admin/state
   %s
 `,
@@ -407,9 +408,9 @@ Try it:
 		browser,
 		info.ProtocolID, keySource,
 		self, info.HTTPURL, info.AppName, info.AppVersion,
-		info.HTTPURL, info.AppName, info.AppVersion,
+		exampleClient,
 		info.NATSURL,
-		info.AppName, info.AppVersion, host,
+		info.HTTPURL, info.AppName, info.AppVersion,
 		info.SimURL,
 		devDoctorCommand(info, self))
 }

@@ -92,13 +92,21 @@ func TestDevBannerHasCopyPasteLines(t *testing.T) {
 		for _, want := range []string{
 			"\n  " + self + " play --url http://127.0.0.1:3000 --game dotroom --version 1\n",
 			`nats --server nats://127.0.0.1:4222 req session.gensession '{"client_ip":"81.128.157.100"}'`,
-			`echo '{"game":"dotroom","version":"1","client_ip":null}' | websocat -n ws://127.0.0.1:3000/matchmaker/ws`,
+			`curl -sN -X POST 'http://127.0.0.1:3000/matchmaker/request/dotroom/1?client_ip=81.2.69.160'`,
 			"http://127.0.0.1:3080/admin/state",
 		} {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("banner lacks %q:\n%s", want, b.String())
 			}
 		}
+	}
+	// The example's client line is there for the built-in game only, not for --exec.
+	var def, exec bytes.Buffer
+	printDevBanner(&def, info, devstack.Config{}, "generated", "bevygap")
+	printDevBanner(&exec, info, devstack.Config{Exec: &devstack.Exec{Path: "./bin/server"}}, "generated", "bevygap")
+	if !strings.Contains(def.String(), "go run ./examples/dotroom/client") || strings.Contains(exec.String(), "examples/dotroom/client") {
+		t.Errorf("dotroom client line: built-in %v, --exec %v (want true, false)",
+			strings.Contains(def.String(), "examples/dotroom/client"), strings.Contains(exec.String(), "examples/dotroom/client"))
 	}
 }
 
