@@ -22,8 +22,8 @@ var olderNATSServers = []string{"v2.10.21"}
 // `go install github.com/nats-io/nats-server/v2@<version>` (a module download through the Go
 // proxy the first time, about 40 s; then about 2 s from Go's caches).
 func TestAsyncNatsInteropOlderServers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds older nats-server releases")
+	if testing.Short() || os.Getenv(processTestsEnv) == "" {
+		t.Skip("builds older nats-server releases: set " + processTestsEnv + "=1 to run it (.ci/run does)")
 	}
 	t.Parallel()
 	for _, version := range olderNATSServers {
@@ -82,3 +82,7 @@ func startNATSProcess(ctx context.Context, t *testing.T, bin string) Config {
 	}
 	return Config{Host: fmt.Sprintf("nats://127.0.0.1:%d", client), User: user, Password: password, Insecure: true, Name: "interop"}
 }
+
+// processTestsEnv names the variable that turns on the tests that build binaries and run many
+// processes (slow on 2 cores, so not part of a plain go test ./...; .ci/run sets it).
+const processTestsEnv = "BEVYGAP_PROCESS_TESTS"

@@ -27,8 +27,8 @@ import (
 // server per deployment — and plays sessions through both front doors over WebSocket and
 // netcode. Every session must be deleted once its player left.
 func TestClusterEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the multi-process topology")
+	if testing.Short() || os.Getenv(processTestsEnv) == "" {
+		t.Skip("builds and runs the multi-process topology: set " + processTestsEnv + "=1 to run it (.ci/run does)")
 	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
@@ -185,3 +185,7 @@ func dumpLogs(t *testing.T, dir string) {
 		t.Logf("--- %s\n%s", filepath.Base(f), strings.Join(lines, "\n"))
 	}
 }
+
+// processTestsEnv names the variable that turns on the tests that build binaries and run many
+// processes (slow on 2 cores, so not part of a plain go test ./...; .ci/run sets it).
+const processTestsEnv = "BEVYGAP_PROCESS_TESTS"

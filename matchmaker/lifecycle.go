@@ -318,7 +318,8 @@ func (m *Matchmaker) runDeleteWorker(bg context.Context, cons jetstream.Consumer
 			select {
 			case sem <- struct{}{}:
 			case <-bg.Done():
-				return // not acked: redelivered after AckWait
+				_ = msg.Nak() // shutting down: hand it to another instance now, not after AckWait
+				return
 			}
 			wg.Add(1)
 			go func() {
@@ -337,6 +338,17 @@ func (m *Matchmaker) runDeleteWorker(bg context.Context, cons jetstream.Consumer
 		}
 		select {
 		case <-bg.Done():
+			// Messages already pulled are handed to the callback, which naks them, instead of
+			// waiting out the consumer's AckWait (30 s) on the server.
+			cc.Drain()
+			t := time.NewTimer(2 * time.Second)
+			select {
+			case <-cc.Closed():
+			case <-t.C:
+				cc.Stop()
+			}
+			t.Stop()
+			continue
 		case <-cc.Closed():
 			m.log.Warn("delete worker: consumer closed, restarting")
 			_ = backoff.Sleep(bg, time.Second)
