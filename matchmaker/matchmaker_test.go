@@ -892,7 +892,7 @@ func TestThousandWaitingRequests(t *testing.T) {
 		}
 	}
 	t.Logf("%d sessions granted in %v with %d session GETs", n, time.Since(start), h.sim.CallCounts().Endpoint(edgegap.EndpointSessionGet))
-	if c := h.sim.CallCounts(); c.Endpoint(edgegap.EndpointSessionCreate) != n || c.Endpoint(edgegap.EndpointSessionGet) > n+n/2 { // ~1 GET each; polling would be several (slack for the 5 s early check on a loaded machine)
+	if c := h.sim.CallCounts(); c.Endpoint(edgegap.EndpointSessionCreate) != n || c.Endpoint(edgegap.EndpointSessionGet) > n+n/10 {
 		t.Fatalf("calls: %d creates, %d gets", c.Endpoint(edgegap.EndpointSessionCreate), c.Endpoint(edgegap.EndpointSessionGet))
 	}
 	h.releaseAll(t) // 1000 players connect and leave: 1000 deletions
