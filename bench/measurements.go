@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/bench/measure"
@@ -344,22 +343,7 @@ func kibPerConn(ctx context.Context, o Options, spec measure.ClientSpec) (float6
 }
 
 func echoKiB(ctx context.Context, o Options, n int) (float64, error) {
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(context.Background())
-			if err != nil {
-				return
-			}
-			if err := c.Write(context.Background(), typ, msg); err != nil {
-				return
-			}
-		}
-	}))
+	ts := httptest.NewServer(http.HandlerFunc(measure.EchoWebSocket))
 	defer ts.Close()
 	return kibPerConn(ctx, o, measure.ClientSpec{URL: "ws" + strings.TrimPrefix(ts.URL, "http"), N: n,
 		First: "hello", WantPrefix: "hello"})

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/bench/measure"
@@ -47,22 +46,7 @@ func BenchmarkWaitingWebSocketMemory(b *testing.B) {
 	n := numBenchConns()
 	raiseNoFile(b, uint64(n+1024)) // the clients are another process
 
-	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, msg, err := c.Read(context.Background())
-			if err != nil {
-				return
-			}
-			if err := c.Write(context.Background(), typ, msg); err != nil {
-				return
-			}
-		}
-	})
+	echo := http.HandlerFunc(measure.EchoWebSocket)
 	echoKiB := measureConnMemory(b, n, echo, "", "hello", "hello", nil)
 
 	// The front door, with a matchmaker that acknowledges every request and never finishes it

@@ -183,3 +183,22 @@ func HoldIdle(ctx context.Context, cmd *exec.Cmd, spec ClientSpec) (release func
 		return nil, ctx.Err()
 	}
 }
+
+// EchoWebSocket is the bare floor of the memory measurements: a coder/websocket server that
+// echoes every message back and holds idle connections and nothing else.
+func EchoWebSocket(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.CloseNow()
+	for {
+		typ, msg, err := c.Read(context.Background())
+		if err != nil {
+			return
+		}
+		if err := c.Write(context.Background(), typ, msg); err != nil {
+			return
+		}
+	}
+}

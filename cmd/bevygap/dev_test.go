@@ -178,14 +178,7 @@ func TestDevCtrlCMidFlight(t *testing.T) {
 	t.Parallel()
 	ctx, ctrlC := context.WithCancel(t.Context())
 	defer ctrlC()
-	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
-	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(string) string { return "" }}
-	exit := make(chan int, 1)
-	go func() {
-		exit <- run(ctx, []string{"dev", "--nats-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-			"--webhook-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0", "--boot-time", "200ms",
-			"--log-level", "error"}, env)
-	}()
+	stdout, stderr, exit := startDev(ctx, "--boot-time", "200ms", "--log-level", "error")
 
 	bannerRE := regexp.MustCompile(`HTTP\s+(http://\S+)[\s\S]*Edgegap sim\s+(http://\S+)`)
 	var url, simURL string
@@ -414,4 +407,16 @@ func TestDevForceMessage(t *testing.T) {
 	if m := devForceMessage(true); !strings.Contains(m, "--exec") || strings.Contains(m, "nothing outlives") {
 		t.Errorf("--exec message %q", m)
 	}
+}
+
+// startDev runs `bevygap dev` on random loopback ports with the extra args, in the background
+// until ctx ends (as Ctrl-C does). It returns its stdout, stderr and exit code channel.
+func startDev(ctx context.Context, args ...string) (stdout, stderr *syncbuf.Buffer, exit chan int) {
+	stdout, stderr = &syncbuf.Buffer{}, &syncbuf.Buffer{}
+	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(string) string { return "" }}
+	exit = make(chan int, 1)
+	all := append([]string{"dev", "--nats-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--webhook-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0"}, args...)
+	go func() { exit <- run(ctx, all, env) }()
+	return stdout, stderr, exit
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/bevygap-go/bevygap/internal/eventually"
-	"github.com/bevygap-go/bevygap/internal/syncbuf"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -38,17 +37,11 @@ func TestDevWebTransportPlay(t *testing.T) {
 	t.Parallel()
 	ctx, ctrlC := context.WithCancel(t.Context())
 	defer ctrlC()
-	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
-	env := &Env{Stdin: strings.NewReader(""), Stdout: stdout, Stderr: stderr, Getenv: func(string) string { return "" }}
-	exit := make(chan int, 1)
 	// A boot time of at least 0.5 s makes the matchmaker treat each new deployment as fresh and
 	// wait (up to its CertDigestWait) for the game server's digest, as on Edgegap; with an
 	// instant boot it could ask before the in-process game server published it.
-	go func() {
-		exit <- run(ctx, []string{"dev", "--game-transport", "webtransport", "--nats-addr", "127.0.0.1:0",
-			"--http-addr", "127.0.0.1:0", "--webhook-addr", "127.0.0.1:0", "--sim-addr", "127.0.0.1:0",
-			"--boot-time", "600ms", "--empty-ttl", "300ms", "--log-level", "warn"}, env)
-	}()
+	stdout, stderr, exit := startDev(ctx, "--game-transport", "webtransport",
+		"--boot-time", "600ms", "--empty-ttl", "300ms", "--log-level", "warn")
 	bannerRE := regexp.MustCompile(`NATS\s+(nats://\S+)[\s\S]*HTTP\s+(http://\S+)[\s\S]*Game\s+.*over webtransport[\s\S]*Browser\s+(http://\S+/play/)`)
 	var natsURL, url string
 	eventually.True(t, 20*time.Second, func() bool {
