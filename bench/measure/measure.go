@@ -78,9 +78,9 @@ func Closed(ctx context.Context, conc int, d time.Duration, latencies bool, op O
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	deadline := time.Now().Add(d)
 	cpu0 := ProcessCPU()
 	start := time.Now()
+	deadline := start.Add(d) // so that Elapsed >= d: the last operations end past the deadline
 	for w := range conc {
 		wg.Add(1)
 		go func() {
