@@ -43,12 +43,11 @@ func (n *memNetwork) bind(peer netip.AddrPort) *memConn {
 		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), n.port)
 		if n.conns[a] == nil {
 			c := &memConn{
-				net:     n,
-				local:   a,
-				peer:    peer,
-				in:      make(chan memDatagram, memQueue),
-				closed:  make(chan struct{}),
-				changed: make(chan struct{}),
+				net:    n,
+				local:  a,
+				peer:   peer,
+				in:     make(chan memDatagram, memQueue),
+				closed: make(chan struct{}),
 			}
 			n.conns[a] = c
 			return c
@@ -93,27 +92,14 @@ type memConn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	mu       sync.Mutex
-	deadline time.Time
-	changed  chan struct{} // closed and replaced when the deadline changes
+	deadline readDeadline
 }
 
 func (c *memConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	for {
-		c.mu.Lock()
-		deadline, changed := c.deadline, c.changed
-		c.mu.Unlock()
-		var (
-			timer   *time.Timer
-			expired <-chan time.Time
-		)
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			if d <= 0 {
-				return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
-			}
-			timer = time.NewTimer(d)
-			expired = timer.C
+		expired, changed, stop, past := c.deadline.Arm()
+		if past {
+			return 0, netip.AddrPort{}, os.ErrDeadlineExceeded
 		}
 		var (
 			dg  memDatagram
@@ -134,9 +120,7 @@ func (c *memConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 				err = os.ErrDeadlineExceeded
 			}
 		}
-		if timer != nil {
-			timer.Stop()
-		}
+		stop()
 		switch {
 		case got:
 			return copy(b, dg.b), dg.from, nil
@@ -164,11 +148,7 @@ func (c *memConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 func (c *memConn) Write(b []byte) (int, error) { return c.WriteToUDPAddrPort(b, c.peer) }
 
 func (c *memConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.deadline = t
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.deadline.Set(t)
 	return nil
 }
 

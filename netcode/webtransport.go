@@ -670,15 +670,14 @@ func (n wtNetwork) dial(ctx context.Context, addr netip.AddrPort) (clientConn, e
 		return nil, fmt.Errorf("webtransport session: %w", err)
 	}
 	c := &wtClientConn{
-		ctx:     readCtx,
-		cancel:  cancelRead,
-		sess:    sess,
-		udp:     udp,
-		tr:      tr,
-		in:      make(chan []byte, wtClientInQueue),
-		dead:    make(chan struct{}),
-		closed:  make(chan struct{}),
-		changed: make(chan struct{}),
+		ctx:    readCtx,
+		cancel: cancelRead,
+		sess:   sess,
+		udp:    udp,
+		tr:     tr,
+		in:     make(chan []byte, wtClientInQueue),
+		dead:   make(chan struct{}),
+		closed: make(chan struct{}),
 	}
 	c.w = newWTWriter(sess.SendDatagram, &c.dropped)
 	c.wg.Add(2)
@@ -712,9 +711,7 @@ type wtClientConn struct {
 	closed    chan struct{}
 	linger    atomic.Bool // Close waits for the last packets (lingerOnClose)
 
-	mu       sync.Mutex
-	deadline time.Time
-	changed  chan struct{} // closed and replaced when the deadline changes
+	deadline readDeadline
 }
 
 // readLoop queues received datagrams until the session ends.
@@ -754,25 +751,12 @@ func (c *wtClientConn) Read(b []byte) (int, error) {
 			return copy(b, d), nil
 		default:
 		}
-		c.mu.Lock()
-		deadline, changed := c.deadline, c.changed
-		c.mu.Unlock()
-		var (
-			timer   *time.Timer
-			expired <-chan time.Time
-		)
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			timer = time.NewTimer(d)
-			expired = timer.C
+		expired, changed, stop, past := c.deadline.Arm()
+		if past {
+			return 0, os.ErrDeadlineExceeded
 		}
 		n, err, done := c.wait(b, changed, expired)
-		if timer != nil {
-			timer.Stop()
-		}
+		stop()
 		if done {
 			return n, err
 		}
@@ -816,11 +800,7 @@ func (c *wtClientConn) Write(b []byte) (int, error) {
 
 // SetReadDeadline sets the deadline of Read (and wakes a blocked Read to see it).
 func (c *wtClientConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.deadline = t
-	close(c.changed)
-	c.changed = make(chan struct{})
+	c.deadline.Set(t)
 	return nil
 }
 

@@ -109,11 +109,10 @@ func (n jsWTNetwork) dial(ctx context.Context, addr netip.AddrPort) (clientConn,
 		return nil, fmt.Errorf("netcode: new WebTransport(%s): %w", url, err)
 	}
 	c := &jsWTConn{
-		wt:      wt,
-		in:      make(chan []byte, jsInQueue),
-		dead:    make(chan struct{}),
-		closed:  make(chan struct{}),
-		changed: make(chan struct{}),
+		wt:     wt,
+		in:     make(chan []byte, jsInQueue),
+		dead:   make(chan struct{}),
+		closed: make(chan struct{}),
 	}
 	// Every promise the session hands out is observed, so none is reported as an unhandled
 	// rejection in the console.
@@ -164,9 +163,7 @@ type jsWTConn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	mu       sync.Mutex
-	deadline time.Time
-	changed  chan struct{} // closed and replaced when the deadline changes
+	deadline readDeadline
 }
 
 // readLoop queues received datagrams until the session ends.
@@ -204,20 +201,9 @@ func (c *jsWTConn) Read(b []byte) (int, error) {
 			return copy(b, d), nil
 		default:
 		}
-		c.mu.Lock()
-		deadline, changed := c.deadline, c.changed
-		c.mu.Unlock()
-		var (
-			timer   *time.Timer
-			expired <-chan time.Time
-		)
-		if !deadline.IsZero() {
-			d := time.Until(deadline)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			timer = time.NewTimer(d)
-			expired = timer.C
+		expired, changed, stop, past := c.deadline.Arm()
+		if past {
+			return 0, os.ErrDeadlineExceeded
 		}
 		var (
 			n    int
@@ -241,9 +227,7 @@ func (c *jsWTConn) Read(b []byte) (int, error) {
 		case <-changed:
 			done = false
 		}
-		if timer != nil {
-			timer.Stop()
-		}
+		stop()
 		if done {
 			return n, err
 		}
@@ -268,11 +252,7 @@ func (c *jsWTConn) Write(b []byte) (int, error) {
 
 // SetReadDeadline sets the deadline of Read, also of a Read blocked now.
 func (c *jsWTConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.deadline = t
-	close(c.changed)
-	c.changed = make(chan struct{})
-	c.mu.Unlock()
+	c.deadline.Set(t)
 	return nil
 }
 
