@@ -229,7 +229,8 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		w.fail(outcomeRejected, msgRateLimited, websocket.StatusTryAgainLater)
 		return req.Game, req.Version, nil
 	}
-	payload, err := protocol.Marshal(protocol.MatchmakerRequest{ClientIP: ip.String(), Game: req.Game, Version: req.Version})
+	payload, err := protocol.Marshal(protocol.MatchmakerRequest{ClientIP: ip.String(), Game: req.Game, Version: req.Version,
+		Queue: req.Queue, Props: req.Props, Party: req.Party})
 	if err != nil {
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
 		return req.Game, req.Version, nil

@@ -125,6 +125,11 @@ type RequestSession struct {
 	Game     string  `json:"game"`
 	Version  string  `json:"version"`
 	ClientIP *string `json:"client_ip"`
+	// Queue, Props and Party are bevygap-go's extension (see play.go): omitted when empty, so a
+	// plain request is the reference's bytes.
+	Queue string    `json:"queue,omitempty"`
+	Props Props     `json:"props,omitempty"`
+	Party *PartyRef `json:"party,omitempty"`
 }
 
 // MatchmakerRequest is the body of a matchmaker.request.<game>.<version> streaming request.
@@ -132,6 +137,10 @@ type MatchmakerRequest struct {
 	ClientIP string `json:"client_ip"`
 	Game     string `json:"game"`
 	Version  string `json:"version"`
+	// Queue, Props and Party are passed on from [RequestSession] (see play.go).
+	Queue string    `json:"queue,omitempty"`
+	Props Props     `json:"props,omitempty"`
+	Party *PartyRef `json:"party,omitempty"`
 }
 
 // GenSessionRequest is the body of a session.gensession request. Unknown fields are ignored.
