@@ -235,3 +235,25 @@ func (p Props) Validate() error {
 // Play returns whether a request asks to play together (a queue or a party) rather than for a
 // plain seat.
 func (r MatchmakerRequest) Play() bool { return r.Queue != "" || r.Party != nil || len(r.Props) > 0 }
+
+// SubjectMatchmakerBackfillPrefix prefixes matchmaker.backfill.<game>.<version>: a game server
+// asks for players to fill seats that players left (request/reply, body [BackfillRequest]; the
+// reply is a [BackfillReply]).
+const SubjectMatchmakerBackfillPrefix = "matchmaker.backfill"
+
+// BackfillRequest is a game server's request for more players from a match queue: Slots
+// players are wanted on the deployment RequestID (ARBITRIUM_REQUEST_ID) at PublicIP.
+type BackfillRequest struct {
+	Queue     string `json:"queue"`
+	RequestID string `json:"request_id"`
+	PublicIP  string `json:"public_ip"`
+	Slots     int    `json:"slots"`
+	// Props, when set, are matched like a ticket's (e.g. the match's mode and skill).
+	Props Props `json:"props,omitempty"`
+}
+
+// BackfillReply answers a [BackfillRequest]: the backfill ticket's id, or an error.
+type BackfillReply struct {
+	Ticket string      `json:"ticket,omitempty"`
+	Error  *PartyError `json:"error,omitempty"`
+}
