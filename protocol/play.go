@@ -117,17 +117,17 @@ type PartyReply struct {
 	Party  *Party      `json:"party,omitempty"`
 	Member string      `json:"member,omitempty"`
 	Token  string      `json:"token,omitempty"`
-	Error  *PartyError `json:"error,omitempty"`
+	Error  *PlayError `json:"error,omitempty"`
 }
 
-// PartyError is a failed party operation: an HTTP-like code (404 unknown code, 409 full party
+// PlayError is a failed party or backfill operation: an HTTP-like code (404 unknown code, 409 full party
 // or already in a party, 403 not the leader or bad token, 400 bad request) and a message.
-type PartyError struct {
+type PlayError struct {
 	Code    uint16 `json:"code"`
 	Message string `json:"message"`
 }
 
-func (e *PartyError) Error() string { return fmt.Sprintf("party error %d: %s", e.Code, e.Message) }
+func (e *PlayError) Error() string { return fmt.Sprintf("play error %d: %s", e.Code, e.Message) }
 
 // ValidQueueName reports whether q is a usable queue name: 1 to 30 ASCII letters, digits, '_'
 // or '-'.
@@ -255,5 +255,5 @@ type BackfillRequest struct {
 // BackfillReply answers a [BackfillRequest]: the backfill ticket's id, or an error.
 type BackfillReply struct {
 	Ticket string      `json:"ticket,omitempty"`
-	Error  *PartyError `json:"error,omitempty"`
+	Error  *PlayError `json:"error,omitempty"`
 }
