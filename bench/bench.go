@@ -11,8 +11,10 @@
 //	    floor: NATS request/reply + 3 JetStream KV puts + 2 HTTP round trips (measure.GrantFloor)
 //	P4  KiB of heap + stacks per waiting WebSocket in the stack's process
 //	    floor: a bare coder/websocket echo server holding the same idle connections
-//	P5  first WebSocket message → SessionReady, p50 and p99, sequential and 32-way
-//	    floor: a bare NATS request/reply at the same concurrency
+//	P5  first WebSocket message → SessionReady, p50 and p99, sequential and 32-way: the whole
+//	    path, and the front door alone (an instant NATS responder answers in the matchmaker's
+//	    place, frontdoor.go); the clients are a minimal WebSocket client (wsclient.go)
+//	    floor: a bare NATS request/reply at the same concurrency, beside each
 //	P6  disconnect (active_connections delete marker) → Edgegap DELETE at the simulator
 //	    floor: a KV delete seen by a KV watcher that makes one HTTP DELETE (measure.DeleteFloor)
 //	P7  cold start: starting the whole stack → first grant
@@ -73,6 +75,11 @@ type Options struct {
 	ClientCmd func() *exec.Cmd
 	// Progress receives a line per measurement point taken (nil = none).
 	Progress io.Writer
+	// Profile, when set, is called at the start of every timed P1 and P5 phase with the
+	// phase's name ("P1-c64-run1-bevygap", "P1-c64-run1-floor", "P5-frontdoor-c32-run1-bevygap",
+	// …); the function it returns is called at the phase's end. `bevygap bench --profile DIR`
+	// writes a CPU and an allocation profile of each phase with it.
+	Profile func(phase string) (stop func())
 	// External, when set, measures a stack running elsewhere instead of starting one: P1 and
 	// P5 only (the floors run in this process against the same NATS); P4, P6 and P7 need the
 	// in-process stack and are skipped with a note.
@@ -116,6 +123,9 @@ func (o *Options) defaults() {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.Profile == nil {
+		o.Profile = func(string) func() { return func() {} }
 	}
 }
 

@@ -50,11 +50,16 @@ func runP1(ctx context.Context, o Options, r *Report) error {
 	pts := make([]point, len(o.P1Concurrency))
 	for run := range o.Runs {
 		for i, c := range o.P1Concurrency {
-			fr, err := measure.Closed(ctx, c, o.Duration, false, floorOp)
+			phase := fmt.Sprintf("P1-c%d-run%d-", c, run+1)
+			fr, err := profiled(o, phase+"floor", func() (measure.Result, error) {
+				return measure.Closed(ctx, c, o.Duration, false, floorOp)
+			})
 			if err != nil {
 				return fmt.Errorf("floor at concurrency %d: %w", c, err)
 			}
-			gr, err := measure.Closed(ctx, c, o.Duration, false, grantOp)
+			gr, err := profiled(o, phase+"bevygap", func() (measure.Result, error) {
+				return measure.Closed(ctx, c, o.Duration, false, grantOp)
+			})
 			s.release()
 			if err != nil {
 				return fmt.Errorf("grants at concurrency %d: %w", c, err)
@@ -82,7 +87,18 @@ func runP1(ctx context.Context, o Options, r *Report) error {
 	return nil
 }
 
-// runP5: first WebSocket message → SessionReady beside a bare NATS round trip.
+// profiled runs a timed phase between o.Profile's start and stop.
+func profiled(o Options, phase string, run func() (measure.Result, error)) (measure.Result, error) {
+	stop := o.Profile(phase)
+	defer stop()
+	return run()
+}
+
+// runP5: first WebSocket message → SessionReady, beside a bare NATS round trip, two ways: the
+// whole path (front door → matchmaker → Edgegap simulator → ready; bounded below by the grant
+// throughput, Little's law) and, in-process only, the front door alone (the same WebSocket
+// requests through the same front door, answered at once by an instant NATS responder). Each
+// is measured right after its own floor point.
 func runP5(ctx context.Context, o Options, r *Report) error {
 	if o.External != nil && o.External.WebSocketURL == "" {
 		r.Notes = append(r.Notes, "P5 skipped: an external stack without a WebSocket URL")
@@ -99,55 +115,86 @@ func runP5(ctx context.Context, o Options, r *Report) error {
 	}
 	defer echo.Close()
 	echoOp := func(ctx context.Context, _, _ int) error { return echo.RoundTrip(ctx) }
-	if _, _, err := s.wsSession(ctx); err != nil { // warm up
-		return err
+
+	type path struct {
+		id, name, game, version string
+		pts                     []p5point
+	}
+	paths := []*path{{id: "whole", name: "whole path: WebSocket request → SessionReady", game: s.game, version: s.version}}
+	if s.st != nil {
+		fd, err := startInstantResponder(s.floorNC, frontDoorGame, frontDoorVersion)
+		if err != nil {
+			return err
+		}
+		defer fd.Close()
+		paths = append(paths, &path{id: "frontdoor", name: "front door: WebSocket request → SessionReady (instant NATS responder)",
+			game: frontDoorGame, version: frontDoorVersion})
+	} else {
+		r.Notes = append(r.Notes, "P5 front door rows skipped: the instant responder runs with the in-process stack only")
+	}
+	for _, p := range paths {
+		p.pts = make([]p5point, len(o.P5Concurrency))
+		if _, _, err := s.wsSessionOf(ctx, p.game, p.version); err != nil { // warm up
+			return err
+		}
 	}
 
-	type point struct{ p50, p99, f50, f99 []float64 }
-	pts := make([]point, len(o.P5Concurrency))
 	for run := range o.Runs {
 		for i, c := range o.P5Concurrency {
-			fr, err := measure.Closed(ctx, c, o.Duration, true, echoOp)
-			if err != nil {
-				return fmt.Errorf("floor at concurrency %d: %w", c, err)
-			}
-			var lat latencies
-			_, err = measure.Closed(ctx, c, o.Duration, false, func(ctx context.Context, _, _ int) error {
-				_, d, err := s.wsSession(ctx)
-				if err == nil {
-					lat.add(d)
+			for _, p := range paths {
+				phase := fmt.Sprintf("P5-%s-c%d-run%d-", p.id, c, run+1)
+				fr, err := profiled(o, phase+"floor", func() (measure.Result, error) {
+					return measure.Closed(ctx, c, o.Duration, true, echoOp)
+				})
+				if err != nil {
+					return fmt.Errorf("floor at concurrency %d: %w", c, err)
 				}
-				return err
-			})
-			s.release()
-			if err != nil {
-				return fmt.Errorf("sessions at concurrency %d: %w", c, err)
+				var lat latencies
+				res, err := profiled(o, phase+"bevygap", func() (measure.Result, error) {
+					return measure.Closed(ctx, c, o.Duration, false, func(ctx context.Context, _, _ int) error {
+						_, d, err := s.wsSessionOf(ctx, p.game, p.version)
+						if err == nil {
+							lat.add(d)
+						}
+						return err
+					})
+				})
+				s.release()
+				if err != nil {
+					return fmt.Errorf("%s at concurrency %d: %w", p.id, c, err)
+				}
+				pt := &p.pts[i]
+				pt.p50 = append(pt.p50, ms(measure.Percentile(lat.ds, 50)))
+				pt.p99 = append(pt.p99, ms(measure.Percentile(lat.ds, 99)))
+				pt.f50 = append(pt.f50, ms(fr.Percentile(50)))
+				pt.f99 = append(pt.f99, ms(fr.Percentile(99)))
+				progress(o, "P5 %s run %d concurrency %d: p50 %.2f ms p99 %.2f ms (%.0f sessions/s, %.3f ms CPU each, the process using %.2f cores), NATS round trip p50 %.2f ms p99 %.2f ms",
+					p.id, run+1, c, pt.p50[len(pt.p50)-1], pt.p99[len(pt.p99)-1], res.PerSecond(), ms(res.CPUPerOp()),
+					res.CPU.Seconds()/res.Elapsed.Seconds(), pt.f50[len(pt.f50)-1], pt.f99[len(pt.f99)-1])
 			}
-			p := &pts[i]
-			p.p50 = append(p.p50, ms(measure.Percentile(lat.ds, 50)))
-			p.p99 = append(p.p99, ms(measure.Percentile(lat.ds, 99)))
-			p.f50 = append(p.f50, ms(fr.Percentile(50)))
-			p.f99 = append(p.f99, ms(fr.Percentile(99)))
-			progress(o, "P5 run %d concurrency %d: p50 %.2f ms p99 %.2f ms (%d sessions), NATS round trip p50 %.2f ms p99 %.2f ms",
-				run+1, c, p.p50[len(p.p50)-1], p.p99[len(p.p99)-1], len(lat.ds), p.f50[len(p.f50)-1], p.f99[len(p.f99)-1])
 		}
 	}
-	for i, c := range o.P5Concurrency {
-		way := "sequential"
-		if c > 1 {
-			way = strconv.Itoa(c) + "-way"
-		}
-		for _, q := range []struct {
-			name string
-			v, f []float64
-		}{{"p50", pts[i].p50, pts[i].f50}, {"p99", pts[i].p99, pts[i].f99}} {
-			r.add(Row{ID: P5, Name: fmt.Sprintf("WebSocket request → SessionReady %s, %s", q.name, way), Unit: "ms",
-				FloorName: "bare NATS request/reply " + q.name + ", same concurrency"}, q.v, q.f)
-			overhead(r)
+	for _, p := range paths {
+		for i, c := range o.P5Concurrency {
+			way := "sequential"
+			if c > 1 {
+				way = strconv.Itoa(c) + "-way"
+			}
+			for _, q := range []struct {
+				name string
+				v, f []float64
+			}{{"p50", p.pts[i].p50, p.pts[i].f50}, {"p99", p.pts[i].p99, p.pts[i].f99}} {
+				r.add(Row{ID: P5, Name: fmt.Sprintf("%s %s, %s", p.name, q.name, way), Unit: "ms",
+					FloorName: "bare NATS request/reply " + q.name + ", same concurrency"}, q.v, q.f)
+				overhead(r)
+			}
 		}
 	}
 	return nil
 }
+
+// p5point is one P5 point over the runs: the measurement's and the floor's p50 and p99.
+type p5point struct{ p50, p99, f50, f99 []float64 }
 
 // overhead fills in the last row's overhead above its floor.
 func overhead(r *Report) {

@@ -2,15 +2,32 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+
+	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // requestChunked runs the request over POST /matchmaker/request/{game}/{version}.
 func (r *requester) requestChunked(ctx context.Context, u string) (*Session, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, http.NoBody)
+	var body io.Reader = http.NoBody // a plain request has no body, like the reference's
+	play := r.opts.Queue != "" || len(r.opts.Props) > 0 || r.opts.Party != nil
+	if play {
+		b, err := protocol.Marshal(struct {
+			Queue string             `json:"queue,omitempty"`
+			Props protocol.Props     `json:"props,omitempty"`
+			Party *protocol.PartyRef `json:"party,omitempty"`
+		}{r.opts.Queue, r.opts.Props, r.opts.Party})
+		if err != nil {
+			return nil, fmt.Errorf("client: encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidURL, err)
 	}
@@ -20,6 +37,9 @@ func (r *requester) requestChunked(ctx context.Context, u string) (*Session, err
 		}
 	}
 	req.Header.Set("Accept", "application/json")
+	if play {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	hc := r.opts.HTTPClient
 	if hc == nil {
 		hc = http.DefaultClient

@@ -38,8 +38,17 @@
 // # Errors
 //
 // Every failure is typed: [ErrInvalidURL], [ErrConnect] (and [*StatusError]), [ErrProtocol],
-// [ErrStreamEnded], [ErrInvalidSession], [ErrTimeout], [*MatchmakerError], [*ServerError], and
-// protocol.ErrInvalidName for a game or version name the front door would refuse.
+// [ErrStreamEnded], [ErrInvalidSession], [ErrTimeout], [*MatchmakerError], [*ServerError],
+// protocol.ErrInvalidName for a game or version name the front door would refuse, and
+// protocol.ErrInvalidPlay for a malformed queue, props or party.
+//
+// # Playing together
+//
+// Options.Queue, Options.Props and Options.Party ask for a match queue and/or play as a party
+// (docs/play-together.md); they travel in the WebSocket request message, or as the chunked
+// route's JSON body {"queue","props","party"}. [PartyClient] creates, joins, leaves, kicks and
+// shows parties; its failures wrap [ErrPartyNotFound], [ErrPartyConflict], [ErrPartyForbidden],
+// [ErrPartyInvalid] or [ErrPartyUnavailable] and a *protocol.PlayError.
 package client
 
 import (
@@ -66,6 +75,11 @@ const DefaultURL = "ws://127.0.0.1:3000/matchmaker/ws"
 // DefaultTimeout bounds a whole request when Options.Timeout is zero. The matchmaker gives up
 // on a game server that is not ready well before this.
 const DefaultTimeout = 2 * time.Minute
+
+// DefaultPlayTimeout replaces DefaultTimeout for a play-together request (Options.Queue,
+// Props or Party), which waits for other players before its session is created (the front
+// door allows it 10 minutes).
+const DefaultPlayTimeout = 10 * time.Minute
 
 // closeGrace is how long Request waits for the server's closing handshake after the final
 // feedback before dropping the connection.
@@ -187,8 +201,8 @@ type Options struct {
 	Transport Transport
 	// TokenFormat is the byte order of the connect token (lightyear-0.17 by default, as bevygap).
 	TokenFormat netcode.Format
-	// Timeout bounds the whole request: 0 means DefaultTimeout, negative means no limit other
-	// than ctx's.
+	// Timeout bounds the whole request: 0 means DefaultTimeout (DefaultPlayTimeout for a
+	// play-together request), negative means no limit other than ctx's.
 	Timeout time.Duration
 	// HTTPClient makes the HTTP requests (and the WebSocket handshake); nil means
 	// http.DefaultClient. Its Timeout, if any, also bounds the chunked route's whole body.
@@ -201,6 +215,15 @@ type Options struct {
 	OnProgress func(Progress)
 	// Logger receives debug logs of the exchange; nil discards them. Tokens are never logged.
 	Logger *slog.Logger
+
+	// Queue, Props and Party ask to play together (docs/play-together.md); all empty is a plain
+	// request, the reference's bytes. Queue names a match queue of the game and version
+	// (e.g. "duo"); Props are the player's properties for it (e.g. skill=1200, mode=ctf);
+	// Party, from [Membership.Ref], plays as that party: a member's request waits for the
+	// leader's, the leader's starts the party's game.
+	Queue string
+	Props protocol.Props
+	Party *protocol.PartyRef
 }
 
 // Session is what the matchmaker hands over: where the game server is and the connect token to
@@ -346,6 +369,9 @@ func (r *requester) request(ctx context.Context, rawURL, game, version string) (
 	if err := protocol.ValidateGameVersion(game, version); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
+	if err := protocol.ValidatePlay(r.opts.Queue, r.opts.Props, r.opts.Party); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
 	u, err := endpoint(rawURL, r.opts.Transport, game, version, r.opts.ClientIP)
 	if err != nil {
 		return nil, err
@@ -353,6 +379,9 @@ func (r *requester) request(ctx context.Context, rawURL, game, version string) (
 	timeout := r.opts.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
+		if r.opts.Queue != "" || len(r.opts.Props) > 0 || r.opts.Party != nil {
+			timeout = DefaultPlayTimeout
+		}
 	}
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -360,7 +389,8 @@ func (r *requester) request(ctx context.Context, rawURL, game, version string) (
 		defer cancel()
 	}
 	r.progress(Progress{State: StateRequest, Message: "Connecting to " + u})
-	r.log.DebugContext(ctx, "matchmaker request", "url", u, "transport", r.opts.Transport, logkey.Game, game, logkey.Version, version)
+	r.log.DebugContext(ctx, "matchmaker request", "url", u, "transport", r.opts.Transport, logkey.Game, game, logkey.Version, version,
+		"queue", r.opts.Queue, "party", r.opts.Party != nil)
 	if r.opts.Transport == TransportHTTP {
 		return r.requestChunked(ctx, u)
 	}

@@ -10,7 +10,46 @@ import (
 const (
 	wsPath      = "/matchmaker/ws"
 	requestPath = "/matchmaker/request"
+	partyPath   = "/matchmaker/party"
 )
+
+// partyEndpoint returns the base URL of the party routes of game (version),
+// http(s)://host/…/matchmaker/party/{game}/{version}, for a matchmaker URL in any of the forms
+// [endpoint] takes (…/ws and …/request map to the sibling …/party).
+func partyEndpoint(raw, game, version string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidURL, err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "ws", "http":
+		u.Scheme = "http"
+	case "wss", "https":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("%w %q: want ws://, wss://, http:// or https://", ErrInvalidURL, raw)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "", fmt.Errorf("%w %q: no host", ErrInvalidURL, raw)
+	}
+	p := strings.TrimRight(u.Path, "/")
+	switch {
+	case p == "":
+		p = partyPath
+	case strings.HasSuffix(p, "/matchmaker"):
+		p += "/party"
+	case strings.HasSuffix(p, "/ws"):
+		p = strings.TrimSuffix(p, "/ws") + "/party"
+	case strings.HasSuffix(p, "/request"):
+		p = strings.TrimSuffix(p, "/request") + "/party"
+	case strings.HasSuffix(p, "/party"):
+	default:
+		return "", fmt.Errorf("%w %q: path %q is neither the front door's root, …/matchmaker, …/ws, …/request nor …/party", ErrInvalidURL, raw, u.Path)
+	}
+	u.Path, u.RawPath = p+"/"+game+"/"+version, ""
+	u.RawQuery, u.Fragment, u.RawFragment = "", "", ""
+	return u.String(), nil
+}
 
 // endpoint turns the matchmaker URL a user gave into the URL that transport t talks to.
 //

@@ -38,7 +38,7 @@ func (r *requester) requestWebSocket(ctx context.Context, u, game, version strin
 	}()
 	conn.SetReadLimit(maxMessageBytes)
 
-	req := protocol.RequestSession{Game: game, Version: version}
+	req := protocol.RequestSession{Game: game, Version: version, Queue: r.opts.Queue, Props: r.opts.Props, Party: r.opts.Party}
 	if r.opts.ClientIP != "" {
 		ip := r.opts.ClientIP
 		req.ClientIP = &ip

@@ -509,6 +509,78 @@ func TestRolePermissions(t *testing.T) {
 		}, "status page lists both matchmakers and the front door")
 	})
 
+	t.Run("party_route", func(t *testing.T) {
+		// httpd may request matchmaker.party.*.*, the matchmaker role may serve it and answer
+		// on _INBOX_httpd (a stand-in party service on a game of its own: the real matchmakers
+		// serve testApp only).
+		mmNC := e.connect(t, roleMatchmaker, "bevygap-matchmaker-party")
+		sub, err := mmNC.Subscribe("matchmaker.party.permgame.1", func(m *nats.Msg) {
+			_ = m.Respond([]byte(`{"party":{"code":"K7QF2M","members":[{"id":"m1","leader":true,"waiting":false}],"max":4},"member":"m1","token":"dG9rZW4"}`))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := mmNC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := httpDo(t, http.MethodPost, httpURL+"/matchmaker/party/permgame/1"); code != http.StatusOK || !strings.Contains(body, `"code":"K7QF2M"`) {
+			t.Fatalf("POST /matchmaker/party/permgame/1: %d %s", code, body)
+		}
+		// Backfill: a Go game server asks, the matchmaker role serves it and answers on _INBOX_gs.
+		bf, err := mmNC.Subscribe("matchmaker.backfill.permgame.1", func(m *nats.Msg) { _ = m.Respond([]byte(`{"ticket":"bf-1"}`)) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = bf.Unsubscribe() }()
+		if err := mmNC.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		gsNC := e.connect(t, roleGameServer, "gameserver-backfill")
+		if reply, err := gsNC.Request("matchmaker.backfill.permgame.1", []byte(`{"queue":"room","request_id":"x","public_ip":"1.2.3.4","slots":1}`), 5*time.Second); err != nil || string(reply.Data) != `{"ticket":"bf-1"}` {
+			t.Fatalf("backfill request as the gameserver role: %v", err)
+		}
+		// The real matchmakers' party service: its play_parties bucket with the matchmaker role.
+		if code, body := httpDo(t, http.MethodPost, httpURL+"/matchmaker/party/"+testApp+"/"+testVersion); code != http.StatusOK || !strings.Contains(body, `"token":"`) {
+			t.Fatalf("create a party with the real matchmakers: %d %s", code, body)
+		}
+	})
+
+	t.Run("abandoned_request_cancel", func(t *testing.T) {
+		// httpd may publish matchmaker.cancel.*.* and the matchmaker role may subscribe it: a
+		// player who leaves after SessionRequestAccepted has the session deleted at once, long
+		// before the unclaimed reaper (readiness limit + grace = 5 s) would.
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		c, _, err := websocket.Dial(ctx, "ws://"+httpLn.Addr().String()+"/matchmaker/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := `{"game":"` + testApp + `","version":"` + testVersion + `","client_ip":"81.2.69.160"}`
+		if err := c.Write(ctx, websocket.MessageText, []byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		sid := ""
+		for sid == "" {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f protocol.Feedback
+			if err := json.Unmarshal(b, &f); err != nil {
+				t.Fatalf("frame %q: %v", b, err)
+			}
+			if f.Kind == protocol.FeedbackSessionRequestAccepted {
+				sid = f.Text
+			}
+		}
+		_ = c.CloseNow()
+		eventually.True(t, 3*time.Second, func() bool {
+			_, err := api.GetSession(ctx, sid)
+			return errors.Is(err, edgegap.ErrNotFound)
+		}, "session %s deleted within 3 s of the player leaving", sid)
+	})
+
 	var sessionID string
 	var clientID uint64
 	t.Run("websocket_grant", func(t *testing.T) {
@@ -733,6 +805,18 @@ func TestRolePermissions(t *testing.T) {
 				_ = p.nc.Flush()
 				p.expectViolation(t, s.subj)
 			}
+		}},
+		{"gameserver_cannot_manage_parties", roleGameServer, func(t *testing.T, p *probe) {
+			subj := protocol.SubjectMatchmakerPartyPrefix + "." + testApp + "." + testVersion
+			if err := p.nc.Publish(subj, []byte(`{"op":"create"}`)); err != nil {
+				t.Fatal(err)
+			}
+			p.expectViolation(t, subj)
+			if _, err := p.nc.SubscribeSync(protocol.SubjectMatchmakerPartyPrefix + ".>"); err != nil {
+				t.Fatal(err)
+			}
+			_ = p.nc.Flush()
+			p.expectViolation(t, protocol.SubjectMatchmakerPartyPrefix+".>")
 		}},
 		{"gameserver_cannot_queue_deletes", roleGameServer, func(t *testing.T, p *probe) {
 			if err := p.nc.Publish(protocol.DeleteSessionSubjectPrefix+".victim", []byte("victim")); err != nil {

@@ -20,7 +20,8 @@
 //     disconnects to NATS) and closes;
 //  5. the webhook sink, the NATS connections and the NATS server stop.
 //
-// Shutdown returns an error matching ErrLeakedSessions if the simulator still has a session.
+// Shutdown is bounded (its context's deadline, else DefaultShutdownBudget) and says what it
+// left undone: a *ShutdownError, matching ErrLeakedSessions if the simulator still has a session.
 //
 // Config.GameTransport runs the in-process game servers over UDP (the default) or WebTransport;
 // with Config.Play the front door also serves the dotroom player for browsers at /play/
@@ -53,6 +54,7 @@ import (
 	"github.com/bevygap-go/bevygap/internal/natsembed"
 	"github.com/bevygap-go/bevygap/internal/serve"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
+	"github.com/bevygap-go/bevygap/match"
 	"github.com/bevygap-go/bevygap/matchmaker"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/webhooksink"
@@ -147,6 +149,9 @@ type Config struct {
 	// ReadinessLimit, ClaimGrace and ShutdownTimeout tune the matchmaker (0 = its defaults,
 	// and DefaultShutdownTimeout).
 	ReadinessLimit, ClaimGrace, ShutdownTimeout time.Duration
+	// Queues are the matchmaker's match queues (nil = match.Default(): "duo" and "room"; an
+	// empty Config = none).
+	Queues *match.Config
 	// Matchmaker, when set, may adjust the matchmaker's configuration last.
 	Matchmaker func(*matchmaker.Config)
 
@@ -157,6 +162,21 @@ type Config struct {
 
 	// Logger receives every component's logs, each with a "component" attribute (nil = discard).
 	Logger *slog.Logger
+}
+
+// streamTimeout is the front door's bound on a whole streaming request: httpd's default, or
+// more when a player may wait longer — a party's wait for its members, then the longest queue
+// wait limit, then a session setup.
+func streamTimeout(mc matchmaker.Config) time.Duration {
+	wait := mc.PartyWaitLimit
+	if wait <= 0 {
+		wait = matchmaker.DefaultPartyWaitLimit
+	}
+	var queue time.Duration
+	for _, q := range mc.Queues.Queues {
+		queue = max(queue, q.WaitLimit)
+	}
+	return max(httpd.DefaultStreamTimeout, wait+queue+mc.ReadinessLimit+30*time.Second)
 }
 
 // Info says where everything runs.
@@ -203,6 +223,9 @@ type Stack struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	stopMu   sync.Mutex
+	stopErrs []error // components that stopped with an error on Shutdown (shutdown.go)
 }
 
 // Start runs a stack and returns once every component serves. ctx bounds the start only: the
@@ -387,6 +410,10 @@ func (s *Stack) start(ctx context.Context) error {
 	if c.ClaimGrace > 0 {
 		mc.ClaimGrace = c.ClaimGrace
 	}
+	mc.Queues = match.Default()
+	if c.Queues != nil {
+		mc.Queues = *c.Queues
+	}
 	if c.Matchmaker != nil {
 		c.Matchmaker(&mc)
 	}
@@ -416,6 +443,7 @@ func (s *Stack) start(ctx context.Context) error {
 		SessionsPerMinute: -1,
 		MaxStreamsPerIP:   -1,
 		Status:            c.Status,
+		StreamTimeout:     streamTimeout(mc),
 	}, httpNC, s.log.With("component", "httpd"), s.reg)
 	if err != nil {
 		return fmt.Errorf("devstack: httpd: %w", err)
@@ -519,6 +547,7 @@ func (s *Stack) serve(name string, run func(context.Context) error) (context.Can
 			s.fail(fmt.Errorf("devstack: %s: %w", name, err))
 		} else if err != nil {
 			s.log.Warn("stopped with an error", "component", name, "err", err)
+			s.stopFailed(fmt.Errorf("%s: %w", name, err))
 		}
 	}()
 	return cancel, done
@@ -610,91 +639,11 @@ func (s *Stack) Buckets() *bus.Buckets { return s.b }
 // as [REDACTED]; it is for tests that mint tokens of their own.
 func (s *Stack) PrivateKey() netcode.Key { return s.key }
 
-// Shutdown stops everything in the order described in the package documentation, within ctx.
-// It returns an error matching ErrLeakedSessions when the simulator still has sessions at the
-// end. Calling it again returns the first result.
+// Shutdown stops everything in the order described in the package documentation, within ctx
+// (and within DefaultShutdownBudget when ctx has no deadline). What it left undone comes back
+// as a *ShutdownError (shutdown.go), matching ErrLeakedSessions when the simulator still has
+// sessions at the end. Calling it again returns the first result.
 func (s *Stack) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
 	return s.shutdownErr
-}
-
-func (s *Stack) shutdown(ctx context.Context) error {
-	var errs []error
-	wait := func(done chan struct{}) {
-		select {
-		case <-done:
-		case <-ctx.Done():
-		}
-	}
-	// 1. No new requests.
-	if s.httpStop != nil {
-		s.httpStop()
-		wait(s.httpDone)
-	}
-	// 2. In-flight requests finish or fail; the matchmaker's workers stop.
-	if s.mm != nil {
-		if err := s.mm.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("devstack: matchmaker shutdown: %w", err))
-		}
-	}
-	// 3. Delete what is left on "Edgegap".
-	leaked := 0
-	if s.sim != nil {
-		leaked = s.deleteAllSessions(ctx)
-	}
-	// 4. Game servers and the simulator.
-	if s.simStop != nil {
-		s.simStop()
-		wait(s.simDone)
-	}
-	// 5. The rest.
-	if s.play != nil {
-		if err := s.play.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("devstack: browser client files: %w", err))
-		}
-	}
-	if s.sinkStop != nil {
-		s.sinkStop()
-		wait(s.sinkDone)
-	}
-	for _, nc := range s.conns {
-		nc.Close()
-	}
-	if s.nats != nil {
-		s.nats.Shutdown()
-	}
-	if leaked > 0 {
-		errs = append(errs, fmt.Errorf("%w: %d session(s) still in the simulator", ErrLeakedSessions, leaked))
-	}
-	if err := ctx.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("devstack: shutdown: %w", err))
-	}
-	if s.nats != nil { // else nothing had started (e.g. a port in use)
-		s.log.Info("bevygap dev stack stopped")
-	}
-	return errors.Join(errs...)
-}
-
-// deleteAllSessions deletes every session the simulator has, through its API (as an operator
-// would), and returns how many are left.
-func (s *Stack) deleteAllSessions(ctx context.Context) int {
-	for attempt := 0; attempt < 5 && s.sim.LiveSessions() > 0 && ctx.Err() == nil; attempt++ {
-		sessions, err := s.api.ListAllSessions(ctx)
-		if err != nil {
-			s.log.Warn("listing sessions for the shutdown sweep", "err", err)
-			continue
-		}
-		deleted := 0
-		for _, ss := range sessions {
-			if _, err := s.api.DeleteSession(ctx, ss.SessionID); err != nil && !errors.Is(err, edgegap.ErrNotFound) {
-				s.log.Warn("deleting a session left at shutdown", "session_id", ss.SessionID, "err", err)
-				continue
-			}
-			deleted++
-		}
-		if deleted > 0 {
-			s.log.Info("deleted sessions left at shutdown (players still connected or requests cut short)", "count", deleted)
-		}
-	}
-	return s.sim.LiveSessions()
 }

@@ -26,7 +26,7 @@ const (
 func endpoints() []Endpoint {
 	return []Endpoint{EndpointAppGet, EndpointAppVersionGet, EndpointSessionCreate,
 		EndpointSessionGet, EndpointSessionList, EndpointSessionDelete, EndpointContextGet,
-		EndpointSelfStop}
+		EndpointSelfStop, EndpointSessionUsersDelete}
 }
 
 // Outcome classifies the result of one HTTP attempt.

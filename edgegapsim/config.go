@@ -95,7 +95,11 @@ type VersionConfig struct {
 	// Active defaults to true.
 	Active *bool `json:"active,omitempty"`
 	// Kind is "Seat" (default: one socket per user of a session) or "Match" (one socket per
-	// session).
+	// session). A Match session created without deployment_request_id always starts a fresh
+	// deployment of its own — the simulator's choice: one match per game server, as bevygap's
+	// match-kind queues expect (Edgegap packs Match sessions onto a deployment with a free
+	// socket; give the version one socket there for the same effect). A session with
+	// deployment_request_id joins that deployment in both kinds.
 	Kind string `json:"kind,omitempty"`
 	// Sockets per deployment (default 6).
 	Sockets int `json:"sockets,omitempty"`

@@ -60,6 +60,7 @@ func testGameServer() int {
 		return 2
 	}
 	defer pc.Close()
+	fmt.Println("pid", os.Getpid())
 	fmt.Println("listening on", pc.LocalAddr())
 	go func() {
 		<-ctx.Done()

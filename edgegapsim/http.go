@@ -53,6 +53,7 @@ var routes = []route{
 	{http.MethodGet, "/v1/session/{id}", edgegap.EndpointSessionGet, authAPIKey, (*Simulator).handleSessionGet},
 	{http.MethodDelete, "/v1/session/{id}", edgegap.EndpointSessionDelete, authAPIKey, (*Simulator).handleSessionDelete},
 	{http.MethodGet, "/v1/sessions", edgegap.EndpointSessionList, authAPIKey, (*Simulator).handleSessionList},
+	{http.MethodDelete, "/v1/session/{id}/users", edgegap.EndpointSessionUsersDelete, authAPIKey, (*Simulator).handleSessionUsersDelete},
 	{http.MethodGet, "/v1/context/{id}/{token}", edgegap.EndpointContextGet, authContext, (*Simulator).handleContextGet},
 	{http.MethodDelete, "/v1/self/stop/{id}/{token}", edgegap.EndpointSelfStop, authDelete, (*Simulator).handleSelfStop},
 }
@@ -156,6 +157,9 @@ func (s *Simulator) serveAPI(r *http.Request, rt *route) (int, any, map[string]s
 		case <-r.Context().Done():
 			t.Stop()
 			return 499, edgegap.ErrorBody{Message: "client gone"}, nil
+		case <-s.stopping:
+			t.Stop()
+			return http.StatusServiceUnavailable, edgegap.ErrorBody{Message: errClosed.Error()}, nil
 		case <-t.C:
 		}
 	}
@@ -371,7 +375,7 @@ func (s *Simulator) handleSessionList(r *http.Request) (int, any, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	all := sortedSessions(s.sessions)
+	all := s.listedSessionsLocked()
 	numPages := max(1, (len(all)+limit-1)/limit)
 	from := min((page-1)*limit, len(all))
 	to := min(from+limit, len(all))

@@ -58,7 +58,8 @@ func TestSeatReuse(t *testing.T) {
 	}
 }
 
-// TestSessionKinds: a Seat session takes one socket per user, a Match session one socket.
+// TestSessionKinds: a Seat session takes one socket per user, a Match session one socket; a
+// Match session gets a deployment of its own unless it names one (deployment_request_id).
 func TestSessionKinds(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(c *edgegapsim.Config) {
@@ -73,9 +74,13 @@ func TestSessionKinds(t *testing.T) {
 	m1 := f.create(t, edgegap.SessionCreateRequest{AppName: "match", IPList: users})
 	m2 := f.create(t, edgegap.SessionCreateRequest{AppName: "match", IPList: users})
 	g1, g2 := f.get(t, m1), f.get(t, m2)
-	if g1.Kind != "Match" || g1.UserCount != 3 || g1.Deployment.RequestID != g2.Deployment.RequestID ||
-		*g2.Deployment.SocketsUsage != 2 {
+	if g1.Kind != "Match" || g1.UserCount != 3 || g1.Deployment.RequestID == g2.Deployment.RequestID ||
+		*g1.Deployment.SocketsUsage != 1 || *g2.Deployment.SocketsUsage != 1 {
 		t.Errorf("match sessions: %+v / %+v", g1, g2.Deployment)
+	}
+	m3 := f.create(t, edgegap.SessionCreateRequest{AppName: "match", IPList: users[:1], DeploymentRequestID: g1.Deployment.RequestID})
+	if g3 := f.get(t, m3); g3.Deployment.RequestID != g1.Deployment.RequestID || *g3.Deployment.SocketsUsage != 2 {
+		t.Errorf("linked match session: %+v", g3.Deployment)
 	}
 }
 

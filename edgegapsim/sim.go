@@ -35,6 +35,13 @@ type Simulator struct {
 	runCtx    context.Context
 	runCancel context.CancelFunc
 	procs     sync.WaitGroup
+	// stopping is closed when Serve's context ends or Close is called: calls waiting out an
+	// injected latency then answer at once, so the HTTP shutdown does not wait for them.
+	stopping chan struct{}
+	stopOnce sync.Once
+	// listed is the session list in list order, kept between GET /v1/sessions pages (see
+	// listedSessionsLocked).
+	listed []*session
 
 	mu          sync.Mutex
 	baseURL     string
@@ -123,6 +130,7 @@ func New(cfg Config) (*Simulator, error) {
 		launcher:    cfg.Launcher,
 		runCtx:      ctx,
 		runCancel:   cancel,
+		stopping:    make(chan struct{}),
 		baseURL:     cfg.BaseURL,
 		rng:         rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		apps:        map[string]*appState{},
@@ -198,6 +206,7 @@ func (s *Simulator) Serve(ctx context.Context, ln net.Listener) error {
 		s.baseURL = "http://" + ln.Addr().String()
 	}
 	s.mu.Unlock()
+	defer context.AfterFunc(ctx, s.stopServing)()
 	err := serve.HTTP(ctx, serve.NewServer(s, s.log), ln, shutdownGrace, nil)
 	if err != nil {
 		err = fmt.Errorf("edgegapsim: %w", err)
@@ -210,6 +219,7 @@ func (s *Simulator) Serve(ctx context.Context, ln net.Listener) error {
 // Close terminates every deployment (stopping their game servers), stops webhook delivery and
 // waits, until ctx is done, for game servers to exit.
 func (s *Simulator) Close(ctx context.Context) error {
+	s.stopServing()
 	s.mu.Lock()
 	if !s.closed {
 		s.closed = true
@@ -339,7 +349,9 @@ func (s *Simulator) createSessionLocked(req edgegap.SessionCreateRequest) (*sess
 			return nil, apiErr(http.StatusConflict, "deployment has no free socket")
 		}
 		dep = d
-	} else {
+	} else if v.cfg.Kind != edgegap.SessionKindMatch {
+		// A Match session without deployment_request_id gets a fresh deployment of its own
+		// (the simulator's choice, see VersionConfig.Kind): dep stays nil.
 		dep = s.pickDeploymentLocked(a.cfg.Name, v.cfg.Name, need)
 	}
 	if dep == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/bevygap-go/bevygap/internal/backoff"
 	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/netcode"
+	"github.com/bevygap-go/bevygap/protocol"
 )
 
 // Errors returned by the Agent. Test them with errors.Is.
@@ -45,6 +46,7 @@ const (
 	defaultRetryMax          = 10 * time.Second
 	defaultFlushTimeout      = 5 * time.Second
 	defaultMaxPendingEvents  = 10000
+	defaultUnknownGrace      = 500 * time.Millisecond
 	// authorizationTTL is how long a successful AuthorizeClient is remembered (and answered from
 	// memory) while the client completes its handshake. It matches the 30 s TTL of sessions_ly2eg.
 	authorizationTTL = 30 * time.Second
@@ -90,8 +92,14 @@ type Config struct {
 	// AuthorizeTimeout bounds each session lookup attempt of AuthorizeClient (default 1 s).
 	AuthorizeTimeout time.Duration
 	// AuthorizeAttempts is how many lookups AuthorizeClient makes on transient NATS errors
-	// (default 3).
+	// (default 3). While NATS is disconnected it waits for the reconnect instead, for at most
+	// AuthorizeAttempts × AuthorizeTimeout.
 	AuthorizeAttempts int
+	// UnknownClientGrace is how long AuthorizeClient keeps re-reading a client id that
+	// sessions_ly2eg does not have (default 0.5 s; negative: refuse at the first miss). Lookups
+	// are direct gets that any replica may answer, and one that lags (right after a NATS node
+	// restart) misses the matchmaker's fresh write for a moment.
+	UnknownClientGrace time.Duration
 	// OpTimeout bounds each background NATS operation attempt (default 5 s).
 	OpTimeout time.Duration
 	// RetryMin and RetryMax bound the exponential backoff of background retries
@@ -103,6 +111,10 @@ type Config struct {
 	// MaxPendingEvents caps the connect/disconnect events buffered while NATS is unreachable
 	// (default 10000). Events beyond it are dropped and logged as errors.
 	MaxPendingEvents int
+	// Game and Version are the matchmaker's game and version (its Edgegap app name and
+	// version), the last tokens of matchmaker.backfill.<game>.<version>. Only
+	// [Agent.RequestBackfill] needs them.
+	Game, Version string
 }
 
 func (c Config) withDefaults() Config {
@@ -129,6 +141,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPendingEvents <= 0 {
 		c.MaxPendingEvents = defaultMaxPendingEvents
+	}
+	if c.UnknownClientGrace == 0 {
+		c.UnknownClientGrace = defaultUnknownGrace
 	}
 	return c
 }
@@ -165,6 +180,9 @@ func (c Config) validate() error {
 	}
 	if c.IdleTimeout < 0 {
 		problems = append(problems, "IdleTimeout is negative")
+	}
+	if (c.Game != "" || c.Version != "") && protocol.ValidateGameVersion(c.Game, c.Version) != nil {
+		problems = append(problems, "Game and Version must both be valid names (letters, digits, '_' and '-', at most 30)")
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("%w: %v", ErrConfig, problems)
@@ -225,9 +243,12 @@ type Agent struct {
 
 	// pmu serialises event processing (the worker, or a flush after it stopped).
 	pmu sync.Mutex
-	// applied maps a client id to its session id once the connect was written (owned by the
-	// event processor, guarded by pmu).
-	applied map[uint64]string
+	// applied maps a client id to its session id once the connect was written, and
+	// sessionClients counts those clients per session id (owned by the event processor,
+	// guarded by pmu): a session shared by several players (match kind) keeps its
+	// active_connections entry until the last of them leaves.
+	applied        map[uint64]string
+	sessionClients map[string]int
 
 	mu         sync.Mutex
 	authorized map[uint64]authorization
@@ -313,7 +334,8 @@ func newAgent(cfg Config, nc natsConn, js jetstream.JetStream, bk *bus.GameServe
 		closeDone:  make(chan struct{}),
 		ready:      make(chan struct{}),
 
-		digestStored: make(chan struct{}),
+		digestStored:   make(chan struct{}),
+		sessionClients: make(map[string]int),
 	}
 	if err := a.initCert(); err != nil {
 		return nil, err
@@ -357,10 +379,14 @@ func (a *Agent) pending() int {
 // not check:
 //
 //   - ErrUnknownClient: no session for this client id (the client did not come through the
-//     matchmaker, or came after the 30 s mapping expired). Deny: netcode "invalid token".
+//     matchmaker, or came after the 30 s mapping expired). Deny: netcode "invalid token". A
+//     missing key is read again for UnknownClientGrace (0.5 s) before the refusal: a replica
+//     that lags behind the matchmaker's write answers "no key" for a moment.
 //   - ErrAlreadyConnected: a client with this id is connected. Deny: "already connected".
 //   - ErrNATSUnavailable: the lookup failed AuthorizeAttempts times (each bounded by
-//     AuthorizeTimeout and by ctx; transient errors are retried with a short backoff). The
+//     AuthorizeTimeout and by ctx; transient errors are retried with a short backoff), or NATS
+//     stayed disconnected for AuthorizeAttempts × AuthorizeTimeout (while it reconnects the
+//     call waits rather than failing at once). The
 //     client is not known to be bad, but cannot be checked. Policy: refuse it. A netcode
 //     server that can stay silent should drop the request, so the client's own retransmissions
 //     (several per second until its token expires) try again once NATS answers; a server that
@@ -391,7 +417,16 @@ func (a *Agent) AuthorizeClient(ctx context.Context, clientID uint64) (string, e
 	key := strconv.FormatUint(clientID, 10)
 	var lastErr error
 	b := authorizeBackoff.Start()
-	for attempt := 1; attempt <= a.cfg.AuthorizeAttempts; attempt++ {
+	// NATS trouble: AuthorizeAttempts lookups, and waiting for a reconnect, within this bound.
+	deadline := time.Now().Add(time.Duration(a.cfg.AuthorizeAttempts) * a.cfg.AuthorizeTimeout)
+	var missedUntil time.Time // set at the first miss: re-read until then
+	for attempt := 0; ; {
+		if !a.nc.IsConnected() && !a.waitConnectedUntil(ctx, deadline) {
+			if lastErr == nil {
+				lastErr = errNotConnected
+			}
+			break
+		}
 		sessionID, err := a.lookupSession(ctx, key, a.cfg.AuthorizeTimeout)
 		if err == nil {
 			a.rememberAuthorization(clientID, sessionID)
@@ -399,11 +434,22 @@ func (a *Agent) AuthorizeClient(ctx context.Context, clientID uint64) (string, e
 			return sessionID, nil
 		}
 		if errors.Is(err, ErrUnknownClient) {
-			a.log.WarnContext(ctx, "refusing client: no session for its client id", logkey.ClientID, clientID)
-			return "", fmt.Errorf("%w: client %d", ErrUnknownClient, clientID)
+			now := time.Now()
+			if missedUntil.IsZero() {
+				missedUntil = now.Add(a.cfg.UnknownClientGrace)
+			}
+			if !errors.Is(err, errNoKey) || !now.Before(missedUntil) ||
+				backoff.Sleep(ctx, min(b.Next(), missedUntil.Sub(now))) != nil {
+				a.log.WarnContext(ctx, "refusing client: no session for its client id", logkey.ClientID, clientID)
+				return "", fmt.Errorf("%w: client %d", ErrUnknownClient, clientID)
+			}
+			continue
 		}
 		lastErr = err
-		if attempt == a.cfg.AuthorizeAttempts || ctx.Err() != nil {
+		if errors.Is(err, errNotConnected) && time.Now().Before(deadline) {
+			continue // disconnected since the check: wait for the reconnect
+		}
+		if attempt++; attempt >= a.cfg.AuthorizeAttempts || ctx.Err() != nil {
 			break
 		}
 		if b.Wait(ctx) != nil {
@@ -413,6 +459,19 @@ func (a *Agent) AuthorizeClient(ctx context.Context, clientID uint64) (string, e
 	a.log.WarnContext(ctx, "cannot check client: NATS unavailable; dropping its connection request so it retries",
 		logkey.ClientID, clientID, logkey.Err, lastErr)
 	return "", fmt.Errorf("%w: session lookup for client %d: %w", ErrNATSUnavailable, clientID, lastErr)
+}
+
+// waitConnectedUntil polls the connection state until nc is connected. It reports false when
+// deadline passed or ctx ended first.
+func (a *Agent) waitConnectedUntil(ctx context.Context, deadline time.Time) bool {
+	const step = 50 * time.Millisecond
+	for !a.nc.IsConnected() {
+		left := time.Until(deadline)
+		if left <= 0 || backoff.Sleep(ctx, min(step, left)) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // lookupSession reads sessions_ly2eg[key] with one attempt bounded by timeout.
@@ -428,7 +487,7 @@ func (a *Agent) lookupSession(ctx context.Context, key string, timeout time.Dura
 	}
 	entry, err := bk.SessionsLy2Eg.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", ErrUnknownClient
+		return "", errNoKey
 	}
 	if err != nil {
 		return "", fmt.Errorf("get %s[%s]: %w", bk.SessionsLy2Eg.Bucket(), key, err)
@@ -445,6 +504,10 @@ func (a *Agent) lookupSession(ctx context.Context, key string, timeout time.Dura
 
 // errNotConnected is the transient error of an operation tried while nc is (re)connecting.
 var errNotConnected = errors.New("not connected to NATS")
+
+// errNoKey is the ErrUnknownClient of a lookup that found no key at all (rather than a bad
+// value): a lagging replica can answer so for a moment, so AuthorizeClient reads again.
+var errNoKey = fmt.Errorf("%w (no key)", ErrUnknownClient)
 
 func (a *Agent) rememberAuthorization(clientID uint64, sessionID string) {
 	now := time.Now()
@@ -713,11 +776,18 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 				return err
 			}
 		}
-		if _, err := bk.ActiveConnections.Put(ctx, sessionID, []byte(strconv.FormatUint(ev.clientID, 10))); err != nil {
-			return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
+		if others := a.sessionClients[sessionID]; others > 0 {
+			// A session shared by several players (match kind): claimed by its first player.
+			a.log.Info("client connected to a session already claimed", logkey.ClientID, ev.clientID,
+				logkey.SessionID, sessionID, "players", others+1)
+		} else {
+			if _, err := bk.ActiveConnections.Put(ctx, sessionID, []byte(strconv.FormatUint(ev.clientID, 10))); err != nil {
+				return classifyKV(fmt.Errorf("put %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
+			}
+			a.log.Info("client connected; session claimed", logkey.ClientID, ev.clientID, logkey.SessionID, sessionID)
 		}
 		a.applied[ev.clientID] = sessionID
-		a.log.Info("client connected; session claimed", logkey.ClientID, ev.clientID, logkey.SessionID, sessionID)
+		a.sessionClients[sessionID]++
 	case eventDisconnect:
 		sessionID := ev.sessionID
 		if sessionID == "" {
@@ -726,13 +796,36 @@ func (a *Agent) applyEvent(ctx context.Context, ev event) error {
 		if sessionID == "" {
 			return backoff.Permanent(fmt.Errorf("disconnected client %d has no known session", ev.clientID))
 		}
+		others := a.sessionClients[sessionID]
+		if a.applied[ev.clientID] == sessionID && others > 0 {
+			others-- // this client's own connect was written
+		}
+		if others > 0 {
+			// Other players of the same session are still connected: keep the claim.
+			a.forgetApplied(ev.clientID)
+			a.log.Info("client disconnected; session kept for its other players", logkey.ClientID, ev.clientID,
+				logkey.SessionID, sessionID, "players_left", others)
+			return nil
+		}
 		if err := bk.ActiveConnections.Delete(ctx, sessionID); err != nil {
 			return classifyKV(fmt.Errorf("delete %s[%s]: %w", bk.ActiveConnections.Bucket(), sessionID, err))
 		}
-		delete(a.applied, ev.clientID)
+		a.forgetApplied(ev.clientID)
 		a.log.Info("client disconnected; session released", logkey.ClientID, ev.clientID, logkey.SessionID, sessionID)
 	}
 	return nil
+}
+
+// forgetApplied drops clientID's written connect (a.pmu held).
+func (a *Agent) forgetApplied(clientID uint64) {
+	sid, ok := a.applied[clientID]
+	if !ok {
+		return
+	}
+	delete(a.applied, clientID)
+	if a.sessionClients[sid]--; a.sessionClients[sid] <= 0 {
+		delete(a.sessionClients, sid)
+	}
 }
 
 // buckets opens the KV buckets on first use.

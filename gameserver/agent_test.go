@@ -123,8 +123,8 @@ func TestAuthorizeClientNATSUnavailable(t *testing.T) {
 		break_ func(f *fakeNATS)
 		took   time.Duration // attempts × lookup + backoff, on the fake clock
 	}{
-		// Each lookup fails at once; one 50 ms pause between the two attempts.
-		{"disconnected", func(f *fakeNATS) { f.setConnected(false) }, 50 * time.Millisecond},
+		// It waits for the reconnect for AuthorizeAttempts × AuthorizeTimeout (2 × 300 ms).
+		{"disconnected", func(f *fakeNATS) { f.setConnected(false) }, 2 * 300 * time.Millisecond},
 		// Each lookup hangs until AuthorizeTimeout (300 ms).
 		{"lookups hang", func(f *fakeNATS) { f.hang = true }, 2*300*time.Millisecond + 50*time.Millisecond},
 	}

@@ -13,8 +13,11 @@
 //	connect   netcode connection request  -> AuthorizeClient: sessions_ly2eg[<client id>]
 //	                                         -> session id, or refuse (ErrUnknownClient)
 //	          client connected             -> ClientConnected: active_connections[<session id>] = "<client id>"
+//	                                         (a session shared by several players: its first one)
 //	          client disconnected          -> ClientDisconnected: delete active_connections[<session id>]
-//	                                         (the matchmaker then deletes the Edgegap session)
+//	                                         (a shared session: once its last player left; the
+//	                                         matchmaker then deletes the Edgegap session)
+//	backfill  players left a match         -> RequestBackfill: request on matchmaker.backfill.<game>.<version>
 //	idle      nobody connected for IdleTimeout -> DELETE ARBITRIUM_DELETE_URL once (optional)
 //	renew     WebTransport: before the certificate expires, publish the new digest, then serve it
 //	stop      delete cert_digests[<public ip>.<request id>]; release cert_digests[<public ip>]

@@ -193,10 +193,12 @@ func fastConfig(arb Arbitrium) Config {
 			edgegap.WithRetries(3, 10*time.Millisecond, 40*time.Millisecond)),
 		AuthorizeTimeout:  300 * time.Millisecond,
 		AuthorizeAttempts: 2,
-		OpTimeout:         500 * time.Millisecond,
-		RetryMin:          20 * time.Millisecond,
-		RetryMax:          200 * time.Millisecond,
-		FlushTimeout:      2 * time.Second,
+		// A missing key is read again for 200 ms (a lagging replica), then refused.
+		UnknownClientGrace: 200 * time.Millisecond,
+		OpTimeout:          500 * time.Millisecond,
+		RetryMin:           20 * time.Millisecond,
+		RetryMax:           200 * time.Millisecond,
+		FlushTimeout:       2 * time.Second,
 	}
 }
 

@@ -15,9 +15,14 @@ const (
 	DefaultAllowedOrigin = "http://localhost:8000"
 	// DefaultFirstMessageTimeout is how long a WebSocket client has to send its request.
 	DefaultFirstMessageTimeout = 10 * time.Second
-	// DefaultStreamTimeout bounds one whole session request (the matchmaker itself gives up on
-	// a session after 60 s; this is the last line of defence).
-	DefaultStreamTimeout = 90 * time.Second
+	// DefaultStreamTimeout bounds one whole session request: long, because a request may queue
+	// for admission before its session's readiness limit (60 s) even starts; a dead matchmaker
+	// is caught by DefaultStreamIdleTimeout instead.
+	DefaultStreamTimeout = 5 * time.Minute
+	// DefaultStreamIdleTimeout ends a streaming request whose matchmaker sent nothing for this
+	// long: a live bevygap matchmaker sends a message at least every 5 s
+	// (matchmaker.StreamKeepalive), so silence means it is gone (killed, cut off).
+	DefaultStreamIdleTimeout = 30 * time.Second
 	// DefaultGenSessionTimeout bounds a one-shot session.gensession request (reference: 60 s).
 	DefaultGenSessionTimeout = 60 * time.Second
 	// DefaultWriteTimeout bounds writing one frame or chunk to a client.
@@ -35,6 +40,17 @@ const (
 	DefaultMaxBodyBytes = 4 << 10
 	// DefaultMaxMessageBytes limits the WebSocket request message.
 	DefaultMaxMessageBytes = 4 << 10
+	// DefaultPartyOpsPerMinute is the steady per-IP rate of party operations (create, join,
+	// leave, kick, get): a waiting leader polls the party about once a second.
+	DefaultPartyOpsPerMinute = 120
+	// DefaultPartyOpsBurst is how many party operations one IP may make at once.
+	DefaultPartyOpsBurst = 20
+	// DefaultPartyTimeout bounds one party operation's NATS request.
+	DefaultPartyTimeout = 5 * time.Second
+	// DefaultPlayStreamTimeout bounds a whole play-together request (one with a queue, props or
+	// a party): it waits for other players (a queue's wait limit, a party's 60 s) before the
+	// session is even created.
+	DefaultPlayStreamTimeout = 10 * time.Minute
 )
 
 // defaultReadyCacheTTL is how long /readyz reuses its last matchmaker probe.
@@ -86,6 +102,22 @@ type Config struct {
 	// MaxMessageBytes limits the size of a WebSocket message from the client.
 	MaxMessageBytes int64
 
+	// PartyOpsPerMinute is the per-IP token refill rate of party operations (a bucket of their
+	// own, apart from session requests); negative: no limit.
+	PartyOpsPerMinute float64
+	// PartyOpsBurst is the per-IP token bucket size of party operations.
+	PartyOpsBurst int
+	// PartyTimeout bounds one party operation's request to the matchmaker.
+	PartyTimeout time.Duration
+	// PlayStreamTimeout replaces StreamTimeout for a play-together request (queue, props or
+	// party), which first waits for other players.
+	PlayStreamTimeout time.Duration
+	// StreamIdleTimeout ends a streaming request (plain or play-together) after this long
+	// without any message from the matchmaker, with 503 "matchmaker stopped answering"
+	// (idle.go); negative: never (a matchmaker that can be silent longer, e.g. the Rust one
+	// during a slow Edgegap create).
+	StreamIdleTimeout time.Duration
+
 	// Status configures the operator status page /status (off by default; status.go).
 	Status StatusConfig
 }
@@ -135,6 +167,17 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.PartyOpsPerMinute == 0 {
+		c.PartyOpsPerMinute = DefaultPartyOpsPerMinute
+	}
+	if c.PartyOpsBurst <= 0 {
+		c.PartyOpsBurst = DefaultPartyOpsBurst
+	}
+	setDur(&c.PartyTimeout, DefaultPartyTimeout)
+	setDur(&c.PlayStreamTimeout, DefaultPlayStreamTimeout)
+	if c.StreamIdleTimeout == 0 {
+		c.StreamIdleTimeout = DefaultStreamIdleTimeout
 	}
 	return c, nil
 }

@@ -64,7 +64,7 @@ func (p corsPolicy) handler(next http.Handler, onReject func(reason string)) htt
 			}
 			p.setAllowOrigin(h, origin)
 			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Content-Type")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization") // Authorization: party tokens
 			h.Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)
 			return

@@ -7,6 +7,8 @@
 //	GET  /matchmaker/ws                        WebSocket: one request message in, feedback frames out
 //	POST /matchmaker/request/{game}/{version}  the same stream as chunked HTTP, one JSON per line
 //	POST /matchmaker/wannaplay, GET /wannaplay one-shot session.gensession
+//	POST /matchmaker/party/{game}/{version}[/{code}/join|leave|kick], GET …/{code}
+//	                                           party management (party.go, docs/play-together.md)
 //	GET  /, /matchmaker                        a small status page
 //	GET  /healthz, /readyz, /metrics           liveness, readiness (NATS + matchmaker), Prometheus
 //
@@ -71,6 +73,9 @@ type Server struct {
 	streams  *streamCounter
 	status   *statusfeed.Aggregator // nil unless the status page is on (status.go)
 
+	// partyLimiter is the per-IP budget of party operations (party.go), apart from sessions'.
+	partyLimiter *ipRateLimiter
+
 	// finalGrace is how long a stream still waits for the matchmaker's end-of-stream message
 	// after a final (SessionReady or Error) feedback: defaultFinalGrace (tests shorten it).
 	finalGrace time.Duration
@@ -128,6 +133,8 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		limiter: newIPRateLimiter(cfg.SessionsPerMinute, cfg.SessionBurst),
 		streams: newStreamCounter(cfg.MaxStreams, cfg.MaxStreamsPerIP),
 
+		partyLimiter: newIPRateLimiter(cfg.PartyOpsPerMinute, cfg.PartyOpsBurst),
+
 		finalGrace:    defaultFinalGrace,
 		readyCacheTTL: defaultReadyCacheTTL,
 	}
@@ -148,6 +155,7 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 	mux.HandleFunc("POST /matchmaker/request/{game}/{version}", s.handleStream)
 	mux.HandleFunc("POST /matchmaker/wannaplay", s.handleWannaplay)
 	mux.HandleFunc("GET /wannaplay", s.handleWannaplay)
+	s.registerParty(mux)
 	if err := s.startStatus(mux); err != nil {
 		s.stop()
 		_ = replies.close()
@@ -248,6 +256,7 @@ game clients ask it for a game server here. There is nothing to see in a browser
 <li><code>GET /matchmaker/ws</code> &mdash; WebSocket session request</li>
 <li><code>POST /matchmaker/request/{game}/{version}</code> &mdash; the same as a chunked HTTP stream</li>
 <li><code>POST /matchmaker/wannaplay</code> &mdash; one-shot session request</li>
+<li><code>POST /matchmaker/party/{game}/{version}</code> &mdash; parties: create, then <code>/{code}/join</code>, <code>/leave</code>, <code>/kick</code>; <code>GET &hellip;/{code}</code></li>
 </ul>
 <p>Operators: <a href="/healthz">/healthz</a> &middot; <a href="/readyz">/readyz</a> &middot; <a href="/metrics">/metrics</a></p>
 </body></html>

@@ -48,7 +48,8 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.wg.Done()
-	if !s.readBody(w, r, routeStream) {
+	play, ok := s.readStreamBody(w, r, routeStream) // party.go: optional {"queue","props","party"}
+	if !ok {
 		return
 	}
 	subject, err := protocol.MatchmakerRequestSubject(game, version)
@@ -76,7 +77,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, routeStream, "rate_limited", http.StatusTooManyRequests, msgRateLimited)
 		return
 	}
-	payload, err := protocol.Marshal(protocol.MatchmakerRequest{ClientIP: ip.String(), Game: game, Version: version})
+	mreq := protocol.MatchmakerRequest{ClientIP: ip.String(), Game: game, Version: version,
+		Queue: play.Queue, Props: play.Props, Party: play.Party}
+	payload, err := protocol.Marshal(mreq)
 	if err != nil {
 		writeText(w, http.StatusInternalServerError, msgSendFailed)
 		return
@@ -103,10 +106,11 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	res := s.relay(subject, payload, start, r.Context().Done(), s.stopCtx.Done(), send)
+	res := s.relay(subject, payload, s.streamTimeout(mreq), start, r.Context().Done(), s.stopCtx.Done(), send)
 	if res.outcome == "" {
-		res = relayResult{outcome: outcomeShutdown, errMsg: msgShutdown, errCode: 503}
+		res = relayResult{outcome: outcomeShutdown, errMsg: msgShutdown, errCode: 503, reply: res.reply}
 	}
+	s.cancelAbandoned(game, version, res.reply, res.outcome) // cancel.go; before a last write that may block
 	if res.errMsg != "" {
 		if started {
 			if b, err := protocol.Marshal(protocol.Error(res.errCode, res.errMsg)); err == nil {

@@ -39,6 +39,8 @@ type wsConn struct {
 	draining bool        // a drain goroutine is running
 	final    string      // outcome of the final feedback once relayed
 	timer    *time.Timer // stream deadline, then the grace period after a final message
+	sent     sentRequest // the request sent to the matchmaker, to cancel if given up (cancel.go)
+	idle     *time.Timer // the matchmaker's silence (idle.go); nil when off
 
 	once    sync.Once
 	done    chan struct{}
@@ -57,6 +59,7 @@ func (w *wsConn) send(b []byte) error {
 func (w *wsConn) finish(outcome, errMsg string, code websocket.StatusCode, reason string) {
 	w.once.Do(func() {
 		w.outcome = outcome
+		w.cancelIfGivenUp(outcome) // at once, not after the close handshake
 		if code < 0 {
 			_ = w.c.CloseNow()
 		} else {
@@ -169,6 +172,7 @@ func (s *Server) runWS(c *websocket.Conn, src netip.Addr, queryIP string, start 
 		}
 		w.mu.Lock()
 		w.timer.Stop()
+		w.stopIdleLocked()
 		final := w.final
 		w.mu.Unlock()
 		w.finish(goneOutcome(final), "", -1, "")
@@ -212,6 +216,11 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		w.fail(outcomeRejected, nameError(err), websocket.StatusPolicyViolation)
 		return "", "", nil
 	}
+	if err := protocol.ValidatePlay(req.Queue, req.Props, req.Party); err != nil {
+		s.metrics.rejects.WithLabelValues("bad_play_request").Inc()
+		w.fail(outcomeRejected, playError(err), websocket.StatusPolicyViolation)
+		return req.Game, req.Version, nil
+	}
 	// ?client_ip= wins, then the message's client_ip (what the Rust client's fake_client_ip
 	// sets). The Rust httpd ignored the message's client_ip; honouring it is deliberate.
 	override := queryIP
@@ -229,8 +238,9 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		w.fail(outcomeRejected, msgRateLimited, websocket.StatusTryAgainLater)
 		return req.Game, req.Version, nil
 	}
-	payload, err := protocol.Marshal(protocol.MatchmakerRequest{ClientIP: ip.String(), Game: req.Game, Version: req.Version,
-		Queue: req.Queue, Props: req.Props, Party: req.Party})
+	mreq := protocol.MatchmakerRequest{ClientIP: ip.String(), Game: req.Game, Version: req.Version,
+		Queue: req.Queue, Props: req.Props, Party: req.Party}
+	payload, err := protocol.Marshal(mreq)
 	if err != nil {
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
 		return req.Game, req.Version, nil
@@ -240,9 +250,13 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		return req.Game, req.Version, nil
 	}
 	w.mu.Lock()
-	w.timer = time.AfterFunc(s.cfg.StreamTimeout, w.onTimer)
+	w.timer = time.AfterFunc(s.streamTimeout(mreq), w.onTimer) // party.go: longer for play-together
 	w.mu.Unlock()
 	waiter := s.replies.register(w.deliver)
+	w.mu.Lock()
+	w.sent = sentRequest{game: req.Game, version: req.Version, reply: waiter.subject}
+	w.mu.Unlock()
+	w.startIdle() // idle.go
 	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: waiter.subject, Data: payload}); err != nil {
 		s.log.Warn("httpd: publish session request", logkey.Subject, subject, logkey.Err, err)
 		s.replies.release(waiter)
@@ -262,6 +276,9 @@ func (w *wsConn) deliver(msg *nats.Msg) {
 		return
 	}
 	w.queue = append(w.queue, msg)
+	if w.idle != nil {
+		w.idle.Reset(w.s.cfg.StreamIdleTimeout) // idle.go: the matchmaker is alive
+	}
 	if !w.draining {
 		w.draining = true
 		go w.drain()

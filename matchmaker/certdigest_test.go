@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/internal/eventually"
 )
 
 // TestCertDigestLookup: the deployment's own key wins over the IP key; the IP key is the
@@ -28,7 +29,15 @@ func TestCertDigestLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	const wait = 2 * time.Second // only the "nothing new" cases wait it out (in parallel); the others return at once
-	m := &Matchmaker{cfg: Config{CertDigestWait: wait}, b: b, log: slog.New(slog.DiscardHandler)}
+	log := slog.New(slog.DiscardHandler)
+	// direct reads the bucket at every lookup; cached answers from the watched copy a running
+	// matchmaker keeps (certcache.go), which must give the same answers.
+	direct := &Matchmaker{cfg: Config{CertDigestWait: wait}, b: b, log: log}
+	cached := &Matchmaker{cfg: Config{CertDigestWait: wait}, b: b, log: log, certs: newCertCache()}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); cached.certs.run(ctx, b.CertDigests, log) }()
+	t.Cleanup(func() { cancel(); <-stopped })
 	const fresh, warm = time.Second, 0
 
 	tests := []struct {
@@ -48,35 +57,52 @@ func TestCertDigestLookup(t *testing.T) {
 		{name: "fresh: nothing new, old ip key", before: map[string]string{"": "older-deployment"}, waited: fresh, want: "older-deployment"},
 		{name: "fresh: nothing at all", waited: fresh, want: ""},
 	}
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			ip := netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})
-			put := func(kv map[string]string) {
-				for suffix, v := range kv {
-					key := ip.String()
-					if suffix != "" {
-						key += suffix
-					}
-					if _, err := b.CertDigests.Put(context.Background(), key, []byte(v)); err != nil {
-						t.Error(err)
-					}
-				}
+	for mi, mode := range []struct {
+		name string
+		m    *Matchmaker
+	}{{"direct", direct}, {"cached", cached}} {
+		for i, tt := range tests {
+			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
+				t.Parallel()
+				certDigestCase(t, b, mode.m, netip.AddrFrom4([4]byte{10, 0, byte(mi), byte(i + 1)}), tt.before, tt.after, tt.during, tt.waited, tt.want, wait)
+			})
+		}
+	}
+}
+
+// certDigestCase runs one case of TestCertDigestLookup on its own IP.
+func certDigestCase(t *testing.T, b *bus.Buckets, m *Matchmaker, ip netip.Addr, before, after, during map[string]string, waited time.Duration, want string, wait time.Duration) {
+	var last uint64
+	put := func(kv map[string]string) {
+		for suffix, v := range kv {
+			key := ip.String()
+			if suffix != "" {
+				key += suffix
 			}
-			put(tt.before)
-			createdAt := time.Now() // entries carry the (same machine's) server time
-			put(tt.after)
-			done := make(chan string, 1)
-			go func() { done <- m.certDigest(t.Context(), ip, "dep", createdAt, tt.waited) }()
-			put(tt.during)
-			select {
-			case got := <-done:
-				if got != tt.want {
-					t.Errorf("certDigest = %q, want %q", got, tt.want)
-				}
-			case <-time.After(wait + 5*time.Second):
-				t.Fatal("certDigest did not return")
+			rev, err := b.CertDigests.Put(context.Background(), key, []byte(v))
+			if err != nil {
+				t.Error(err)
 			}
-		})
+			last = max(last, rev)
+		}
+	}
+	put(before)
+	createdAt := time.Now() // entries carry the (same machine's) server time
+	put(after)
+	if m.certs != nil {
+		// The copy follows the bucket a delivery later; the direct reads see an acknowledged
+		// write at once. Compare them on the same bucket contents.
+		eventually.True(t, 5*time.Second, func() bool { return m.certs.seen(last) }, "cert cache saw revision %d", last)
+	}
+	done := make(chan string, 1)
+	go func() { done <- m.certDigest(t.Context(), ip, "dep", createdAt, waited) }()
+	put(during)
+	select {
+	case got := <-done:
+		if got != want {
+			t.Errorf("certDigest = %q, want %q", got, want)
+		}
+	case <-time.After(wait + 5*time.Second):
+		t.Fatal("certDigest did not return")
 	}
 }

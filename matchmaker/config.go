@@ -14,6 +14,7 @@ import (
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
+	"github.com/bevygap-go/bevygap/match"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -40,6 +41,12 @@ const (
 	DefaultEdgegapCallTimeout   = 15 * time.Second
 	// DefaultStatusInterval is how often the status snapshot is published (docs/status.md).
 	DefaultStatusInterval = 5 * time.Second
+	// DefaultPartyMax is the default most members of a party.
+	DefaultPartyMax = 8
+	// MaxPartyMax is the largest allowed PartyMax (a party is one KV entry of at most 16 KiB).
+	MaxPartyMax = 32
+	// DefaultPartyWaitLimit is how long a party member's request waits for the others by default.
+	DefaultPartyWaitLimit = 60 * time.Second
 	// DefaultWebhookSubject is where the webhook sink publishes every hook body (webhook.<name>).
 	DefaultWebhookSubject = protocol.SubjectWebhookPrefix + ".*"
 	// StreamQueueGroup is the base name of the queue group of the streaming request
@@ -138,6 +145,22 @@ type Config struct {
 	StatusInterval time.Duration
 	// Buckets names and replicates the shared buckets (prefix, replicas).
 	Buckets bus.BucketOptions
+	// Queues are the match queues of this game version (docs/play-together.md); none by
+	// default, and a request naming a queue then gets 404. Every matchmaker of a game version
+	// must be given the same queues.
+	Queues match.Config
+	// EdgegapAccount is the fingerprint of the Edgegap account this matchmaker deletes sessions
+	// on, recorded on the shared delete queue: a matchmaker of another account refuses to start
+	// on the same queue (bus.Buckets.DeleteConsumerFor). "" derives it from Deps.Edgegap when
+	// that is an *edgegap.Client (edgegap.Client.AccountFingerprint: base URL + a hash of the
+	// API key); set it only for another EdgegapAPI implementation.
+	EdgegapAccount string
+	// PartyMax is the most members a party may have (0 means DefaultPartyMax).
+	PartyMax int
+	// PartyWaitLimit bounds how long a party member's request waits for the rest of the party:
+	// once the leader's request has waited this long, every waiting member's request fails
+	// with 408 (0 means DefaultPartyWaitLimit).
+	PartyWaitLimit time.Duration
 }
 
 // DefaultConfig returns the reference's defaults plus ours.
@@ -163,6 +186,8 @@ func DefaultConfig() Config {
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		EdgegapCallTimeout:   DefaultEdgegapCallTimeout,
 		StatusInterval:       DefaultStatusInterval,
+		PartyMax:             DefaultPartyMax,
+		PartyWaitLimit:       DefaultPartyWaitLimit,
 	}
 }
 
@@ -205,8 +230,19 @@ func (c *Config) validate() error {
 	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
 	setDefault(&c.EdgegapCallTimeout, d.EdgegapCallTimeout)
 	setDefault(&c.StatusInterval, d.StatusInterval)
+	setDefault(&c.PartyMax, DefaultPartyMax)
+	setDefault(&c.PartyWaitLimit, DefaultPartyWaitLimit)
+	if c.PartyMax < 1 || c.PartyMax > MaxPartyMax {
+		return fmt.Errorf("%w: party max must be 1 to %d members", ErrConfig, MaxPartyMax)
+	}
+	if c.PartyWaitLimit < 0 {
+		return fmt.Errorf("%w: party wait limit must not be negative", ErrConfig)
+	}
 	if c.PollMax < c.PollInitial {
 		c.PollMax = c.PollInitial
+	}
+	if err := c.Queues.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if c.CertDigestWait < 0 {
 		c.CertDigestWait = 0

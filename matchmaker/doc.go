@@ -70,6 +70,12 @@
 //     bucket knows for longer than ReadinessLimit + ClaimGrace is queued for deletion (covers
 //     a crash between Edgegap's create and the unclaimed_sessions write, and a create that
 //     failed on our side although Edgegap created the session).
+//   - Dead game servers (liveness.go): a claimed session whose game server died without
+//     removing its active_connections key is deleted on Edgegap's "Error" webhook (confirmed
+//     with a GET) or when reconciliation finds it in error or gone; the stale key is purged.
+//   - Delete queue per Edgegap account: the consumer records the account's fingerprint, and a
+//     matchmaker of another account refuses to start on it (bus.Buckets.DeleteConsumerFor).
+//   - KV watches start again as soon as the NATS connection reconnects.
 //   - Shutdown: subscriptions stop first, in-flight requests get ShutdownTimeout to finish and
 //     are then failed with 503; their sessions are queued for deletion (or left to the
 //     reapers of the surviving matchmakers).

@@ -162,12 +162,31 @@ type fakeWatcher struct {
 func (w *fakeWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.updates }
 func (w *fakeWatcher) Stop() error                             { return nil }
 
-// fakeKV is a KV bucket whose WatchAll returns, in turn, the results of watches.
+// fakeKV is a KV bucket whose WatchAll returns, in turn, the results of watches. Its Status
+// reports lastSeq as the stream's last sequence, or fails when lastSeq is nil.
 type fakeKV struct {
 	jetstream.KeyValue
 	mu      sync.Mutex
 	watches []func() (jetstream.KeyWatcher, error)
 	calls   []time.Time
+	lastSeq func() uint64
+}
+
+// fakeStatus is a KV status that carries stream info, like jetstream's.
+type fakeStatus struct {
+	jetstream.KeyValueStatus
+	info *jetstream.StreamInfo
+}
+
+func (s fakeStatus) StreamInfo() *jetstream.StreamInfo { return s.info }
+
+func (kv *fakeKV) Status(context.Context) (jetstream.KeyValueStatus, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	if kv.lastSeq == nil {
+		return nil, errNotFaked
+	}
+	return fakeStatus{info: &jetstream.StreamInfo{State: jetstream.StreamState{LastSeq: kv.lastSeq()}}}, nil
 }
 
 func (kv *fakeKV) WatchAll(ctx context.Context, _ ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {

@@ -102,6 +102,8 @@ type harnessOpts struct {
 	// nats is a server to share with other harnesses of the same test (default: a server of
 	// the harness's own).
 	nats *natsembed.Server
+	// launcher runs the simulator's game servers (default: none, deployments get ready alone).
+	launcher edgegapsim.Launcher
 }
 
 // newNATS starts an embedded nats-server with JetStream that stops with t.
@@ -161,6 +163,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 		BootJitter: -1,
 		Faults:     o.faults,
 		Clock:      o.clock,
+		Launcher:   o.launcher,
 		Logger:     slog.New(slog.DiscardHandler),
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bevygap-go/bevygap/bus"
@@ -193,8 +194,17 @@ func (m *Matchmaker) startUnclaimedReaper(startCtx, bg context.Context) error {
 // started again with backoff, after restart (when not nil) has been called. When ready is not
 // nil it receives the outcome of the first watch: nil once its replay is done, or the error of
 // its start, which ends watchKV.
+//
+// A watch is also started again, at once, when the NATS connection reconnects: the watch's
+// ordered consumer may have lived on a server that restarted or died, and nats.go would only
+// notice after two missed idle heartbeats (10 s), during which no entry is delivered.
 func (m *Matchmaker) watchKV(bg context.Context, kv jetstream.KeyValue, name string, ready chan<- error,
 	restart func(), onEntry func(e jetstream.KeyValueEntry, replaying bool)) {
+	var reconnected chan nats.Status // nil (never ready) without a connection (unit tests)
+	if m.nc != nil {
+		reconnected = m.nc.StatusChanged(nats.CONNECTED)
+		defer m.nc.RemoveStatusListener(reconnected)
+	}
 	b := backoff.Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second}.Start()
 	for bg.Err() == nil {
 		w, err := kv.WatchAll(bg)
@@ -211,24 +221,108 @@ func (m *Matchmaker) watchKV(bg context.Context, kv jetstream.KeyValue, name str
 		if restart != nil {
 			restart()
 		}
-		replaying := true
-		for e := range w.Updates() {
-			if e == nil {
-				replaying = false
-				if ready != nil {
-					ready <- nil
-					ready = nil
-				}
-				continue
-			}
-			onEntry(e, replaying)
-		}
+		end := m.followWatch(bg, kv, w, reconnected, &ready, onEntry)
 		_ = w.Stop()
-		if bg.Err() == nil {
+		switch {
+		case bg.Err() != nil:
+		case end == watchReconnected:
+			// Drain further reconnect events of the same outage, then watch again right away
+			// (a start that fails while JetStream recovers is retried with backoff).
+			for len(reconnected) > 0 {
+				<-reconnected
+			}
+			m.log.Info(name + " watch restarting after a NATS reconnect")
+		case end == watchStalled:
+			m.log.Warn(name+" watch delivered nothing while its bucket changed; restarting it", "checked_every", watchStallCheck)
+		default:
 			m.log.Warn(name + " watch ended, restarting")
 			_ = b.Wait(bg)
 		}
 	}
+}
+
+// watchStallCheck is how often a running watch is compared with its bucket's stream (one
+// STREAM.INFO request). A watch that delivered nothing while the stream held a newer entry for
+// a whole interval (two checks) is stalled —
+// its ordered consumer was lost with a cluster node while this connection stayed up, and nats.go
+// would notice only after two missed idle heartbeats (10 s) — and is started again.
+const watchStallCheck = time.Second
+
+// watchEnd says why followWatch returned.
+type watchEnd int
+
+const (
+	watchEnded       watchEnd = iota // the watch's channel closed
+	watchReconnected                 // the NATS connection reconnected
+	watchStalled                     // the watch stopped delivering (see watchStallCheck)
+)
+
+// followWatch hands the entries of w to onEntry (replaying is true for the initial replay)
+// until the watch ends, the connection reconnects, or the watch stalls. When *ready is not nil
+// it receives nil once the replay is done, and *ready becomes nil.
+func (m *Matchmaker) followWatch(bg context.Context, kv jetstream.KeyValue, w jetstream.KeyWatcher,
+	reconnected <-chan nats.Status, ready *chan<- error, onEntry func(e jetstream.KeyValueEntry, replaying bool)) watchEnd {
+	check := time.NewTicker(watchStallCheck)
+	defer check.Stop()
+	replaying := true
+	// last is the highest revision delivered; after the replay at least the stream's last
+	// sequence then (entries purged since are not replayed).
+	var last, suspectAt uint64
+	var suspectSince time.Time // zero: not suspect
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return watchEnded
+			case e == nil:
+				replaying = false
+				if seq, err := streamLastSeq(bg, kv); err == nil {
+					last = max(last, seq)
+				}
+				if *ready != nil {
+					*ready <- nil
+					*ready = nil
+				}
+			default:
+				last = max(last, e.Revision())
+				onEntry(e, replaying)
+			}
+		case <-reconnected:
+			return watchReconnected
+		case <-check.C:
+			if replaying || len(w.Updates()) > 0 {
+				continue // entries are still coming: behind, not stalled
+			}
+			seq, err := streamLastSeq(bg, kv)
+			if err != nil || seq <= last {
+				suspectSince = time.Time{}
+				continue
+			}
+			if !suspectSince.IsZero() && suspectAt == last && time.Since(suspectSince) >= watchStallCheck {
+				return watchStalled
+			}
+			if suspectSince.IsZero() || suspectAt != last {
+				suspectSince, suspectAt = time.Now(), last
+			}
+		}
+	}
+}
+
+// streamLastSeq returns the last sequence of kv's stream (the revision of its newest entry, or
+// of one purged since).
+func streamLastSeq(bg context.Context, kv jetstream.KeyValue) (uint64, error) {
+	ctx, cancel := context.WithTimeout(bg, 2*time.Second)
+	defer cancel()
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo })
+	if !ok || si.StreamInfo() == nil {
+		return 0, errors.New("matchmaker: KV status without stream info")
+	}
+	return si.StreamInfo().State.LastSeq, nil
 }
 
 // reapUnclaimed queues the deletion of an unclaimed session whose deadline passed and drops its
@@ -268,12 +362,13 @@ func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 // watchActiveConnections: a put claims the session (drop it from unclaimed_sessions); a delete
 // or purge means the player left: queue the session's deletion.
 func (m *Matchmaker) watchActiveConnections(bg context.Context) {
-	m.watchKV(bg, m.b.ActiveConnections, "active_connections", nil, nil,
+	m.watchKV(bg, m.b.ActiveConnections, "active_connections", nil, m.claims.reset,
 		func(e jetstream.KeyValueEntry, replaying bool) { m.onActiveConnection(bg, e, replaying) })
 }
 
 func (m *Matchmaker) onActiveConnection(bg context.Context, e jetstream.KeyValueEntry, replaying bool) {
 	sid := e.Key()
+	m.claims.apply(e)
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
 	switch e.Operation() {
@@ -536,11 +631,20 @@ func (m *Matchmaker) ack(msg jetstream.Msg, sid string) {
 // (webhook_url equal to SessionWebhookURL, see ownSession) that no bucket knows (not
 // unclaimed, not an active connection) for longer than ReadinessLimit + ClaimGrace. This covers
 // a crash between Edgegap's create and our unclaimed_sessions write, a create that timed out
-// on our side although Edgegap created the session, and watch gaps. Start runs it only when
-// SessionWebhookURL is set.
+// on our side although Edgegap created the session, and watch gaps. It also ends claimed
+// sessions whose game server is gone (checkClaimed). Without SessionWebhookURL only the latter
+// runs, and a round lists sessions only when claimed sessions are known.
+//
+// A suspect's age is taken from Edgegap (its elapsed time when first seen: a create that timed
+// out on our side may have made it long before), and a round runs every ReconcileInterval or at
+// the earliest suspect's deadline (creation + ReadinessLimit + ClaimGrace), but never sooner than
+// reconcileGap after the previous one: a suspect is deleted on a later round than the one that
+// first saw it, so a session whose deletion is merely on its way (the player just left) has that
+// long to disappear. An orphan lives about ReadinessLimit + ClaimGrace (at most one interval
+// more to be first seen), no longer up to two intervals more.
 func (m *Matchmaker) runReconciler(bg context.Context) {
 	suspects := make(map[string]time.Time)
-	t := time.NewTicker(m.cfg.ReconcileInterval)
+	t := time.NewTimer(m.cfg.ReconcileInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -548,13 +652,44 @@ func (m *Matchmaker) runReconciler(bg context.Context) {
 			return
 		case <-t.C:
 		}
-		m.reconcileOnce(bg, suspects)
+		if m.cfg.SessionWebhookURL != "" || m.claims.count() > 0 {
+			m.reconcileOnce(bg, suspects)
+		}
+		t.Reset(m.nextReconcile(suspects, time.Now()))
 	}
+}
+
+// reconcileGap is the least time between two reconcile rounds brought forward by a suspect's
+// deadline (or a quarter of ReadinessLimit + ClaimGrace when shorter, as in tests).
+const reconcileGap = 10 * time.Second
+
+// nextReconcile returns the wait before the next reconcile round: ReconcileInterval, or less
+// when a suspect's deadline comes sooner (but at least reconcileGap).
+func (m *Matchmaker) nextReconcile(suspects map[string]time.Time, now time.Time) time.Duration {
+	limit := m.cfg.ReadinessLimit + m.cfg.ClaimGrace
+	wait := m.cfg.ReconcileInterval
+	for _, created := range suspects {
+		wait = min(wait, max(created.Add(limit).Sub(now), min(reconcileGap, limit/4)))
+	}
+	return wait
+}
+
+// sessionAge asks Edgegap how long ago a session was created (its elapsed seconds); 0 when it
+// cannot tell.
+func (m *Matchmaker) sessionAge(ctx context.Context, sid string) time.Duration {
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+	defer cancel()
+	s, err := m.api.GetSession(cctx, sid)
+	if err != nil || s.Elapsed <= 0 {
+		return 0
+	}
+	return time.Duration(s.Elapsed) * time.Second
 }
 
 func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.Time) {
 	ctx, cancel := context.WithTimeout(bg, 2*m.cfg.EdgegapCallTimeout)
 	defer cancel()
+	listed := time.Now()
 	list, err := m.api.ListAllSessions(ctx)
 	if err != nil {
 		m.log.Warn("reconcile: session list failed", logkey.Err, err)
@@ -580,12 +715,13 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 		} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // cannot tell now
 		}
-		first, ok := suspects[sid]
+		created, ok := suspects[sid]
 		if !ok {
-			suspects[sid] = now
+			// First seen: backdated to its creation (see runReconciler); deleted on a later round.
+			suspects[sid] = now.Add(-m.sessionAge(ctx, sid))
 			continue
 		}
-		if now.Sub(first) < m.cfg.ReadinessLimit+m.cfg.ClaimGrace {
+		if now.Sub(created) < m.cfg.ReadinessLimit+m.cfg.ClaimGrace {
 			continue
 		}
 		if err := m.b.EnqueueSessionDelete(ctx, sid, ""); err != nil {
@@ -598,6 +734,7 @@ func (m *Matchmaker) reconcileOnce(bg context.Context, suspects map[string]time.
 		m.log.Warn("reconcile: session unknown to every bucket, deletion queued", logkey.SessionID, sid)
 	}
 	m.recordEdgegapView(ours)
+	m.checkClaimed(ctx, list, listed)
 	m.log.Debug("reconcile: session list checked", "listed", len(list), "ours", len(seen), "suspects", len(suspects))
 	for sid := range suspects {
 		if !seen[sid] {

@@ -38,6 +38,13 @@ type Matchmaker struct {
 	minter *netcode.Minter
 	hooks  *hookRouter
 	admit  *admission
+	// claims are the claimed sessions (active_connections puts) and failedHooks the "Error"
+	// webhooks of sessions no waiter here owns: the liveness checks of liveness.go.
+	claims      *claimTracker
+	failedHooks chan string
+	plain       *plainRequests // in-flight plain streaming requests a cancel can reach (cancel.go)
+	// play is the play-together engine's cancel hook (cancel.go); nil until it is wired.
+	play playHooks
 
 	// status page feed (docs/status.md): counters, publisher identity, the metrics to read
 	status    *statusfeed.Recorder
@@ -53,6 +60,7 @@ type Matchmaker struct {
 	subs    []*nats.Subscription // request subscriptions (stopped first on shutdown)
 	hookSub *nats.Subscription   // webhooks (kept until in-flight requests are done)
 	unclaim *unclaimedReaper
+	certs   *certCache // cert_digests in memory (certcache.go); nil before Start
 
 	// reqCtx is the parent of every request; it outlives the Run context so that in-flight
 	// requests can finish during shutdown, and is canceled when the shutdown timeout expires.
@@ -99,6 +107,10 @@ func newMatchmaker(cfg Config, deps Deps) *Matchmaker {
 		minter: &netcode.Minter{Key: cfg.PrivateKey, Format: cfg.TokenFormat},
 		hooks:  newHookRouter(),
 		admit:  newAdmission(cfg.MaxConcurrentCreates, time.Second),
+
+		claims:      newClaimTracker(),
+		failedHooks: make(chan string, failedHookQueue),
+		plain:       newPlainRequests(),
 
 		status:    statusfeed.NewRecorder(),
 		instance:  statusfeed.NewInstanceID(),
@@ -155,6 +167,7 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 			_ = svc.Stop()
 		}
 		m.unsubscribeAll()
+		m.stopCancel()
 		if hookSub != nil {
 			_ = hookSub.Unsubscribe()
 		}
@@ -168,14 +181,17 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	m.goBackground(func() { m.watchActiveConnections(bgCtx) })
-	cons, err := b.DeleteConsumer(ctx)
+	m.goBackground(func() { m.runFailedHookChecks(bgCtx) })
+	m.startCertCache(bgCtx)
+	cons, err := m.deleteConsumer(ctx, b)
 	if err != nil {
 		return fail(fmt.Errorf("matchmaker: %w", err))
 	}
 	m.goBackground(func() { m.runDeleteWorker(bgCtx, cons) })
 	switch {
 	case m.cfg.Reconcile && m.cfg.SessionWebhookURL == "":
-		m.log.Warn("reconciliation disabled: without --session-webhook-url this matchmaker cannot tell its Edgegap sessions from other apps' (it recognises its own by their webhook_url)")
+		m.log.Warn("reconciliation disabled: without --session-webhook-url this matchmaker cannot tell its Edgegap sessions from other apps' (it recognises its own by their webhook_url); only claimed sessions are still checked for a dead game server")
+		m.goBackground(func() { m.runReconciler(bgCtx) })
 	case m.cfg.Reconcile:
 		m.goBackground(func() { m.runReconciler(bgCtx) })
 	}
@@ -196,6 +212,14 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 	// versions with dots such as v0.0.1 work). The queue group is per game and version, so it
 	// never merges with another game's subscription (NATS merges same-named queue groups across
 	// all subscriptions matching a message).
+	// The play-together engine (match queues, parties) before the cancels that reach it.
+	if err := m.startPlay(ctx, bgCtx); err != nil {
+		return fail(err)
+	}
+	// Cancels first: a player may leave as soon as the request subscription exists (cancel.go).
+	if err := m.subscribeCancel(); err != nil {
+		return fail(err)
+	}
 	streamSubject := m.ownStreamSubject()
 	own, err := m.nc.QueueSubscribe(streamSubject, StreamQueueGroupFor(m.cfg.AppName, m.cfg.AppVersion), m.onStreamRequest)
 	if err != nil {
@@ -319,6 +343,7 @@ func (m *Matchmaker) Shutdown(ctx context.Context) error {
 		}
 	}
 	m.unsubscribeAll()
+	m.stopPlay()
 
 	done := make(chan struct{})
 	go func() {
@@ -344,6 +369,7 @@ func (m *Matchmaker) Shutdown(ctx context.Context) error {
 	if hookSub != nil {
 		_ = hookSub.Unsubscribe()
 	}
+	m.stopCancel()
 	if m.bgCancel != nil {
 		m.bgCancel()
 	}
@@ -363,5 +389,8 @@ func (m *Matchmaker) onWebhook(msg *nats.Msg) {
 		m.met.webhooks.WithLabelValues("owned").Inc()
 	} else {
 		m.met.webhooks.WithLabelValues("other").Inc()
+		if failedStatus(w.Status) {
+			m.noteFailedHook(w.SessionID) // a claimed session's game server may have died
+		}
 	}
 }

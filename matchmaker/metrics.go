@@ -28,8 +28,11 @@ type metrics struct {
 	reaped          prometheus.Counter
 	reconciled      prometheus.Counter
 	webhookHealthy  prometheus.Gauge
-	edgegapSessions prometheus.Gauge // ours on Edgegap at the last reconciliation
-	unknownSessions prometheus.Gauge // ours on Edgegap, known to no bucket, at the last reconciliation
+	edgegapSessions prometheus.Gauge       // ours on Edgegap at the last reconciliation
+	unknownSessions prometheus.Gauge       // ours on Edgegap, known to no bucket, at the last reconciliation
+	abandoned       *prometheus.CounterVec // phase: queued, creating, waiting, granted
+	abandonedDelete prometheus.Histogram   // cancel → DELETE done, for sessions of abandoned requests
+	queue           *queueMetrics          // match queues (queue_metrics.go)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -95,9 +98,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "bevygap_matchmaker_unknown_sessions",
 			Help: "Sessions of this deployment listed by Edgegap at the last reconciliation that no KV bucket knew (deleted once older than the readiness limit plus grace).",
 		}),
+		abandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bevygap_matchmaker_abandoned_requests_total",
+			Help: "Streaming session requests whose player went away before the answer (a cancel from the front door), by the phase they were in: queued (no session created), creating (the session was deleted as soon as the create returned), waiting (deleted at once), granted (the SessionReady could not be relayed: deleted unless claimed).",
+		}, []string{"phase"}),
+		abandonedDelete: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "bevygap_matchmaker_abandoned_session_delete_seconds",
+			Help:    "For a session created for a player who went away: time from the cancel to its deletion on Edgegap (done by the request itself; a failed DELETE is queued and not observed).",
+			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20},
+		}),
 	}
 	reg.MustRegister(m.requests, m.requestDuration, m.inFlight, m.queued, m.readyVia, m.webhooks, m.readyTimeouts, m.deletes, m.deletesStuck, m.deleteEnqueued,
-		m.reaped, m.reconciled, m.webhookHealthy, m.edgegapSessions, m.unknownSessions)
+		m.reaped, m.reconciled, m.webhookHealthy, m.edgegapSessions, m.unknownSessions, m.abandoned, m.abandonedDelete)
+	m.queue = newQueueMetrics(reg)
 	return m
 }
 

@@ -108,7 +108,7 @@ func decodeClientIP(data []byte) (string, *requestError) {
 func (m *Matchmaker) handleGenSession(req micro.Request, ip netip.Addr, done func(ok bool)) {
 	start := time.Now()
 	m.met.inFlight.Inc()
-	m.serveIP(ip, nil, func(g *grant, rerr *requestError) {
+	m.serveIP(nil, ip, nil, func(g *grant, rerr *requestError) {
 		defer m.met.inFlight.Dec()
 		done(m.answerGenSession(req, start, g, rerr))
 	})
@@ -144,7 +144,11 @@ func (m *Matchmaker) answerGenSession(req micro.Request, start time.Time, g *gra
 func (m *Matchmaker) finishMetrics(kind string, code uint16, start time.Time) {
 	m.met.requests.WithLabelValues(kind, strconv.Itoa(int(code))).Inc()
 	result := "granted"
-	if code != http.StatusOK {
+	switch code {
+	case http.StatusOK:
+	case statusClientClosed: // the player went away (cancel.go): not a failure
+		result = "abandoned"
+	default:
 		result = "error"
 	}
 	m.met.requestDuration.WithLabelValues(kind, result).Observe(time.Since(start).Seconds())
@@ -154,14 +158,14 @@ func (m *Matchmaker) finishMetrics(kind string, code uint16, start time.Time) {
 }
 
 // serve decodes a request body and runs the session flow; done gets the outcome (at once for
-// a bad body).
-func (m *Matchmaker) serve(data []byte, progress progressFunc, done func(*grant, *requestError)) {
+// a bad body). pr is the cancelable request (nil: not cancelable).
+func (m *Matchmaker) serve(pr *plainRequest, data []byte, progress progressFunc, done func(*grant, *requestError)) {
 	ip, rerr := parseRequest(data)
 	if rerr != nil {
 		done(nil, rerr)
 		return
 	}
-	m.serveIP(ip, progress, done)
+	m.serveIP(pr, ip, progress, done)
 }
 
 // parseRequest reads and checks the client IP of a session request body.
@@ -173,9 +177,19 @@ func parseRequest(data []byte) (netip.Addr, *requestError) {
 	return parseClientIP(s)
 }
 
-// serveIP requests a session for a client at ip, logs the outcome and passes it to done.
-func (m *Matchmaker) serveIP(ip netip.Addr, progress progressFunc, done func(*grant, *requestError)) {
-	m.requestSession(m.reqCtx, ip, progress, func(g *grant, rerr *requestError) {
+// serveIP requests a session for a client at ip, logs the outcome and passes it to done. pr
+// (nil for session.gensession) is the request a cancel can reach (cancel.go).
+func (m *Matchmaker) serveIP(pr *plainRequest, ip netip.Addr, progress progressFunc, done func(*grant, *requestError)) {
+	ctx := m.reqCtx
+	if pr != nil {
+		ctx = pr.ctx
+	}
+	m.requestSession(ctx, pr, ip, progress, func(g *grant, rerr *requestError) {
+		if rerr != nil && rerr.Code == statusClientClosed {
+			// Not a failure: the player went away (logged and counted by cancelPlain).
+			done(nil, rerr)
+			return
+		}
 		if rerr != nil {
 			level := m.log.Warn
 			if rerr.Code >= 500 {
@@ -234,15 +248,33 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 		r.finish()
 		return
 	}
+	if isPlayBody(msg.Data) {
+		// Play together (a queue, a party): its ticket or party outlives this handling here,
+		// which makes KV round trips: off the subscription's callback.
+		m.inflight.Done()
+		r.send(protocol.Acknowledged())
+		go m.onPlayRequest(r, msg.Data)
+		return
+	}
 	// Acknowledged and queued here, in the subscription's callback; the request then runs in a
 	// goroutine of its own once admitted.
 	start := time.Now()
 	m.met.inFlight.Inc()
+	pr := m.trackPlain(msg.Reply) // before Acknowledged: a cancel may follow it at once
 	r.send(protocol.Acknowledged())
-	m.serve(msg.Data, r.send, func(g *grant, rerr *requestError) {
+	ka := newKeepalive(r.send, StreamKeepalive) // never silent longer than this (keepalive.go)
+	m.serve(pr, msg.Data, ka.Send, func(g *grant, rerr *requestError) {
 		defer m.inflight.Done()
 		defer m.met.inFlight.Dec()
+		defer m.untrackPlain(pr)
+		ka.stop()
 		if rerr != nil {
+			r.send(protocol.Error(rerr.Code, rerr.Message))
+			m.finishMetrics("stream", rerr.Code, start)
+		} else if m.grantPlain(pr, g.sessionID) { // cancel.go
+			// The player left just as the session was granted: nobody will use the token.
+			go m.cancelGranted(g.sessionID)
+			rerr := abandonedError()
 			r.send(protocol.Error(rerr.Code, rerr.Message))
 			m.finishMetrics("stream", rerr.Code, start)
 		} else {

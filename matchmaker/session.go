@@ -68,8 +68,10 @@ func parseClientIP(s string) (netip.Addr, *requestError) {
 // requestSession runs the whole flow for one client: admission, create, track, wait, token,
 // KV mappings, and calls done with the outcome, from a goroutine of the request's own. While
 // the request waits for admission it holds no goroutine (thousands of players may wait). On
-// any failure after the session exists, the session is queued for deletion.
-func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, progress progressFunc, done func(*grant, *requestError)) {
+// any failure after the session exists, the session is queued for deletion. pr (nil for
+// session.gensession) is the request a cancel can reach: its context is ctx, and it learns the
+// request's phase (cancel.go).
+func (m *Matchmaker) requestSession(ctx context.Context, pr *plainRequest, clientIP netip.Addr, progress progressFunc, done func(*grant, *requestError)) {
 	var report func(int)
 	if progress != nil {
 		report = func(pos int) { progress(protocol.Progress("Queued: position " + strconv.Itoa(pos))) }
@@ -86,7 +88,7 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 				done(nil, m.contextError(ctx, err))
 				return
 			}
-			g, rerr := m.admittedSession(ctx, clientIP, progress)
+			g, rerr := m.admittedSession(ctx, pr, clientIP, progress)
 			m.admit.release()
 			done(g, rerr)
 		}()
@@ -94,7 +96,13 @@ func (m *Matchmaker) requestSession(ctx context.Context, clientIP netip.Addr, pr
 }
 
 // admittedSession is the flow of requestSession after admission.
-func (m *Matchmaker) admittedSession(ctx context.Context, clientIP netip.Addr, progress progressFunc) (*grant, *requestError) {
+//
+// The Edgegap create is not tied to the request's context: once sent, Edgegap may create the
+// session whether or not we wait for the answer, and a create cut short by the player leaving
+// (or by a shutdown) would leave us without the id of a billed session that only
+// reconciliation could find. So the create runs to its answer (bounded by EdgegapCallTimeout),
+// and a session created for a request that has ended meanwhile is abandoned at once.
+func (m *Matchmaker) admittedSession(ctx context.Context, pr *plainRequest, clientIP netip.Addr, progress progressFunc) (*grant, *requestError) {
 	// The request's own context: the timeouts of its calls hang off it rather than off the
 	// matchmaker's shared request context, whose lock every request would otherwise take for
 	// each of them (contention under load).
@@ -106,7 +114,8 @@ func (m *Matchmaker) admittedSession(ctx context.Context, clientIP netip.Addr, p
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
+	pr.setPhase(phaseCreating)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.EdgegapCallTimeout)
 	m.status.Creating(1)
 	created, err := m.api.CreateSession(cctx, edgegap.SessionCreateRequest{
 		AppName:    m.cfg.AppName,
@@ -116,10 +125,11 @@ func (m *Matchmaker) admittedSession(ctx context.Context, clientIP netip.Addr, p
 	m.status.Creating(-1)
 	cancel()
 	if err != nil {
-		return nil, m.edgegapError("session create", err)
+		return nil, m.contextOr(ctx, m.edgegapError("session create", err))
 	}
 	sid := created.SessionID
 	createdAt := time.Now()
+	pr.setPhase(phaseWaiting)
 	if !bus.ValidSessionID(sid) {
 		// Cannot be a KV key or subject token: delete right away, directly.
 		m.deleteDirectly(sid)
@@ -133,14 +143,57 @@ func (m *Matchmaker) admittedSession(ctx context.Context, clientIP netip.Addr, p
 		m.deleteDirectly(sid)
 		return nil, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)
 	}
+	if ctx.Err() != nil {
+		// The player left (or the matchmaker is shutting down) while the session was created.
+		rerr := m.contextError(ctx, ctx.Err())
+		m.giveUp(ctx, pr, sid, rev, "request ended during the create: "+rerr.Message)
+		return nil, rerr
+	}
 	send(protocol.Accepted(sid))
 
 	g, rerr := m.finishSession(ctx, sid, createdAt, clientIP, send)
+	if rerr == nil && isAbandoned(ctx) {
+		// Left while the token was made: nobody will claim the session.
+		rerr = abandonedError()
+	}
 	if rerr != nil {
-		m.abandon(sid, rev, "request failed: "+rerr.Message)
+		m.giveUp(ctx, pr, sid, rev, "request failed: "+rerr.Message)
 		return nil, rerr
 	}
 	return g, nil
+}
+
+// giveUp gives up the session of a request that ended without a grant. The session of a
+// player who went away is deleted at once, from the request's own goroutine (still holding
+// its admission slot, so at most MaxConcurrentCreates at a time): a burst of leavers would
+// otherwise wait in line for the delete queue's few workers. If that DELETE fails, or for any
+// other failure, the session is queued for deletion (abandon).
+func (m *Matchmaker) giveUp(ctx context.Context, pr *plainRequest, sid string, rev uint64, reason string) {
+	if isAbandoned(ctx) && m.deleteAbandoned(pr, sid) {
+		return
+	}
+	m.abandon(sid, rev, reason)
+}
+
+// deleteAbandoned deletes the session of an abandoned request on Edgegap and drops its
+// unclaimed_sessions entry; false if the DELETE failed (the entry stays). It observes the time
+// from the cancel to the deletion.
+func (m *Matchmaker) deleteAbandoned(pr *plainRequest, sid string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.EdgegapCallTimeout)
+	defer cancel()
+	if _, err := m.api.DeleteSession(ctx, sid); err != nil && !errors.Is(err, edgegap.ErrNotFound) {
+		m.log.Warn("could not delete the session of an abandoned request; queuing its deletion", logkey.SessionID, sid, logkey.Err, err)
+		return false
+	}
+	took := pr.sinceCancel()
+	if pr != nil {
+		m.met.abandonedDelete.Observe(took.Seconds())
+	}
+	m.log.Info("session of an abandoned request deleted", logkey.SessionID, sid, "after_cancel", took.Round(time.Millisecond))
+	if err := m.b.UnclaimedSessions.Delete(ctx, sid); err != nil {
+		m.log.Debug("could not drop the unclaimed entry of a deleted session; the reaper will find it gone", logkey.SessionID, sid, logkey.Err, err)
+	}
+	return true
 }
 
 func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt time.Time, clientIP netip.Addr, send progressFunc) (*grant, *requestError) {
@@ -190,14 +243,27 @@ func (m *Matchmaker) trackUnclaimed(sid string) (uint64, error) {
 	return rev, err
 }
 
+// registerWriteLimit bounds registerIDs' writes, retries included: a NATS node failover (a new
+// stream leader elected, the client reconnecting to another node) takes a few seconds, during
+// which a put fails at once ("no responders") — the write rides it out instead of failing the
+// request with 503.
+const registerWriteLimit = 10 * time.Second
+
 // registerIDs writes sessions_ly2eg and sessions_eg2ly (and refreshes unclaimed_sessions when
-// the readiness wait was long, so that the client gets the whole grace to connect).
+// the readiness wait was long, so that the client gets the whole grace to connect), each retried
+// (retryNATS) for up to registerWriteLimit.
 func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint64, waited time.Duration) error {
 	cid := strconv.FormatUint(clientID, 10)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registerWriteLimit)
 	defer cancel()
+	put := func(kv jetstream.KeyValue, key, value string) error {
+		return retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+			_, err := kv.Put(ctx, key, []byte(value))
+			return err
+		})
+	}
 	if waited > m.cfg.ClaimGrace/2 {
-		if _, err := m.b.UnclaimedSessions.Put(ctx, sid, []byte(sid)); err != nil {
+		if err := put(m.b.UnclaimedSessions, sid, sid); err != nil {
 			return fmt.Errorf("refresh unclaimed_sessions: %w", err)
 		}
 	}
@@ -205,10 +271,9 @@ func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint6
 	// trip instead of two, and both acknowledged before the token is handed out.
 	eg2ly := make(chan error, 1)
 	go func() {
-		_, err := m.b.SessionsEg2Ly.Put(ctx, sid, []byte(cid))
-		eg2ly <- err
+		eg2ly <- put(m.b.SessionsEg2Ly, sid, cid)
 	}()
-	_, errLy2Eg := m.b.SessionsLy2Eg.Put(ctx, cid, []byte(sid))
+	errLy2Eg := put(m.b.SessionsLy2Eg, cid, sid)
 	errEg2Ly := <-eg2ly
 	if errLy2Eg != nil {
 		return fmt.Errorf("put sessions_ly2eg: %w", errLy2Eg)
@@ -358,9 +423,17 @@ const freshDeploymentWait = 500 * time.Millisecond
 // session that had to boot (the game server may not have published yet), an IP key written
 // before the session was created may be another deployment's: then both keys are watched for
 // up to CertDigestWait, and the first fresh write wins (the old IP value is the fallback).
+// The running matchmaker answers from its watched copy of the bucket (certcache.go), with the
+// same rules; the bucket is read directly only while that copy is not ready.
 func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, requestID string, createdAt time.Time, waited time.Duration) string {
 	depKey, _ := protocol.CertDigestDeploymentKey(ip, requestID)
 	ipKey, _ := protocol.CertDigestIPKey(ip)
+	fresh := m.cfg.CertDigestWait > 0 && waited >= freshDeploymentWait
+	if c := m.certs; c != nil {
+		if d, ok := c.digest(ctx, depKey, ipKey, createdAt, fresh, m.cfg.CertDigestWait); ok {
+			return d
+		}
+	}
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	get := func(ctx context.Context, key string) (jetstream.KeyValueEntry, bool) {
@@ -379,7 +452,6 @@ func (m *Matchmaker) certDigest(ctx context.Context, ip netip.Addr, requestID st
 	if e, ok := get(gctx, depKey); ok {
 		return string(e.Value())
 	}
-	fresh := m.cfg.CertDigestWait > 0 && waited >= freshDeploymentWait
 	fallback := ""
 	if e, ok := get(gctx, ipKey); ok {
 		fallback = string(e.Value())
@@ -489,8 +561,11 @@ func (m *Matchmaker) edgegapError(what string, err error) *requestError {
 	}
 }
 
-// contextError maps the end of a request context (shutdown) to an error.
+// contextError maps the end of a request context (player gone, shutdown) to an error.
 func (m *Matchmaker) contextError(ctx context.Context, err error) *requestError {
+	if isAbandoned(ctx) {
+		return abandonedError()
+	}
 	if errors.Is(context.Cause(ctx), errShuttingDown) || m.reqCtx.Err() != nil {
 		return reqErr(http.StatusServiceUnavailable, "matchmaker shutting down", err)
 	}

@@ -17,15 +17,26 @@ import (
 // player, wherever Edgegap puts it. The extension only adds optional fields, omitted when empty,
 // so a plain request encodes to the reference's bytes.
 //
-// A request to play in a queue, alone or as a party:
+// A request to play in a queue, alone or as a party ([RequestSession], the WebSocket message;
+// props are encoded with sorted keys):
 //
-//	{"game":"mygame","version":"1","client_ip":null,"queue":"duo","props":{"skill":1200,"mode":"ctf"}}
+//	{"game":"mygame","version":"1","client_ip":null,"queue":"duo"}
+//	{"game":"mygame","version":"1","client_ip":null,"queue":"ranked","props":{"mode":"ctf","skill":1200}}
 //	{"game":"mygame","version":"1","client_ip":null,"party":{"code":"K7QF2M","token":"…"}}
 //	{"game":"mygame","version":"1","client_ip":null,"queue":"duo","party":{"code":"K7QF2M","token":"…"}}
 //
-// Feedback is the reference's SessionRequestFeedback, unchanged: waiting in a queue or for a
-// party is reported with ProgressReport texts; every player of a match gets its own
-// SessionReady (its own connect token) for the same game server.
+// The chunked HTTP route takes the same three fields as its optional JSON body
+// ({"queue":"duo"}), and the front door passes them on to the matchmaker after the reference's
+// fields ([MatchmakerRequest]):
+//
+//	{"client_ip":"81.2.69.160","game":"mygame","version":"1","queue":"duo"}
+//
+// Parties are managed over the front door's party routes, which become [PartyRequest]s on
+// matchmaker.party.<game>.<version>. Feedback is the reference's SessionRequestFeedback,
+// unchanged: waiting in a queue or for a party is reported with ProgressReport texts
+// ("Waiting in queue duo: 1 of 2 players"); every player of a match gets its own SessionReady
+// (its own connect token) for the same game server; a refusal is an Error feedback
+// ({"Error":[404,"no queue named \"x\""]}). See docs/play-together.md.
 const (
 	// SubjectMatchmakerPartyPrefix prefixes the party management subject
 	// matchmaker.party.<game>.<version> (request/reply, body [PartyRequest], reply [PartyReply]).
@@ -80,7 +91,14 @@ type PartyRef struct {
 	Token string `json:"token"`
 }
 
-// PartyRequest is the body of a matchmaker.party.<game>.<version> request.
+// PartyRequest is the body of a matchmaker.party.<game>.<version> request. The front door
+// builds it from its party routes (docs/play-together.md); examples:
+//
+//	{"op":"create","client_ip":"203.0.113.5"}
+//	{"op":"join","code":"K7QF2M","client_ip":"203.0.113.6"}
+//	{"op":"leave","code":"K7QF2M","token":"…"}
+//	{"op":"kick","code":"K7QF2M","token":"…","member":"m2x9"}
+//	{"op":"get","code":"K7QF2M","token":"…"}
 type PartyRequest struct {
 	// Op is one of the PartyOp* constants.
 	Op string `json:"op"`
@@ -112,11 +130,15 @@ type Party struct {
 
 // PartyReply is the answer to a [PartyRequest]: the party (after the operation) and the
 // caller's own member id and, on create and join only, the caller's party token. A failed
-// operation sets Error instead.
+// operation sets Error instead. Examples:
+//
+//	{"party":{"code":"K7QF2M","members":[{"id":"m1a2","leader":true,"waiting":false}],"max":4},"member":"m1a2","token":"…"}
+//	{"party":{"code":"K7QF2M","members":[{"id":"m1a2","leader":true,"waiting":false},{"id":"m2x9","leader":false,"waiting":true}],"max":4},"member":"m1a2"}
+//	{"error":{"code":404,"message":"unknown party code"}}
 type PartyReply struct {
-	Party  *Party      `json:"party,omitempty"`
-	Member string      `json:"member,omitempty"`
-	Token  string      `json:"token,omitempty"`
+	Party  *Party     `json:"party,omitempty"`
+	Member string     `json:"member,omitempty"`
+	Token  string     `json:"token,omitempty"`
 	Error  *PlayError `json:"error,omitempty"`
 }
 
@@ -148,6 +170,47 @@ func ValidPartyCode(c string) bool {
 
 // ErrInvalidProps is returned (wrapped) for properties that break the rules of [Props].
 var ErrInvalidProps = errors.New("invalid props")
+
+// ErrInvalidPlay is returned (wrapped) by [ValidatePlay] for a malformed play-together request.
+var ErrInvalidPlay = errors.New("invalid play request")
+
+// MaxPartyTokenLen is the longest party token accepted (the matchmaker's are 43 bytes).
+const MaxPartyTokenLen = 128
+
+// ValidPartyToken reports whether t looks like a party token: 1 to [MaxPartyTokenLen] bytes of
+// base64url (letters, digits, '-', '_', and '=' padding). It may still be wrong.
+func ValidPartyToken(t string) bool { return names.Valid(t, MaxPartyTokenLen, "-_=") }
+
+// Validate checks the form of a party reference: a well-formed code and token.
+func (p PartyRef) Validate() error {
+	if !ValidPartyCode(p.Code) {
+		return fmt.Errorf("%w: party code %q: want %d characters of %s", ErrInvalidPlay, p.Code, PartyCodeLen, PartyCodeAlphabet)
+	}
+	if !ValidPartyToken(p.Token) {
+		return fmt.Errorf("%w: party token missing or malformed", ErrInvalidPlay)
+	}
+	return nil
+}
+
+// ValidatePlay checks the play-together fields of a session request (all may be empty: a
+// plain request is valid): a queue name per [ValidQueueName], props per [Props.Validate] and a
+// party reference per [PartyRef.Validate]. The front door refuses a request that fails it; that
+// the queue exists and the props fit it only the matchmaker can tell. Errors wrap
+// [ErrInvalidPlay] (and [ErrInvalidProps] for props).
+func ValidatePlay(queue string, props Props, party *PartyRef) error {
+	if queue != "" && !ValidQueueName(queue) {
+		return fmt.Errorf("%w: queue name %q: use 1-%d letters, digits, '_' or '-'", ErrInvalidPlay, queue, MaxQueueNameLen)
+	}
+	if err := props.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidPlay, err)
+	}
+	if party != nil {
+		if err := party.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // PropValue is one property of a ticket: a number (IsNum) or a string.
 type PropValue struct {
@@ -194,6 +257,9 @@ func (v *PropValue) UnmarshalJSON(b []byte) error {
 		return nil
 	}
 	var f float64
+	if bytes.Equal(b, []byte("null")) { // json.Unmarshal would leave f at 0 without an error
+		return fmt.Errorf("%w: a property is a number or a string, not null", ErrInvalidProps)
+	}
 	if err := json.Unmarshal(b, &f); err != nil {
 		return fmt.Errorf("%w: a property is a number or a string", ErrInvalidProps)
 	}
@@ -242,7 +308,10 @@ func (r MatchmakerRequest) Play() bool { return r.Queue != "" || r.Party != nil 
 const SubjectMatchmakerBackfillPrefix = "matchmaker.backfill"
 
 // BackfillRequest is a game server's request for more players from a match queue: Slots
-// players are wanted on the deployment RequestID (ARBITRIUM_REQUEST_ID) at PublicIP.
+// players are wanted on the deployment RequestID (ARBITRIUM_REQUEST_ID) at PublicIP:
+//
+//	{"queue":"room","request_id":"9f511e17a4b5","public_ip":"172.104.100.7","slots":2}
+//	{"queue":"ranked","request_id":"9f511e17a4b5","public_ip":"172.104.100.7","slots":1,"props":{"mode":"ctf","skill":1200}}
 type BackfillRequest struct {
 	Queue     string `json:"queue"`
 	RequestID string `json:"request_id"`
@@ -252,8 +321,11 @@ type BackfillRequest struct {
 	Props Props `json:"props,omitempty"`
 }
 
-// BackfillReply answers a [BackfillRequest]: the backfill ticket's id, or an error.
+// BackfillReply answers a [BackfillRequest]: the backfill ticket's id, or an error:
+//
+//	{"ticket":"bf-3kq9x2"}
+//	{"error":{"code":400,"message":"backfill not enabled: queue duo does not take backfill requests"}}
 type BackfillReply struct {
-	Ticket string      `json:"ticket,omitempty"`
+	Ticket string     `json:"ticket,omitempty"`
 	Error  *PlayError `json:"error,omitempty"`
 }

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +51,7 @@ func (c *benchCommand) ParseFlags(args []string) error {
 	p6 := fs.Int("p6-samples", 10, "disconnects timed per P6 run")
 	quick := fs.Bool("quick", false, "one run of tiny sizes (P1 1,16; P5 1,8; P4 100,200; 100 ms points): checks that every measurement works, in seconds; the numbers mean little")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
+	profileDir := fs.String("profile", "", "write a CPU profile and an allocation profile of every timed P1/P5 phase (floor and bevygap) into this directory: <phase>.cpu.pprof, <phase>.allocs.pprof (with <phase>.allocs-base.pprof for go tool pprof -diff_base)")
 	fs.StringVar(&c.natsURL, "nats", "", "measure the stack running on this NATS (nats://user:pass@host:4222) instead of starting one: P1, and P5 with --url")
 	fs.StringVar(&c.ext.WebSocketURL, "url", "", "with --nats: the front door's WebSocket, e.g. ws://127.0.0.1:3000/matchmaker/ws (P5)")
 	fs.StringVar(&c.ext.Game, "game", "dotroom", "with --url: the game to ask for")
@@ -83,6 +88,12 @@ func (c *benchCommand) ParseFlags(args []string) error {
 	}
 	if err := o.Validate(); err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap bench --only " + strings.Join(bench.All(), ",")}
+	}
+	if *profileDir != "" {
+		if err := os.MkdirAll(*profileDir, 0o755); err != nil {
+			return fmt.Errorf("bench: --profile: %w", err)
+		}
+		o.Profile = phaseProfiler(*profileDir, env.Stderr)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -142,4 +153,41 @@ func (c *benchCommand) Close() error {
 		c.nc.Close()
 	}
 	return nil
+}
+
+// phaseProfiler returns a bench.Options.Profile that writes, for each phase, the CPU profile
+// of the phase and the allocation profile at its start and end (diff them: go tool pprof
+// -sample_index=alloc_space -diff_base <phase>.allocs-base.pprof <phase>.allocs.pprof).
+// Failures are reported on errw and do not stop the bench.
+func phaseProfiler(dir string, errw io.Writer) func(string) func() {
+	writeAllocs := func(path string) {
+		f, err := os.Create(path)
+		if err == nil {
+			err = errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+		}
+		if err != nil {
+			fmt.Fprintf(errw, "bench: profile: %v\n", err)
+		}
+	}
+	return func(phase string) func() {
+		base := filepath.Join(dir, phase)
+		writeAllocs(base + ".allocs-base.pprof")
+		f, err := os.Create(base + ".cpu.pprof")
+		if err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				_ = f.Close()
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(errw, "bench: profile: %v\n", err)
+			return func() { writeAllocs(base + ".allocs.pprof") }
+		}
+		return func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintf(errw, "bench: profile: %v\n", err)
+			}
+			writeAllocs(base + ".allocs.pprof")
+		}
+	}
 }

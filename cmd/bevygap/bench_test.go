@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestBenchQuick(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 		t.Fatalf("report: %v\n%s", err, stdout.String())
 	}
-	want := map[string]int{bench.P1: 4, bench.P5: 4, bench.P6: 1, bench.P7: 1, bench.P4: 2}
+	want := map[string]int{bench.P1: 4, bench.P5: 8, bench.P6: 1, bench.P7: 1, bench.P4: 2} // P5: whole path + front door
 	got := map[string]int{}
 	for _, row := range r.Rows {
 		got[row.ID]++
@@ -111,6 +112,36 @@ func TestBenchFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBenchProfile: --profile writes a CPU and an allocation profile (with its base) of every
+// timed phase, floor and bevygap.
+func TestBenchProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a stack")
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }}
+	if code := run(t.Context(), []string{"bench", "--quick", "--only", "P1", "--profile", dir}, env); code != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", code, stderr.String())
+	}
+	for _, phase := range []string{"P1-c1-run1-floor", "P1-c1-run1-bevygap", "P1-c16-run1-floor", "P1-c16-run1-bevygap"} { // --quick: concurrency 1 and 16
+		for _, kind := range []string{".cpu.pprof", ".allocs.pprof", ".allocs-base.pprof"} {
+			fi, err := os.Stat(filepath.Join(dir, phase+kind))
+			if err != nil || fi.Size() == 0 {
+				t.Errorf("%s%s: %v (size %d)", phase, kind, err, sizeOf(fi))
+			}
+		}
+	}
+}
+
+func sizeOf(fi os.FileInfo) int64 {
+	if fi == nil {
+		return -1
+	}
+	return fi.Size()
 }
 
 // TestBenchExternal measures a stack started elsewhere (--nats, --url): P1 without CPU rows,

@@ -24,6 +24,7 @@ import (
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/examples/dotroom/roomserver"
 	"github.com/bevygap-go/bevygap/httpd"
+	"github.com/bevygap-go/bevygap/match"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -71,6 +72,7 @@ func (c *devCommand) ParseFlags(args []string) error {
 	gameTransport := fs.String("game-transport", "udp", "game servers' `transport`: udp or webtransport (self-signed certificates, their digests in cert_digests; a browser plays at /play/)")
 	fs.DurationVar(&cfg.ReadinessLimit, "readiness-limit", 0, "matchmaker: how long a session may take to become ready (default 60s)")
 	fs.DurationVar(&cfg.ClaimGrace, "claim-grace", 0, "matchmaker: extra time before an unclaimed session is deleted (default 2s)")
+	queuesFile := fs.String("queues", env.Getenv(matchmakerEnvPrefix+"QUEUES"), "matchmaker: match queues JSON file ($"+matchmakerEnvPrefix+"QUEUES; default: the example queues duo and room)")
 	fs.Uint64Var(&cfg.ProtocolID, "protocol-id", roomserver.DefaultProtocolID, "Lightyear protocol id")
 	fs.Var(&cfg.TokenFormat, "token-format", "connect token byte order: lightyear-0.17 (bevygap) or lightyear-0.20")
 	keyFlag := fs.String("private-key", "", "netcode private key shared with the game servers (default $"+roomserver.EnvPrivateKey+", else a fresh random key)")
@@ -111,6 +113,13 @@ func (c *devCommand) ParseFlags(args []string) error {
 	}
 	if cfg.BootTime == 0 {
 		cfg.BootTime = -1 // --boot-time 0 means instant, not the default
+	}
+	if *queuesFile != "" {
+		q, err := match.LoadConfig(*queuesFile)
+		if err != nil {
+			return &usageError{message: "--queues: " + err.Error(), hint: `--queues queues.json with {"queues":[{"name":"duo","min":2,"max":2}]}`}
+		}
+		cfg.Queues = &q
 	}
 	if *faults != "" {
 		f, err := parseFaults(*faults)
@@ -203,6 +212,11 @@ func (c *devCommand) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), devShutdownTimeout)
 	defer cancel()
 	if err := st.Shutdown(sctx); err != nil {
+		// The last line says what was left undone; the error (stderr) and exit code 1 follow.
+		var se *devstack.ShutdownError
+		if errors.As(err, &se) {
+			fmt.Fprintf(env.Stdout, "Stopped, not cleanly: %s.\n", se.Summary())
+		}
 		return errors.Join(runErr, err)
 	}
 	if runErr == nil {
@@ -376,6 +390,15 @@ func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySou
 		exampleClient = ""
 		gameServer = "program " + cfg.Exec.Path + " (" + roomserver.EnvTransport + "=" + cfg.GameTransport.String() + ")"
 	}
+	qs := match.Default()
+	if cfg.Queues != nil {
+		qs = *cfg.Queues
+	}
+	tryQueue := ""
+	if len(qs.Queues) > 0 {
+		tryQueue = fmt.Sprintf("  %s play --url %s --game %s --version %s --queue %s   (in two terminals: one match)\n",
+			self, info.HTTPURL, info.AppName, info.AppVersion, qs.Queues[0].Name)
+	}
 	browser := ""
 	if info.PlayURL != "" {
 		browser = "  Browser       " + info.PlayURL + "   (the dotroom player, WebAssembly + WebTransport)\n"
@@ -390,10 +413,11 @@ func printDevBanner(w io.Writer, info devstack.Info, cfg devstack.Config, keySou
   Webhook sink  %s
   Game          app %q version %q, %s
 %s  Tokens        protocol id %d, private key %s
+  Queues        %s
 
 Try it:
   %s play --url %s --game %s --version %s
-%s  nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
+%s%s  nats --server %s req session.gensession '{"client_ip":"81.128.157.100"}'
   curl -sN -X POST '%s/matchmaker/request/%s/%s?client_ip=81.2.69.160'
   curl -s %s/admin/state
   %s
@@ -407,12 +431,34 @@ Try it:
 		info.AppName, info.AppVersion, gameServer,
 		browser,
 		info.ProtocolID, keySource,
+		queueSummary(qs),
 		self, info.HTTPURL, info.AppName, info.AppVersion,
+		tryQueue,
 		exampleClient,
 		info.NATSURL,
 		info.HTTPURL, info.AppName, info.AppVersion,
 		info.SimURL,
 		devDoctorCommand(info, self))
+}
+
+// queueSummary lists the match queues for the banner: "duo (2, match), room (2-4, seat)".
+func queueSummary(c match.Config) string {
+	if len(c.Queues) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(c.Queues))
+	for i, q := range c.Queues {
+		size := strconv.Itoa(q.Min)
+		if q.Max != q.Min {
+			size += "-" + strconv.Itoa(q.Max)
+		}
+		kind := q.Kind
+		if kind == "" {
+			kind = match.KindSeat
+		}
+		parts[i] = fmt.Sprintf("%s (%s, %s)", q.Name, size, kind)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // devDoctorCommand is the `bevygap doctor` command line, with its environment, that checks the

@@ -45,6 +45,8 @@ func TestDevUsageErrors(t *testing.T) {
 		{"zero_key_env", nil, map[string]string{"BEVYGAP_LIGHTYEAR_PRIVATE_KEY": strings.Repeat("00", 32)}, "private key"},
 		{"unknown_flag", []string{"--nope"}, nil, "nope"},
 		{"game_transport", []string{"--game-transport", "tcp"}, nil, "--game-transport"},
+		{"queues_file", []string{"--queues", "/nonexistent/queues.json"}, nil, "--queues"},
+		{"queues_env", nil, map[string]string{"BEVYGAP_MATCHMAKER_QUEUES": "/nonexistent/queues.json"}, "--queues"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,6 +96,8 @@ func TestDevBannerHasCopyPasteLines(t *testing.T) {
 			`nats --server nats://127.0.0.1:4222 req session.gensession '{"client_ip":"81.128.157.100"}'`,
 			`curl -sN -X POST 'http://127.0.0.1:3000/matchmaker/request/dotroom/1?client_ip=81.2.69.160'`,
 			"http://127.0.0.1:3080/admin/state",
+			"  Queues        duo (2, match), room (2-4, seat)\n",
+			"\n  " + self + " play --url http://127.0.0.1:3000 --game dotroom --version 1 --queue duo ",
 		} {
 			if !strings.Contains(b.String(), want) {
 				t.Errorf("banner lacks %q:\n%s", want, b.String())

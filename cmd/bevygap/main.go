@@ -65,6 +65,7 @@ func commands() []commandEntry {
 		{"dev", "run everything locally in one process: NATS, Edgegap simulator, example game, matchmaker, httpd", func(env *Env) command { return &devCommand{env: env} }},
 		{"cluster", "run deploy/compose.yaml's topology as processes on loopback (3 NATS nodes, 2 matchmakers, 2 httpd, sink, simulator)", func(env *Env) command { return &clusterCommand{env: env} }},
 		{"bench", "measure grants/s, memory per waiting player, latencies, delete and start times, each beside its floor", func(env *Env) command { return &benchCommand{env: env} }},
+		{"soak", "load and chaos driver: many players through the front doors, faults on a schedule, leaked and lost sessions counted", func(env *Env) command { return &soakCommand{env: env} }},
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/internal/svcmetrics"
+	"github.com/bevygap-go/bevygap/match"
 	"github.com/bevygap-go/bevygap/matchmaker"
 	"github.com/bevygap-go/bevygap/netcode"
 )
@@ -69,6 +70,7 @@ func (c *matchmakerCommand) ParseFlags(args []string) error {
 	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
 	fs.StringVar(&c.apiURL, "edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9090; off when empty)")
+	queuesFile := fs.String("queues", "", "match queues of this game version: a JSON file (docs/play-together.md); none by default")
 	natsCfg := addNATSClientFlags(fs, env, "bevygap-matchmaker")
 	logs := addLogFlags(fs, env)
 	if err := flagsFromEnv(fs, env, matchmakerEnvPrefix); err != nil {
@@ -119,6 +121,13 @@ func (c *matchmakerCommand) ParseFlags(args []string) error {
 		}
 	}
 
+	if *queuesFile != "" {
+		q, err := match.LoadConfig(*queuesFile)
+		if err != nil {
+			return &usageError{message: "--queues: " + err.Error(), hint: `--queues queues.json with {"queues":[{"name":"duo","min":2,"max":2}]}`}
+		}
+		cfg.Queues = q
+	}
 	if err := cfg.Validate(); err != nil {
 		return &usageError{message: err.Error(), hint: "bevygap matchmaker -h"}
 	}

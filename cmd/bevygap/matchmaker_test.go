@@ -1,8 +1,13 @@
 package main
 
 import (
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bevygap-go/bevygap/match"
 )
 
 func TestMatchmakerUsageErrors(t *testing.T) {
@@ -21,6 +26,8 @@ func TestMatchmakerUsageErrors(t *testing.T) {
 		{"bad token format", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--token-format", "lightyear-9"}, "token-format"},
 		{"bad metrics addr", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--metrics-addr", "nope"}, "--metrics-addr"},
 		{"bad webhook url", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--session-webhook-url", "ftp://x"}, "session webhook url"},
+		{"missing queues file", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api"}, []string{"--lightyear-private-key", testKeyDecimal, "--queues", "/nonexistent/queues.json"}, "--queues"},
+		{"missing queues file env", map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api", "BEVYGAP_MATCHMAKER_QUEUES": "/nonexistent/queues.json"}, []string{"--lightyear-private-key", testKeyDecimal}, "--queues"},
 		{"extra arg", nil, []string{"oops"}, "unexpected argument"},
 		{"own subject and unknown games", nil, []string{"--only-own-subject", "--answer-unknown-games"}, "--only-own-subject contradicts --answer-unknown-games"},
 		{"wildcard but no unknown games", nil, []string{"--only-own-subject=false", "--answer-unknown-games=false"}, "--only-own-subject=false contradicts"},
@@ -54,5 +61,23 @@ func TestMatchmakerHelpListsReferenceFlags(t *testing.T) {
 	}
 	if strings.Contains(stderr, "1,2,3,4,5") {
 		t.Fatal("help shows the private key from the environment")
+	}
+}
+
+func TestMatchmakerQueuesFlag(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "queues.json")
+	if err := os.WriteFile(path, []byte(`{"queues":[{"name":"duo","min":2,"max":2,"kind":"match"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"EDGEGAP_API_KEY": "token s3cr3t-api", "BEVYGAP_MATCHMAKER_QUEUES": path}
+	c := &matchmakerCommand{env: &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard,
+		Getenv: func(k string) string { return vars[k] }}}
+	if err := c.ParseFlags([]string{"--lightyear-private-key", testKeyDecimal}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := c.cfg.Queues.Queue("duo")
+	if err != nil || q.Min != 2 || q.Kind != match.KindMatch {
+		t.Fatalf("queue duo: %+v, %v", q, err)
 	}
 }

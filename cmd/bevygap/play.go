@@ -15,7 +15,7 @@ import (
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
-const playSynopsis = "[--url URL] [--game NAME --version VERSION] [--transport ws|http] [--game-transport auto|udp|webtransport] [--packets N] [--json]"
+const playSynopsis = "[--url URL] [--game NAME --version VERSION] [--transport ws|http] [--game-transport auto|udp|webtransport] [--packets N] [--json] [--queue NAME] [--prop NAME=VALUE]... [--party create [--party-wait N] | --party join CODE]"
 
 // Exit codes of "bevygap play" (docs/client-sdk.md documents them).
 const (
@@ -33,6 +33,13 @@ The defaults match "bevygap dev" (game ` + devstack.DefaultAppName + `, version 
 so a bare "bevygap play" talks to a running "bevygap dev". The Rust bevygap_client_plugin's
 defaults are game bevygap-spaceships, version 1: pass --game bevygap-spaceships --version 1
 to request sessions like an unconfigured Rust client does.
+
+Playing together (docs/play-together.md): --queue NAME [--prop NAME=VALUE]... asks for a match
+in a queue; --party create prints a party code, waits until --party-wait members (the leader
+counted) have joined, then sends the leader's request, which starts the party's game;
+--party join CODE joins a party and waits for its leader. "bevygap dev" serves the queues duo
+(exactly 2 players) and room (2-4, down to 1 after 10 s): run "bevygap play --queue duo" in two
+terminals. A party run leaves its party when it ends.
 
 Exit codes:
   0  session obtained (and, with --packets > 0, game server connected, packets exchanged, disconnected)
@@ -52,6 +59,10 @@ const (
 	playMaxPackets     = 10000
 )
 
+// playDefaultTogetherTimeout replaces playDefaultTimeout with --queue, --prop or --party: the
+// run first waits for other players (as client.DefaultPlayTimeout).
+const playDefaultTogetherTimeout = client.DefaultPlayTimeout
+
 // playConfig is the parsed command line of "bevygap play".
 type playConfig struct {
 	url, game, version, clientIP string
@@ -61,6 +72,13 @@ type playConfig struct {
 	packets                      int
 	json                         bool
 	timeout                      time.Duration
+
+	// Playing together (play_party.go).
+	queue     string
+	props     propsFlag
+	partyOp   string // "", create or join
+	partyCode string // join's code, upper case
+	partyWait int    // create: members to wait for, the leader counted
 }
 
 func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
@@ -80,13 +98,26 @@ func parsePlayFlags(env *Env, args []string) (*playConfig, error) {
 	fs.Var(&c.format, "token-format", "connect token byte order, the `format` of the matchmaker: lightyear-0.17 (bevygap; the default) or lightyear-0.20")
 	fs.IntVar(&c.packets, "packets", playDefaultPackets, "packets to exchange with the game server (0: only request a session, do not connect)")
 	fs.BoolVar(&c.json, "json", false, "print one JSON document with the result on stdout (progress stays on stderr)")
-	fs.DurationVar(&c.timeout, "timeout", playDefaultTimeout, "limit for the whole run: matchmaking, connecting and the packet exchange")
+	fs.DurationVar(&c.timeout, "timeout", playDefaultTimeout, "limit for the whole run: matchmaking, connecting and the packet exchange (unset with --queue, --prop or --party: 10m)")
+	playPartyFlags(fs, c)
 	if err := parseFlags(fs, args); err != nil {
 		return nil, err
 	}
+	rest, err := checkPlayParty(fs, c, fs.Args())
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) > 0 && len(rest) < fs.NArg() { // flags after "--party join CODE"
+		if err := parseFlags(fs, rest); err != nil {
+			return nil, err
+		}
+		if rest, err = checkPlayParty(fs, c, fs.Args()); err != nil {
+			return nil, err
+		}
+	}
 	switch {
-	case fs.NArg() > 0:
-		return nil, &usageError{message: fmt.Sprintf("unexpected argument %q", fs.Arg(0)), hint: "bevygap play -h"}
+	case len(rest) > 0:
+		return nil, &usageError{message: fmt.Sprintf("unexpected argument %q", rest[0]), hint: "bevygap play -h"}
 	case c.packets < 0 || c.packets > playMaxPackets:
 		return nil, &usageError{message: fmt.Sprintf("--packets must be between 0 and %d", playMaxPackets), hint: "bevygap play --packets 5"}
 	case c.timeout <= 0:
@@ -133,7 +164,8 @@ func (c *playCommand) Run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 
-	res := &playResult{URL: cfg.url, Transport: cfg.transport.String(), Game: cfg.game, Version: cfg.version}
+	res := &playResult{URL: cfg.url, Transport: cfg.transport.String(), Game: cfg.game, Version: cfg.version,
+		Queue: cfg.queue, Props: cfg.props.props, Progress: []playStep{}}
 	err := playRun(ctx, env, cfg, res)
 	res.OK = err == nil
 	res.ExitCode = exitCode(io.Discard, err)
@@ -159,10 +191,26 @@ func playRun(ctx context.Context, env *Env, cfg *playConfig, res *playResult) er
 	}
 	start := time.Now()
 	display := newProgressDisplay(env.Stderr, isTerminal(env.Stderr, env.Getenv))
+	var party *protocol.PartyRef
+	if cfg.partyOp != "" {
+		m, leave, err := playJoinParty(ctx, env, cfg, res, out, display)
+		if err != nil {
+			display.finish()
+			if errors.Is(err, client.ErrInvalidURL) {
+				return &usageError{message: err.Error(), hint: "bevygap play --url ws://127.0.0.1:3000/matchmaker/ws"}
+			}
+			return &exitCodeError{code: playExitFailure, err: err}
+		}
+		defer leave()
+		party = m.Ref()
+	}
 	sess, err := client.Request(ctx, cfg.url, cfg.game, cfg.version, client.Options{
 		ClientIP:    cfg.clientIP,
 		Transport:   cfg.transport,
 		TokenFormat: cfg.format,
+		Queue:       cfg.queue,
+		Props:       cfg.props.props,
+		Party:       party,
 		Timeout:     -1, // ctx carries --timeout
 		OnProgress: func(p client.Progress) {
 			res.Progress = append(res.Progress, playStep{
@@ -203,6 +251,9 @@ type playResult struct {
 	Transport     string          `json:"transport"`
 	Game          string          `json:"game"`
 	Version       string          `json:"version"`
+	Queue         string          `json:"queue,omitempty"`
+	Props         protocol.Props  `json:"props,omitempty"`
+	Party         *playParty      `json:"party,omitempty"`
 	Progress      []playStep      `json:"progress"`
 	MatchmakingMS float64         `json:"matchmaking_ms"`
 	Session       *playSession    `json:"session,omitempty"`
@@ -262,8 +313,9 @@ type playGameResult struct {
 type playError struct {
 	// Stage is "matchmaking" or "game_server".
 	Stage string `json:"stage"`
-	// Kind names the failure for scripts: matchmaker, front_door, http_status, connect,
-	// protocol, stream_ended, invalid_session, timeout, cancelled, game_server, other.
+	// Kind names the failure for scripts: matchmaker, party (a party operation refused: Code is
+	// its HTTP status), front_door, http_status, connect, protocol, stream_ended,
+	// invalid_session, timeout, cancelled, game_server, other.
 	Kind string `json:"kind"`
 	// Code is the matchmaker's error code, or the HTTP status of a refused request.
 	Code    int    `json:"code,omitempty"`
@@ -279,9 +331,12 @@ func describePlayError(err error) *playError {
 	var me *client.MatchmakerError
 	var se *client.ServerError
 	var st *client.StatusError
+	var pl *protocol.PlayError
 	switch {
 	case errors.As(err, &me):
 		pe.Kind, pe.Code = "matchmaker", int(me.Code)
+	case errors.As(err, &pl):
+		pe.Kind, pe.Code = "party", int(pl.Code)
 	case errors.As(err, &se):
 		pe.Kind = "front_door"
 	case errors.As(err, &st):

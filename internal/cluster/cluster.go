@@ -94,7 +94,8 @@ type Cluster struct {
 
 	mu       sync.Mutex
 	procs    map[string]*Process
-	restarts map[string]int // start attempts that exited, per process (see startRestarts)
+	restarts map[string]int         // start attempts that exited, per process (see startRestarts)
+	ops      map[string]*sync.Mutex // serializes Kill and Restart of one process
 }
 
 // startRestarts is how often Start and Restart start a bevygap process again that exited while
@@ -334,7 +335,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	c := &Cluster{cfg: cfg, insts: insts, endpoints: ep, secrets: secrets, procs: map[string]*Process{}, restarts: map[string]int{}}
+	c := &Cluster{cfg: cfg, insts: insts, endpoints: ep, secrets: secrets, procs: map[string]*Process{}, restarts: map[string]int{},
+		ops: map[string]*sync.Mutex{}}
+	for _, in := range insts {
+		c.ops[in.name] = &sync.Mutex{}
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.Dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
@@ -536,22 +541,30 @@ func (c *Cluster) instance(name string) (instance, error) {
 	return instance{}, fmt.Errorf("cluster: no process %q (have %s)", name, strings.Join(c.Names(), ", "))
 }
 
-// Kill kills name's process with SIGKILL (and its process group), as `kill -9` would.
+// Kill kills name's process with SIGKILL (and its process group), as `kill -9` would. It waits
+// for a Restart of the same process in progress to end first (chaos schedules may overlap).
 func (c *Cluster) Kill(name string) error {
 	if _, err := c.instance(name); err != nil {
 		return err
 	}
+	op := c.ops[name]
+	op.Lock()
+	defer op.Unlock()
 	return c.Process(name).Kill()
 }
 
 // Restart starts name's process again with the same command, environment, ports and (for a
 // NATS node) JetStream store, stopping it first if it still runs, and waits until it is ready
-// (a bevygap process that exits while starting is started again, as by Start).
+// (a bevygap process that exits while starting is started again, as by Start). Kill and
+// Restart of one process run one at a time: two Restarts never race for its ports.
 func (c *Cluster) Restart(ctx context.Context, name string) error {
 	in, err := c.instance(name)
 	if err != nil {
 		return err
 	}
+	op := c.ops[name]
+	op.Lock()
+	defer op.Unlock()
 	if p := c.Process(name); p != nil {
 		select {
 		case <-p.Done():

@@ -139,3 +139,27 @@ func TestInterpolate(t *testing.T) {
 		}
 	}
 }
+
+func TestParentPID(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		stat string
+		want int
+		ok   bool
+	}{
+		{"1234 (dotroom-server) S 77 1234 1234 0 -1", 77, true},
+		{"1234 (odd ) name (x)) R 42 1 1", 42, true},
+		{"1234 (no close S 77", 0, false},
+		{"1234 (x) S", 0, false},
+		{"1234 (x) S notanumber", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := parentPID(tc.stat)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parentPID(%q) = %d, %v; want %d, %v", tc.stat, got, ok, tc.want, tc.ok)
+		}
+	}
+	if v := envValue("A=1\x00ARBITRIUM_REQUEST_ID=abc\x00B=2\x00", "ARBITRIUM_REQUEST_ID"); v != "abc" {
+		t.Errorf("envValue = %q", v)
+	}
+}
