@@ -81,7 +81,9 @@
 //				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInvalidToken}, err)
 //			case errors.Is(err, gameserver.ErrAlreadyConnected):
 //				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedAlreadyConnected}, err)
-//			default: // ErrNATSUnavailable, ErrClosed
+//			case errors.Is(err, gameserver.ErrNATSUnavailable): // not checked: the client asks again
+//				return fmt.Errorf("%w: %w", netcode.ErrRetryLater, err)
+//			default: // ErrClosed
 //				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInternalError}, err)
 //			}
 //		},

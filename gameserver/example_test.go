@@ -83,7 +83,11 @@ func refusal(err error) error {
 		return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInvalidToken}, err)
 	case errors.Is(err, gameserver.ErrAlreadyConnected):
 		return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedAlreadyConnected}, err)
-	default: // ErrNATSUnavailable, ErrClosed
+	case errors.Is(err, gameserver.ErrNATSUnavailable):
+		// Not checked (e.g. a NATS node failing over): no answer now; the client's next
+		// connection request, a tenth of a second later, asks again while its token is good.
+		return fmt.Errorf("%w: %w", netcode.ErrRetryLater, err)
+	default: // ErrClosed
 		return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInternalError}, err)
 	}
 }
@@ -94,12 +98,15 @@ func Example_connectRequestHook() {
 	for _, authErr := range []error{gameserver.ErrUnknownClient, gameserver.ErrAlreadyConnected, gameserver.ErrNATSUnavailable} {
 		err := refusal(fmt.Errorf("authorize client 42: %w", authErr))
 		var denied *netcode.DeniedError
-		if errors.As(err, &denied) {
+		switch {
+		case errors.As(err, &denied):
 			fmt.Printf("%s -> client told %q\n", authErr, denied.Reason)
+		case errors.Is(err, netcode.ErrRetryLater):
+			fmt.Printf("%s -> no answer yet, the client retries\n", authErr)
 		}
 	}
 	// Output:
 	// gameserver: client id has no session -> client told "invalid token"
 	// gameserver: client id already connected -> client told "already connected"
-	// gameserver: NATS unavailable -> client told "internal error"
+	// gameserver: NATS unavailable -> no answer yet, the client retries
 }

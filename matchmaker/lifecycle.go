@@ -331,6 +331,15 @@ func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
 	b := m.b
+	// Rewritten since (the grant refreshes the entry after a long readiness wait) but the watch
+	// lags behind, e.g. during a stream-leader election: take the entry as it is now.
+	if e, err := b.UnclaimedSessions.Get(ctx, key); err == nil && (e.Revision() != rev || time.Since(e.Created()) < m.cfg.ReadinessLimit+m.cfg.ClaimGrace) {
+		m.unclaim.apply(e)
+		return
+	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		m.log.Warn("reaper: unclaimed_sessions lookup failed, will retry", logkey.SessionID, key, logkey.Err, err)
+		return
+	}
 	// Claimed after all (the active-connection watch may lag behind): just forget it.
 	if _, err := b.ActiveConnections.Get(ctx, key); err == nil {
 		_ = b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev))

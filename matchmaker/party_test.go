@@ -115,7 +115,7 @@ func (h *harness) playOn(t *testing.T, mm *Matchmaker, code string, mem partyMem
 func (h *harness) ticketRecorded(t *testing.T, code string) {
 	t.Helper()
 	store := h.mms[0].play.(*playEngine).party.(*partyService).store
-	eventually.True(t, 5*time.Second, func() bool {
+	eventually.True(t, 10*time.Second, func() bool {
 		rec, _, err := store.get(context.Background(), code)
 		return err == nil && rec != nil && rec.Play != nil && rec.Play.Ticket != ""
 	}, "party ticket recorded")
@@ -307,7 +307,7 @@ func TestPartyPlaysTogether(t *testing.T) {
 		t.Fatalf("group sessions on deployments %v with users %v", deployments, users)
 	}
 	// The party is idle again afterwards, and can play again.
-	eventually.True(t, 5*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle again")
+	eventually.True(t, 10*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle again")
 	h.releaseAll(t)
 }
 
@@ -338,7 +338,7 @@ func TestPartyMemberDropsWhileWaiting(t *testing.T) {
 	a := h.playParty(t, code, ms[1], "203.0.113.11", "")
 	a.progress(t, "Waiting for the party leader (1 of 2 ready)")
 	a.cancel(t, h)
-	eventually.True(t, 5*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "dropped member no longer waiting")
+	eventually.True(t, 10*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "dropped member no longer waiting")
 	// Still a member: the leader waits for it, and it comes back.
 	leader := h.playParty(t, code, ms[0], "203.0.113.10", "")
 	leader.progress(t, "Waiting for party members (1 of 2 ready)")
@@ -504,7 +504,7 @@ func TestPartyInQueue(t *testing.T) {
 	if r1.IP != r2.IP || r1.Port != r2.Port {
 		t.Fatalf("on different servers: %+v %+v", r1, r2)
 	}
-	eventually.True(t, 5*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle after its match")
+	eventually.True(t, 10*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle after its match")
 
 	// In "four" the party waits; a member who goes away takes the ticket out, the others are told.
 	leader = h.playParty(t, code, ms[0], "203.0.113.10", "four")
@@ -512,7 +512,7 @@ func TestPartyInQueue(t *testing.T) {
 	leader.progress(t, "Waiting in queue four")
 	a.cancel(t, h)
 	leader.endsWithError(t, 410, "left the queue")
-	eventually.True(t, 5*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle after its ticket left")
+	eventually.True(t, 10*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle after its ticket left")
 
 	// Again; now a member leaves the party: the ticket goes, the leader is told why.
 	leader = h.playParty(t, code, ms[0], "203.0.113.10", "four")
@@ -666,7 +666,7 @@ func TestPartyGroupFailureEndsTurn(t *testing.T) {
 		t.Fatalf("leader ended with %v, member with %v: want the same error", lf, af)
 	}
 	// Idle again: a new request waits instead of "already playing".
-	eventually.True(t, 5*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle after the failure")
+	eventually.True(t, 10*time.Second, func() bool { return waiting(h.partyState(t, code, ms[0])) == 0 }, "party idle after the failure")
 	h.playParty(t, code, ms[1], "203.0.113.11", "").progress(t, "(1 of 2 ready)")
 	h.noLeaks(t, 10*time.Second)
 }

@@ -75,3 +75,35 @@ func TestRegisterIDsRidesOutFailover(t *testing.T) {
 		})
 	}
 }
+
+// entryKV is a KV bucket whose Get returns entry (or ErrKeyNotFound when nil).
+type entryKV struct {
+	jetstream.KeyValue
+	entry jetstream.KeyValueEntry
+}
+
+func (kv entryKV) Get(context.Context, string) (jetstream.KeyValueEntry, error) {
+	if kv.entry == nil {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return kv.entry, nil
+}
+
+// TestReaperRereadsRewrittenEntry: an unclaimed entry the grant rewrote (a new revision, written
+// just now) while the reaper's watch lagged behind is not reaped: the reaper takes the fresh
+// entry, with its new deadline, instead of queuing the deletion of a session being played.
+func TestReaperRereadsRewrittenEntry(t *testing.T) {
+	t.Parallel()
+	m, _ := newUnitMatchmaker(t, nil, &fakeEdgegap{}, nil)
+	m.unclaim = newUnclaimedReaper(m.cfg.ReadinessLimit+m.cfg.ClaimGrace, m.reapUnclaimed)
+	m.unclaim.apply(fakeEntry{key: "s-1", rev: 1, created: time.Now().Add(-time.Hour), op: jetstream.KeyValuePut})
+	rewritten := putEntry("s-1", 2)
+	// No active connection yet, no delete queue: reaching either would fail the test.
+	m.b = &bus.Buckets{UnclaimedSessions: entryKV{entry: rewritten}}
+	m.reapUnclaimed(context.Background(), "s-1", 1)
+	m.unclaim.mu.Lock()
+	defer m.unclaim.mu.Unlock()
+	if it := m.unclaim.items["s-1"]; it == nil || it.rev != 2 || !it.deadline.Equal(rewritten.created.Add(m.unclaim.ttl)) {
+		t.Fatalf("reaper item after the re-read: %+v", it)
+	}
+}

@@ -777,6 +777,14 @@ func (s *Server) startHook(hs *handshake) {
 		if s.closed || s.handshakes[hs.addr] != hs {
 			return
 		}
+		if errors.Is(err, ErrRetryLater) {
+			// Not now: forget the request without an answer; the client's next connection
+			// request (10 a second until its token times out) runs the hook again. A
+			// WebTransport session stays open (and claimed) for those requests.
+			delete(s.handshakes, hs.addr)
+			s.log.Info("netcode server will retry a client's connection request", logkey.ClientID, hs.clientID, logkey.Addr, hs.addr.String(), logkey.Err, err)
+			return
+		}
 		if err != nil {
 			hs.state = handshakeRefused
 			hs.reason = deniedReasonOf(err)
@@ -799,6 +807,14 @@ func (s *Server) runHook(clientID uint64, userData [UserDataBytes]byte) (err err
 	}()
 	return s.cfg.OnConnectRequest(ctx, clientID, userData)
 }
+
+// ErrRetryLater, wrapped in an error returned by ServerConfig.OnConnectRequest, means "not
+// now": the server sends no answer and forgets the request, so the client's next connection
+// request (clients resend 10 times a second until the connect token's timeout) runs the hook
+// again. It is for transient failures, e.g. the session store failing over to another NATS
+// node: a denial is final for the client although its token is still good. A hook that keeps
+// returning it lets the client time out on its own (ErrConnectionRequestTimedOut).
+var ErrRetryLater = errors.New("netcode: connection request not answered now, retry")
 
 // deniedReasonOf maps a hook error to the reason sent to the client.
 func deniedReasonOf(err error) DeniedReason {

@@ -545,6 +545,51 @@ func TestDialContextCancelled(t *testing.T) {
 	})
 }
 
+func TestConnectRequestHookRetryLater(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		failures int32 // the hook returns ErrRetryLater this many times, then nil
+		timeout  int32 // token timeout, seconds
+		want     error
+	}{
+		{name: "transient failure: accepted on a later request", failures: 3, timeout: 5},
+		{name: "lasting failure: the client times out, never denied", failures: 1 << 30, timeout: 1, want: ErrConnectionRequestTimedOut},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			onMemAndWebTransport(t, func(t *testing.T, n testNet) {
+				key := testPrivateKey(t)
+				var calls atomic.Int32
+				hook := func(context.Context, uint64, [UserDataBytes]byte) error {
+					if calls.Add(1) <= tc.failures {
+						return fmt.Errorf("session lookup: %w", ErrRetryLater)
+					}
+					return nil
+				}
+				s := n.startServer(t, ServerConfig{PrivateKey: key, OnConnectRequest: hook}, nil)
+				_, err := n.dial(t, s, mint(t, key, 0, s, TokenParams{ClientID: 7, TimeoutSeconds: n.timeout(tc.timeout)}))
+				if tc.want == nil {
+					if err != nil {
+						t.Fatalf("Dial = %v, want connected after %d retries", err, tc.failures)
+					}
+					if got := calls.Load(); got != tc.failures+1 {
+						t.Fatalf("hook calls = %d, want %d", got, tc.failures+1)
+					}
+					return
+				}
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Dial = %v, want %v", err, tc.want)
+				}
+				if got := calls.Load(); got < 2 {
+					t.Fatalf("hook calls = %d, want the request retried", got)
+				}
+			})
+		})
+	}
+}
+
 func TestConnectRequestHookIsAsyncAndCalledOnce(t *testing.T) {
 	t.Parallel()
 	onMemAndWebTransport(t, func(t *testing.T, n testNet) {

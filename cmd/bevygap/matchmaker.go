@@ -70,6 +70,8 @@ func (c *matchmakerCommand) ParseFlags(args []string) error {
 	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
 	fs.StringVar(&c.apiURL, "edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9090; off when empty)")
+	fs.IntVar(&cfg.PartyMax, "party-max", cfg.PartyMax, "most members of a party (1-32)")
+	fs.DurationVar(&cfg.PartyWaitLimit, "party-wait-limit", cfg.PartyWaitLimit, "how long a party member's request waits for the rest of the party")
 	queuesFile := fs.String("queues", "", "match queues of this game version: a JSON file (docs/play-together.md); none by default")
 	natsCfg := addNATSClientFlags(fs, env, "bevygap-matchmaker")
 	logs := addLogFlags(fs, env)

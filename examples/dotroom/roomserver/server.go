@@ -289,7 +289,11 @@ func Run(ctx context.Context, cfg Config) error {
 				return denied(netcode.DeniedInvalidToken, err)
 			case errors.Is(err, gameserver.ErrAlreadyConnected):
 				return denied(netcode.DeniedAlreadyConnected, err)
-			default: // NATS unavailable or shutting down: not checked, so not let in
+			case errors.Is(err, gameserver.ErrNATSUnavailable):
+				// Not checked yet (e.g. a NATS node failing over): no answer now; the
+				// client's next connection request asks again while its token is good.
+				return fmt.Errorf("%w: %w", netcode.ErrRetryLater, err)
+			default: // shutting down: not checked, so not let in
 				return denied(netcode.DeniedInternalError, err)
 			}
 		},

@@ -92,7 +92,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInvalidToken}, err)
 			case errors.Is(err, gameserver.ErrAlreadyConnected):
 				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedAlreadyConnected}, err)
-			default: // NATS unavailable or shutting down: not checked, so not let in
+			case errors.Is(err, gameserver.ErrNATSUnavailable): // not checked yet: the client asks again
+				return fmt.Errorf("%w: %w", netcode.ErrRetryLater, err)
+			default: // shutting down: not checked, so not let in
 				return fmt.Errorf("%w (%w)", &netcode.DeniedError{Reason: netcode.DeniedInternalError}, err)
 			}
 		},
