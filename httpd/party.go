@@ -191,7 +191,7 @@ func bearer(h string) (string, bool) {
 
 // relayParty sends req to the matchmaker and writes its answer; it returns the outcome.
 func (s *Server) relayParty(w http.ResponseWriter, r *http.Request, subject string, req protocol.PartyRequest) string {
-	if s.nc.Status() != nats.CONNECTED {
+	if !s.natsUp(r.Context().Done()) {
 		s.partyError(w, http.StatusServiceUnavailable, msgNATSDown)
 		return outcomeFailed
 	}

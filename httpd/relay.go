@@ -37,7 +37,7 @@ const (
 // matchmaker's empty end message or timeout, or a silence of Config.StreamIdleTimeout (idle.go).
 // It returns early when gone or stop is closed (outcome "").
 func (s *Server) relay(subject string, req []byte, timeout time.Duration, start time.Time, gone, stop <-chan struct{}, send func([]byte) error) (res relayResult) {
-	if s.nc.Status() != nats.CONNECTED {
+	if !s.natsUp(gone) {
 		return relayResult{outcome: outcomeFailed, errMsg: msgNATSDown, errCode: 503}
 	}
 	ch := make(chan *nats.Msg, replyBuffer)

@@ -165,7 +165,7 @@ func (s *Server) handleWannaplay(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) wannaplay(w http.ResponseWriter, r *http.Request, clientIP string) string {
-	if s.nc.Status() != nats.CONNECTED {
+	if !s.natsUp(r.Context().Done()) {
 		writeText(w, http.StatusServiceUnavailable, msgNATSDown)
 		return outcomeFailed
 	}

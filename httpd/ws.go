@@ -245,7 +245,7 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
 		return req.Game, req.Version, nil
 	}
-	if s.nc.Status() != nats.CONNECTED {
+	if !s.natsUp(w.done) {
 		w.fail(outcomeFailed, msgNATSDown, websocket.StatusTryAgainLater)
 		return req.Game, req.Version, nil
 	}
