@@ -30,12 +30,9 @@ func (s *Simulator) handleSessionUsersDelete(r *http.Request) (int, any, error) 
 	id := r.PathValue("id")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.sessions[id]
-	if !ok {
-		if _, gone := s.gone[id]; gone {
-			return 0, nil, apiErr(edgegap.StatusSessionGone, edgegap.MessageTerminated)
-		}
-		return 0, nil, apiErr(http.StatusNotFound, edgegap.MessageSessionNotFound)
+	sess, err := s.sessionLocked(id)
+	if err != nil {
+		return 0, nil, err
 	}
 	kept := sess.users[:0:0]
 	for _, ip := range sess.users {

@@ -638,14 +638,24 @@ func (s *Simulator) armTTLLocked(d *deployment) {
 	})
 }
 
-// deleteSessionLocked implements DELETE /v1/session/{id}. Caller holds s.mu.
-func (s *Simulator) deleteSessionLocked(id string) error {
+// sessionLocked returns the live session id, or Edgegap's error for a session that ended (410)
+// or never was (404). Caller holds s.mu.
+func (s *Simulator) sessionLocked(id string) (*session, error) {
 	sess, ok := s.sessions[id]
 	if !ok {
 		if _, gone := s.gone[id]; gone {
-			return apiErr(edgegap.StatusSessionGone, edgegap.MessageTerminated)
+			return nil, apiErr(edgegap.StatusSessionGone, edgegap.MessageTerminated)
 		}
-		return apiErr(http.StatusNotFound, edgegap.MessageSessionNotFound)
+		return nil, apiErr(http.StatusNotFound, edgegap.MessageSessionNotFound)
+	}
+	return sess, nil
+}
+
+// deleteSessionLocked implements DELETE /v1/session/{id}. Caller holds s.mu.
+func (s *Simulator) deleteSessionLocked(id string) error {
+	sess, err := s.sessionLocked(id)
+	if err != nil {
+		return err
 	}
 	delete(s.sessions, id)
 	d := sess.dep
