@@ -898,7 +898,11 @@ func TestThousandWaitingRequests(t *testing.T) {
 		}
 	}
 	t.Logf("%d sessions granted in %v with %d session GETs", n, time.Since(start), h.sim.CallCounts().Endpoint(edgegap.EndpointSessionGet))
-	if c := h.sim.CallCounts(); c.Endpoint(edgegap.EndpointSessionCreate) != n || c.Endpoint(edgegap.EndpointSessionGet) > n+n/10 {
+	// One GET per session (its "Ready" webhook's check), plus the early check of the sessions
+	// whose "Linked" webhook was still queued 5 s after their create: under -race on two busy
+	// cores the webhook backlog of 2,000 deliveries reaches that for a few percent of them (12 %
+	// seen once). Polling instead of webhooks would cost 3+ GETs a session.
+	if c := h.sim.CallCounts(); c.Endpoint(edgegap.EndpointSessionCreate) != n || c.Endpoint(edgegap.EndpointSessionGet) > n+n/4 {
 		t.Fatalf("calls: %d creates, %d gets", c.Endpoint(edgegap.EndpointSessionCreate), c.Endpoint(edgegap.EndpointSessionGet))
 	}
 	h.releaseAll(t) // 1000 players connect and leave: 1000 deletions
