@@ -81,14 +81,10 @@ func testGameServer() int {
 	}
 }
 
-// TestExecLauncher starts a real process per deployment (the test binary in game server
-// mode) on a free loopback UDP port, talks to it, stops it via the empty TTL, and sees a
-// crash turn the deployment to error.
-func TestExecLauncher(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
+// newExecFixture is a simulator whose deployments are real processes (the test binary in game
+// server mode) on free loopback ports, one socket each; out collects their output.
+func newExecFixture(t *testing.T) (*fixture, *syncbuf.Buffer) {
+	t.Helper()
 	out := &syncbuf.Buffer{}
 	f := newFixture(t, func(c *edgegapsim.Config) {
 		c.AllocatePort = nil // real free ports
@@ -97,6 +93,18 @@ func TestExecLauncher(t *testing.T) {
 		c.Launcher = &edgegapsim.ExecLauncher{Path: os.Args[0], Args: []string{"-test.run=^$"},
 			Output: out, Logger: discard(), StopGrace: 5 * time.Second}
 	})
+	return f, out
+}
+
+// TestExecLauncher starts a real process per deployment (the test binary in game server
+// mode) on a free loopback UDP port, talks to it, stops it via the empty TTL, and sees a
+// crash turn the deployment to error.
+func TestExecLauncher(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	f, out := newExecFixture(t)
 	id1 := f.create(t, edgegap.SessionCreateRequest{})
 	id2 := f.create(t, edgegap.SessionCreateRequest{})
 	f.clock.Advance(3 * time.Second)

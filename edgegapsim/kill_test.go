@@ -4,7 +4,6 @@ package edgegapsim_test
 
 import (
 	"bytes"
-	"os"
 	"regexp"
 	"strconv"
 	"syscall"
@@ -12,9 +11,7 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/edgegap"
-	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/internal/eventually"
-	"github.com/bevygap-go/bevygap/internal/syncbuf"
 )
 
 // TestExecGameServerKilled: a game server process killed with SIGKILL (kill -9, no chance to
@@ -26,14 +23,7 @@ func TestExecGameServerKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	out := &syncbuf.Buffer{}
-	f := newFixture(t, func(c *edgegapsim.Config) {
-		c.AllocatePort = nil // real free ports
-		c.Apps[0].Versions[0].Sockets = 1
-		c.Apps[0].Versions[0].Envs = map[string]string{gameServerEnv: "1"}
-		c.Launcher = &edgegapsim.ExecLauncher{Path: os.Args[0], Args: []string{"-test.run=^$"},
-			Output: out, Logger: discard(), StopGrace: 5 * time.Second}
-	})
+	f, out := newExecFixture(t)
 	id := f.create(t, edgegap.SessionCreateRequest{WebhookURL: f.hooks.srv.URL + "/hook/session"})
 	f.hooks.next(t) // Linked
 	f.clock.Advance(3 * time.Second)

@@ -7,11 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
-	"github.com/bevygap-go/bevygap/internal/bustest"
 	"github.com/bevygap-go/bevygap/internal/eventually"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -77,33 +74,12 @@ func (a *timedAPI) deleteTimes() []time.Time {
 // startTimed starts a matchmaker of h whose Edgegap API is wrapped by a timedAPI.
 func startTimed(t *testing.T, h *harness, hold bool) (*Matchmaker, *timedAPI) {
 	t.Helper()
-	nc, err := bus.Connect(context.Background(), bustest.Config(h.srv, "mm"), h.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewRegistry()
-	api := newTimedAPI(h.newAPI(edgegap.WithObserver(EdgegapObserver(reg))), hold)
-	mm, err := New(h.cfg, Deps{NATS: nc, Edgegap: api, Logger: h.log, Registry: reg})
-	if err != nil {
-		nc.Close()
-		t.Fatal(err)
-	}
-	h.mu.Lock()
-	h.regs[mm] = reg
-	h.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := mm.Start(ctx); err != nil {
-		nc.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		api.releaseAll()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = mm.Shutdown(ctx)
-		nc.Close()
+	var api *timedAPI
+	mm := h.startWith(t, h.cfg, func(inner EdgegapAPI) EdgegapAPI {
+		api = newTimedAPI(inner, hold)
+		return api
 	})
+	t.Cleanup(api.releaseAll) // runs before the matchmaker's shutdown (cleanups run last first)
 	return mm, api
 }
 

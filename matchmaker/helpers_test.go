@@ -247,13 +247,22 @@ func (h *harness) newAPI(opts ...edgegap.Option) *edgegap.Client {
 // start starts a matchmaker with its own NATS connection (so that a test can "kill" it).
 func (h *harness) start(t testing.TB, cfg Config) *Matchmaker {
 	t.Helper()
+	mm := h.startWith(t, cfg, func(api EdgegapAPI) EdgegapAPI { return api })
+	h.mms = append(h.mms, mm)
+	return mm
+}
+
+// startWith starts a matchmaker with its own NATS connection whose Edgegap client is wrapped
+// by wrap, and shuts it down when the test ends.
+func (h *harness) startWith(t testing.TB, cfg Config, wrap func(EdgegapAPI) EdgegapAPI) *Matchmaker {
+	t.Helper()
 	nc, err := bus.Connect(context.Background(), bustest.Config(h.srv, "mm"), h.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Wired like the command: one registry, fed by the matchmaker and by its Edgegap client.
 	reg := prometheus.NewRegistry()
-	api := h.newAPI(edgegap.WithObserver(EdgegapObserver(reg)))
+	api := wrap(h.newAPI(edgegap.WithObserver(EdgegapObserver(reg))))
 	mm, err := New(cfg, Deps{NATS: nc, Edgegap: api, Logger: h.log, Registry: reg})
 	if err != nil {
 		nc.Close()
@@ -268,7 +277,6 @@ func (h *harness) start(t testing.TB, cfg Config) *Matchmaker {
 		nc.Close()
 		t.Fatal(err)
 	}
-	h.mms = append(h.mms, mm)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
