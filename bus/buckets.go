@@ -341,11 +341,37 @@ func (b *Buckets) EnqueueSessionDelete(ctx context.Context, sessionID, incarnati
 		id += "-" + incarnation
 		msg.Header.Set(HeaderIncarnation, incarnation)
 	}
-	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
+	for attempt := 1; ; attempt++ {
+		_, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeDuplicateInProcess || attempt == duplicateInProcessAttempts {
+			if err != nil {
+				return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
+			}
+			return nil
+		}
+		// The same deletion, enqueued by another matchmaker, is being stored (a replicated
+		// stream): once it is, this one is acknowledged as its duplicate.
+		t := time.NewTimer(duplicateInProcessWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
+		case <-t.C:
+		}
 	}
-	return nil
 }
+
+// errCodeDuplicateInProcess is JetStream's "duplicate message id is in process" (409): a
+// message with the same id is being stored by another publisher.
+const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
+// duplicateInProcessAttempts and duplicateInProcessWait bound the wait for another publisher's
+// message with the same id to be stored.
+const (
+	duplicateInProcessAttempts = 20
+	duplicateInProcessWait     = 25 * time.Millisecond
+)
 
 // PurgeActiveConnection removes active_connections[sessionID] up to and including revision rev
 // (the delete marker a game server left when the player left) from the bucket's stream, so that

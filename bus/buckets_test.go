@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -233,5 +234,51 @@ func TestPurgeActiveConnection(t *testing.T) {
 	}
 	if want := []string{"back:KeyValuePutOp:2"}; !slices.Equal(got, want) {
 		t.Fatalf("replayed %v, want %v", got, want)
+	}
+}
+
+// dupInProcessJS answers PublishMsg with JetStream's "duplicate message id is in process"
+// (another matchmaker's enqueue of the same deletion being stored) a number of times.
+type dupInProcessJS struct {
+	jetstream.JetStream
+	conflicts int
+	calls     int
+}
+
+func (j *dupInProcessJS) PublishMsg(context.Context, *nats.Msg, ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	j.calls++
+	if j.calls <= j.conflicts {
+		return nil, &jetstream.APIError{Code: 409, ErrorCode: errCodeDuplicateInProcess, Description: "duplicate message id is in process"}
+	}
+	return &jetstream.PubAck{Duplicate: j.calls > 1}, nil
+}
+
+// TestEnqueueSessionDeleteDuplicateInProcess: two matchmakers' reapers queue the same deletion
+// at once on a replicated stream; the second one's 409 (10158) is waited out, not reported as a
+// failure (the long soak logged 234 "could not queue deletion" warnings for it).
+func TestEnqueueSessionDeleteDuplicateInProcess(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		conflicts int
+		wantErr   bool
+	}{
+		{"none", 0, false},
+		{"two", 2, false},
+		{"never stored", duplicateInProcessAttempts, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			js := &dupInProcessJS{conflicts: tt.conflicts}
+			b := &Buckets{JS: js, Names: namesFor("")}
+			err := b.EnqueueSessionDelete(t.Context(), "abc-S", "u-1")
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if want := min(tt.conflicts+1, duplicateInProcessAttempts); js.calls != want {
+				t.Errorf("%d publishes, want %d", js.calls, want)
+			}
+		})
 	}
 }

@@ -59,10 +59,14 @@ func chaosArgs() map[string][]string {
 // chaosMatchmakerArgs are the matchmakers' short limits. Reconciliation (which deletes a
 // session Edgegap created although our create timed out) runs every 10 s instead of every
 // minute, so that such a session goes within the grace period: it is found at one round and
-// deleted at the first round after the readiness limit plus the claim grace.
+// deleted at the first round after the readiness limit plus the claim grace. The Edgegap
+// client's own rate limit is raised from 10 to 30 calls per second per endpoint: the long soak
+// asks for 16 sessions per second from two matchmakers, which the default (about 10 grants and
+// 10 deletions per second per matchmaker, docs/matchmaker.md) would run at 80 % of its capacity,
+// so that every fault left deletions queued for tens of seconds.
 func chaosMatchmakerArgs() []string {
 	return []string{"--readiness-limit=" + chaosReadinessLimit.String(), "--claim-grace=" + chaosClaimGrace.String(),
-		"--reconcile-interval=" + chaosReconcileInterval.String()}
+		"--reconcile-interval=" + chaosReconcileInterval.String(), "--edgegap-rate-limit=30"}
 }
 
 // clusterBinaries are the programs the chaos tests run, built once per test binary.

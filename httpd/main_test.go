@@ -137,6 +137,9 @@ func (f *fakeMatchmaker) stream(req micro.Request) {
 	case "happy":
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Accepted(fakeSessionID)),
 			mustMarshal(protocol.Progress("Waiting for game server")), mustMarshal(ready), {}}
+	case "twice": // the final twice and a stray progress before the end (a matchmaker resends its final)
+		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(ready), mustMarshal(ready),
+			mustMarshal(protocol.Progress("stray")), {}}
 	case "mmerror":
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Error(409, "App version is disabled")), {}}
 	case "echo":

@@ -76,11 +76,11 @@ func (s *Server) relay(subject string, req []byte, timeout time.Duration, start 
 				}
 				return relayResult{outcome: final}
 			}
+			if final != "" {
+				continue // after the final feedback only the end counts (a matchmaker resends the final, matchmaker.resendFinal)
+			}
 			if err := send(msg.Data); err != nil {
 				return relayResult{outcome: goneOutcome(final)}
-			}
-			if final != "" {
-				continue
 			}
 			if final = finalOutcome(msg.Data); final == "" {
 				continue

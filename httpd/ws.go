@@ -331,6 +331,9 @@ func (w *wsConn) relayOne(msg *nats.Msg) {
 		w.final = fin
 	}
 	w.mu.Unlock()
+	if prev != "" {
+		return // after the final feedback only the end counts (a matchmaker resends the final, matchmaker.resendFinal)
+	}
 	if err := w.send(msg.Data); err != nil {
 		w.finish(goneOutcome(prev), "", -1, "")
 		return

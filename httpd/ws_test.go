@@ -479,3 +479,25 @@ func TestWSClientLeavesAfterReadyCountsAsReady(t *testing.T) {
 		t.Fatalf("counted as client_gone %v times", n)
 	}
 }
+
+// TestNothingAfterTheFinal: once the final feedback is relayed, the front door sends the client
+// nothing more but ends the stream: a matchmaker resends its final (matchmaker.resendFinal),
+// and a second SessionReady must not reach a client that got the first.
+func TestNothingAfterTheFinal(t *testing.T) {
+	startFake(t)
+	s := newTestServer(t, Config{})
+	ready := `{"SessionReady":{"token":"AAECAw==","ip":"1.2.3.4","port":32041,"cert_digest":"ab:cd"}}`
+	t.Run("ws", func(t *testing.T) {
+		res := wsSession(t, s.wsURL(), nil, `{"game":"twice","version":"1","client_ip":null}`, false)
+		equalFrames(t, res.frames, []string{`"Acknowledged"`, ready})
+		if res.code != websocket.StatusNormalClosure {
+			t.Fatalf("close = %d %q", res.code, res.reason)
+		}
+	})
+	t.Run("http", func(t *testing.T) {
+		resp, body := do(t, "POST", s.ts.URL+"/matchmaker/request/twice/1", nil, "")
+		if want := `"Acknowledged"` + "\n" + ready + "\n"; resp.StatusCode != 200 || body != want {
+			t.Fatalf("%d body:\n%s\nwant:\n%s", resp.StatusCode, body, want)
+		}
+	})
+}

@@ -32,7 +32,7 @@ const (
 	DefaultMaxConcurrentCreates = 512
 	DefaultPollInitial          = 500 * time.Millisecond
 	DefaultPollMax              = 3 * time.Second
-	DefaultDeleteWorkers        = 8
+	DefaultDeleteWorkers        = 32
 	DefaultDeleteRetryBase      = time.Second
 	DefaultDeleteRetryMax       = 2 * time.Minute
 	DefaultDeleteStuckAfter     = 10

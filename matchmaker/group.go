@@ -223,8 +223,17 @@ func (m *Matchmaker) groupSessions(ctx context.Context, kind match.Kind, deploym
 		grants[i] = protocol.SessionReady{Token: tok.Base64(), IP: ip.String(), Port: port, CertDigest: digest}
 		regSids, regIDs = append(regSids, sids[i]), append(regIDs, cid)
 	}
-	if err := m.registerGroupIDs(ctx, regSids, regIDs, waited); err != nil {
+	mu.Lock()
+	entries := make(map[string]tracked, len(sessions))
+	for _, s := range sessions {
+		entries[s.sid] = tracked{rev: s.rev, created: s.created}
+	}
+	mu.Unlock()
+	if err := m.registerGroupIDs(ctx, regSids, regIDs, entries); err != nil {
 		abandonAll("group failed: session store")
+		if errors.Is(err, errReaped) {
+			return fail(reqErr(http.StatusGatewayTimeout, "session still not ready, timed out.", err))
+		}
 		return fail(m.contextOr(ctx, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)))
 	}
 	server := ip.String() + ":" + strconv.Itoa(int(port))
@@ -406,8 +415,9 @@ func (m *Matchmaker) createTracked(ctx context.Context, ips []string, deployment
 
 // registerGroupIDs writes the mappings of every player: registerIDs for each distinct session
 // (its first player), and sessions_ly2eg alone for the further players of a shared session
-// (kind match: sessions_eg2ly can name one client id only, the first player's).
-func (m *Matchmaker) registerGroupIDs(ctx context.Context, sids []string, clientIDs []uint64, waited time.Duration) error {
+// (kind match: sessions_eg2ly can name one client id only, the first player's). entries are the
+// unclaimed_sessions entries the group's creates wrote.
+func (m *Matchmaker) registerGroupIDs(ctx context.Context, sids []string, clientIDs []uint64, entries map[string]tracked) error {
 	seen := make(map[string]bool, len(sids))
 	errs := make([]error, len(sids))
 	var wg sync.WaitGroup
@@ -416,7 +426,7 @@ func (m *Matchmaker) registerGroupIDs(ctx context.Context, sids []string, client
 		seen[sid] = true
 		wg.Go(func() {
 			if first {
-				errs[i] = m.registerIDs(ctx, sid, clientIDs[i], waited)
+				errs[i] = m.registerIDs(ctx, sid, clientIDs[i], entries[sid])
 				return
 			}
 			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -325,19 +325,29 @@ func streamLastSeq(bg context.Context, kv jetstream.KeyValue) (uint64, error) {
 	return si.StreamInfo().State.LastSeq, nil
 }
 
-// reapUnclaimed queues the deletion of an unclaimed session whose deadline passed and drops its
-// unclaimed_sessions entry (revision rev), unless the session was claimed after all.
+// reapUnclaimed queues the deletion of an unclaimed session whose deadline passed, unless the
+// session was claimed after all. It first takes the reaping by deleting the session's
+// unclaimed_sessions entry with a compare-and-set on revision rev: the reapers of the other
+// matchmakers, and a grant that comes late in the session's life (keepUnclaimed re-arms the
+// entry with a compare-and-set on the same revision), race for that one write, so a player is
+// never handed a token for a session that is being reaped, and only one reaper queues it.
 func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
 	b := m.b
-	// Rewritten since (the grant refreshes the entry after a long readiness wait) but the watch
-	// lags behind, e.g. during a stream-leader election: take the entry as it is now.
-	if e, err := b.UnclaimedSessions.Get(ctx, key); err == nil && (e.Revision() != rev || time.Since(e.Created()) < m.cfg.ReadinessLimit+m.cfg.ClaimGrace) {
-		m.unclaim.apply(e)
+	e, err := b.UnclaimedSessions.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		// Removed meanwhile: claimed, given up by its request, or reaped by another matchmaker
+		// (which queued the deletion). The watch's delete marker forgets it here.
 		return
-	} else if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	case err != nil:
 		m.log.Warn("reaper: unclaimed_sessions lookup failed, will retry", logkey.SessionID, key, logkey.Err, err)
+		return
+	case e.Revision() != rev || time.Since(e.Created()) < m.cfg.ReadinessLimit+m.cfg.ClaimGrace:
+		// Re-armed since (a late grant) but the watch lags behind, e.g. during a stream-leader
+		// election: take the entry as it is now.
+		m.unclaim.apply(e)
 		return
 	}
 	// Claimed after all (the active-connection watch may lag behind): just forget it.
@@ -348,21 +358,52 @@ func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 		m.log.Warn("reaper: active_connections lookup failed, will retry", logkey.SessionID, key, logkey.Err, err)
 		return
 	}
-	if err := b.EnqueueSessionDelete(ctx, key, unclaimedIncarnation(rev)); err != nil {
-		if errors.Is(err, bus.ErrBadSessionID) {
-			m.log.Error("reaper: unclaimed entry is not a session id; removing it", "key", key)
-			_ = b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev))
-			return
+	if err := b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		if isRevisionMismatch(err) {
+			m.log.Debug("reaper: unclaimed entry re-armed by a late grant or reaped by another matchmaker", logkey.SessionID, key)
+			return // the watch brings the new revision or the delete marker
 		}
-		m.log.Warn("reaper: could not queue deletion, will retry", logkey.SessionID, key, logkey.Err, err)
+		m.log.Warn("reaper: could not take the unclaimed entry, will retry", logkey.SessionID, key, logkey.Err, err)
+		return
+	}
+	// The reaping is ours, and the entry that would make a reaper try again is gone: retry the
+	// enqueue through a NATS failover.
+	err = retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+		err := b.EnqueueSessionDelete(ctx, key, unclaimedIncarnation(rev))
+		if errors.Is(err, bus.ErrBadSessionID) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, bus.ErrBadSessionID):
+		m.log.Error("reaper: unclaimed entry is not a session id; removed it", "key", key)
+		return
+	case err != nil:
+		// Record the session again, so that a reaper (this one, after the readiness limit and
+		// the grace) tries once more rather than leaving it to reconciliation.
+		m.log.Error("reaper: could not queue the deletion of an unclaimed session; recording it again", logkey.SessionID, key, logkey.Err, err)
+		pctx, pcancel := context.WithTimeout(context.WithoutCancel(bg), 10*time.Second)
+		defer pcancel()
+		if _, err := m.trackUnclaimedCtx(pctx, key); err != nil {
+			m.log.Error("reaper: could not record the unclaimed session again; reconciliation will find it", logkey.SessionID, key, logkey.Err, err)
+		}
 		return
 	}
 	m.met.reaped.Inc()
 	m.met.deleteEnqueued.WithLabelValues("unclaimed").Inc()
 	m.log.Info("unclaimed session reaped, deletion queued", logkey.SessionID, key)
-	if err := b.UnclaimedSessions.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
-		m.log.Debug("reaper: unclaimed entry changed or already removed", logkey.SessionID, key, logkey.Err, err)
+}
+
+// isRevisionMismatch reports whether err is a KV compare-and-set conflict: the key's latest
+// revision is not the one expected (JetStream code 10071, or 10164 on replicated streams).
+func isRevisionMismatch(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return true
 	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // ---------------------------------------------------------------------------------------------

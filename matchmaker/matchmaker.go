@@ -207,6 +207,23 @@ func (m *Matchmaker) Start(ctx context.Context) error {
 	m.mu.Lock()
 	m.hookSub = hookSub
 	m.mu.Unlock()
+	// Webhooks published while this connection was away are lost (core NATS, at most once):
+	// after a reconnect every session waiting for readiness is checked at once, not at its
+	// next fallback poll (which may come after the readiness limit ate the wait).
+	reconnected := m.nc.StatusChanged(nats.CONNECTED)
+	m.goBackground(func() {
+		defer m.nc.RemoveStatusListener(reconnected)
+		for {
+			select {
+			case <-bgCtx.Done():
+				return
+			case <-reconnected:
+				if n := m.hooks.wakeAll(); n > 0 {
+					m.log.Info("NATS reconnected: checking the sessions waiting for readiness now (webhooks may have been lost)", "sessions", n)
+				}
+			}
+		}
+	})
 
 	// Like the reference, serve exactly matchmaker.request.<app>.<version> (literal, so that
 	// versions with dots such as v0.0.1 work). The queue group is per game and version, so it

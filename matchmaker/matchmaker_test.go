@@ -1,6 +1,7 @@
 package matchmaker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,6 +219,54 @@ func TestStreamContract(t *testing.T) {
 	if got := h.claim(t, strconv.FormatUint(cid, 10)); got != sid {
 		t.Fatalf("ly2eg maps to %q, accepted %q", got, sid)
 	}
+	h.disconnect(t, sid)
+	h.noLeaks(t, 5*time.Second)
+}
+
+// TestStreamFinalResent: the final feedback and the end are published once more after
+// finalResendAfter, byte for byte (a front door whose NATS node died as the first copy was on
+// its way gets the second), and nothing after that.
+func TestStreamFinalResent(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, harnessOpts{webhook: true})
+	s, err := h.openStream(h.cfg.AppName, "v1", `{"client_ip":"81.2.69.160","game":"`+h.cfg.AppName+`","version":"v1"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.sub.Unsubscribe() }()
+	var final []byte
+	var sid, token string
+	var endAt time.Time
+	for endAt.IsZero() {
+		raw, f, end, err := s.next()
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case end:
+			endAt = time.Now()
+		case f.Kind == protocol.FeedbackSessionRequestAccepted:
+			sid = f.Text
+		case f.Kind == protocol.FeedbackSessionReady:
+			final, token = raw, f.Ready.Token
+		}
+	}
+	if final == nil {
+		t.Fatal("stream ended without SessionReady")
+	}
+	raw, _, end, err := s.next()
+	if err != nil || end || !bytes.Equal(raw, final) {
+		t.Fatalf("after the end: %q (end %v, err %v), want the final again %q", raw, end, err, final)
+	}
+	if took := time.Since(endAt); took < finalResendAfter/2 {
+		t.Errorf("final resent %v after the end, want about %v", took, finalResendAfter)
+	}
+	if _, _, end, err = s.next(); err != nil || !end {
+		t.Fatalf("after the resent final: end %v, err %v; want the end again", end, err)
+	}
+	if msg, err := s.sub.NextMsg(finalResendAfter + time.Second); err == nil {
+		t.Fatalf("a further message: %q", msg.Data)
+	}
+	h.claim(t, strconv.FormatUint(h.clientIDOf(t, token), 10))
 	h.disconnect(t, sid)
 	h.noLeaks(t, 5*time.Second)
 }

@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		readyVia: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_matchmaker_sessions_ready_total",
-			Help: "Sessions found ready, by what revealed it (webhook or poll).",
+			Help: "Sessions found ready, by what revealed it (webhook, poll, or reconnect: a check after the NATS connection came back).",
 		}, []string{"via"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_matchmaker_webhooks_total",

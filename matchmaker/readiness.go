@@ -13,6 +13,9 @@ type hookEvent struct {
 	ready  bool
 	failed bool // Edgegap reported error / unprocessable
 	status string
+	// recheck: not a webhook; webhooks may have been lost (the NATS connection was away),
+	// so the waiter asks Edgegap now rather than at its next fallback poll.
+	recheck bool
 }
 
 // hookRouter hands session webhooks (received by every matchmaker on NATS) to the waiter of
@@ -112,6 +115,20 @@ func (r *hookRouter) deliver(w edgegap.SessionWebhook) bool {
 	}
 	r.recent[w.SessionID] = r.order.PushBack(recentHook{id: w.SessionID, ev: ev, at: now})
 	return false
+}
+
+// wakeAll tells every waiter to check its session now (wakeAll's hookEvent.recheck) and returns
+// how many there were.
+func (r *hookRouter) wakeAll() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ch := range r.waiters {
+		select {
+		case ch <- hookEvent{recheck: true}:
+		default: // events pending: the waiter checks anyway
+		}
+	}
+	return len(r.waiters)
 }
 
 // markPollFoundReady records that a poll found a session ready before any webhook for it.

@@ -79,7 +79,7 @@ func TestWaitReady(t *testing.T) {
 	t.Parallel()
 	type hook struct {
 		at     time.Duration
-		status string // "Linked", "Ready", "Error"
+		status string // "Linked", "Ready", "Error"; "reconnect": not a webhook, the NATS connection came back (wakeAll)
 	}
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	s := func(n int) time.Duration { return time.Duration(n) * time.Second }
@@ -123,6 +123,12 @@ func TestWaitReady(t *testing.T) {
 		{name: "failed GET retried at the next poll", readyAt: ms(100),
 			getErr:   map[int]error{1: &edgegap.APIError{Endpoint: edgegap.EndpointSessionGet, StatusCode: 503}},
 			wantGets: []time.Duration{0, ms(500)}, wantAfter: ms(500), wantVia: "poll", wantHealthy: true},
+		{name: "NATS reconnect: a session whose Ready webhook was lost is checked at once", webhook: true,
+			hooks: []hook{{s(1), "Linked"}, {s(10), "reconnect"}}, readyAt: s(8),
+			wantGets: []time.Duration{s(10)}, wantAfter: s(10), wantVia: "reconnect", wantHealthy: true},
+		{name: "NATS reconnect before ready: checked, then the webhook", webhook: true,
+			hooks: []hook{{s(1), "Linked"}, {s(10), "reconnect"}, {s(20), "Ready"}}, readyAt: s(20),
+			wantGets: []time.Duration{s(10), s(20)}, wantAfter: s(20), wantVia: "webhook", wantHealthy: true},
 		{name: "request canceled: 503", webhook: true, cancelAt: s(10),
 			wantGets: []time.Duration{s(5)}, wantAfter: s(10), wantCode: http.StatusServiceUnavailable, wantHealthy: true},
 	}
@@ -156,6 +162,10 @@ func TestWaitReady(t *testing.T) {
 				}
 				for _, h := range tt.hooks {
 					time.AfterFunc(h.at, func() {
+						if h.status == "reconnect" {
+							m.hooks.wakeAll()
+							return
+						}
 						m.hooks.deliver(edgegap.SessionWebhook{SessionID: "s-1", Status: h.status, Ready: h.status == "Ready"})
 					})
 				}

@@ -2,11 +2,14 @@ package matchmaker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bevygap-go/bevygap/bus"
@@ -29,6 +32,10 @@ func (kv *outageKV) Put(_ context.Context, key string, value []byte) (uint64, er
 	defer kv.mu.Unlock()
 	kv.puts[key] = string(value)
 	return 1, nil
+}
+
+func (kv *outageKV) Update(ctx context.Context, key string, value []byte, _ uint64) (uint64, error) {
+	return kv.Put(ctx, key, value)
 }
 
 // TestRegisterIDsRidesOutFailover: the session-map writes before the token reply are retried
@@ -55,7 +62,9 @@ func TestRegisterIDsRidesOutFailover(t *testing.T) {
 				ly2eg, eg2ly, unclaimed := kv(), kv(), kv()
 				m.b = &bus.Buckets{SessionsLy2Eg: ly2eg, SessionsEg2Ly: eg2ly, UnclaimedSessions: unclaimed}
 				start := time.Now()
-				err := m.registerIDs(context.Background(), "s-1", 42, time.Minute)
+				// Granted late in the session's life: the unclaimed entry is re-armed too.
+				created := start.Add(-m.cfg.ReadinessLimit)
+				err := m.registerIDs(context.Background(), "s-1", 42, tracked{rev: 1, created: created})
 				if (err != nil) != tt.wantErr {
 					t.Fatalf("registerIDs after %v: err = %v, want error %v", time.Since(start), err, tt.wantErr)
 				}
@@ -106,4 +115,114 @@ func TestReaperRereadsRewrittenEntry(t *testing.T) {
 	if it := m.unclaim.items["s-1"]; it == nil || it.rev != 2 || !it.deadline.Equal(rewritten.created.Add(m.unclaim.ttl)) {
 		t.Fatalf("reaper item after the re-read: %+v", it)
 	}
+}
+
+// TestReaperAndLateGrantExclusive: a grant that comes late in a session's life (it re-arms the
+// unclaimed_sessions entry, keepUnclaimed) and the reapers of two matchmakers race for the same
+// compare-and-set: either the grant wins (the entry lives on, nothing is queued) or one reaper
+// does (exactly one deletion queued, the grant fails with errReaped) — never a token for a
+// session being deleted. Found by the long soak: 4 sessions granted 9–12 s after their create
+// (Edgegap answering 429) were reaped in the same instant and deleted under their players.
+func TestReaperAndLateGrantExclusive(t *testing.T) {
+	t.Parallel()
+	srv := newNATS(t)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(srv.User(), srv.Password()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.Open(t.Context(), nc, bus.BucketOptions{Prefix: "reap_", Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit, grace = 300 * time.Millisecond, 100 * time.Millisecond
+	newMM := func() *Matchmaker {
+		m, _ := newUnitMatchmaker(t, func(c *Config) { c.ReadinessLimit, c.ClaimGrace = limit, grace }, &fakeEdgegap{}, nil)
+		m.b = b
+		m.unclaim = newUnclaimedReaper(limit+grace, m.reapUnclaimed)
+		return m
+	}
+	mms := []*Matchmaker{newMM(), newMM()}
+	ctx := t.Context()
+	queued := func(t *testing.T, sid string) uint64 {
+		t.Helper()
+		subject := b.Names.DeleteSubjectBase + "." + sid
+		info, err := b.DeleteStream.Info(ctx, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[subject]
+	}
+	track := func(t *testing.T, sid string) tracked {
+		t.Helper()
+		rev, err := mms[0].trackUnclaimedCtx(ctx, sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := b.UnclaimedSessions.Get(ctx, sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(limit + grace + 20*time.Millisecond) // late: past the reaper's deadline
+		return tracked{rev: rev, created: e.Created()}
+	}
+
+	t.Run("grant first", func(t *testing.T) {
+		t.Parallel()
+		tr := track(t, "late-grant-first")
+		if err := mms[0].keepUnclaimed(ctx, "late-grant-first", tr); err != nil {
+			t.Fatalf("keepUnclaimed: %v", err)
+		}
+		mms[1].reapUnclaimed(ctx, "late-grant-first", tr.rev) // its watch still has the old revision
+		if e, err := b.UnclaimedSessions.Get(ctx, "late-grant-first"); err != nil || e.Revision() <= tr.rev {
+			t.Errorf("entry after the grant and a lagging reaper: %v, %v (want a newer revision than %d)", e, err, tr.rev)
+		}
+		if n := queued(t, "late-grant-first"); n != 0 {
+			t.Errorf("%d deletions queued for a granted session", n)
+		}
+	})
+	t.Run("reaper first", func(t *testing.T) {
+		t.Parallel()
+		tr := track(t, "late-reaper-first")
+		mms[1].reapUnclaimed(ctx, "late-reaper-first", tr.rev)
+		if err := mms[0].keepUnclaimed(ctx, "late-reaper-first", tr); !errors.Is(err, errReaped) {
+			t.Errorf("keepUnclaimed after the reaper: err = %v, want errReaped", err)
+		}
+		if n := queued(t, "late-reaper-first"); n != 1 {
+			t.Errorf("%d deletions queued, want 1", n)
+		}
+	})
+	t.Run("together", func(t *testing.T) {
+		t.Parallel()
+		const n = 12
+		trs := make([]tracked, n)
+		for i := range n {
+			rev, err := mms[0].trackUnclaimedCtx(ctx, fmt.Sprintf("late-race-%d", i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			trs[i] = tracked{rev: rev, created: time.Now()}
+		}
+		time.Sleep(limit + grace + 20*time.Millisecond)
+		var granted int
+		for i := range n {
+			sid := fmt.Sprintf("late-race-%d", i)
+			var wg sync.WaitGroup
+			var gerr error
+			wg.Go(func() { gerr = mms[0].keepUnclaimed(ctx, sid, trs[i]) })
+			for _, m := range mms {
+				wg.Go(func() { m.reapUnclaimed(ctx, sid, trs[i].rev) })
+			}
+			wg.Wait()
+			q := queued(t, sid)
+			switch {
+			case gerr == nil && q == 0:
+				granted++
+			case errors.Is(gerr, errReaped) && q == 1:
+			default:
+				t.Errorf("%s: grant err = %v with %d deletions queued; want a grant and none, or errReaped and one", sid, gerr, q)
+			}
+		}
+		t.Logf("%d of %d late grants won the race", granted, n)
+	})
 }

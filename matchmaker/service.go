@@ -268,20 +268,42 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 		defer m.met.inFlight.Dec()
 		defer m.untrackPlain(pr)
 		ka.stop()
+		var final protocol.Feedback
 		if rerr != nil {
-			r.send(protocol.Error(rerr.Code, rerr.Message))
+			final = protocol.Error(rerr.Code, rerr.Message)
 			m.finishMetrics("stream", rerr.Code, start)
 		} else if m.grantPlain(pr, g.sessionID) { // cancel.go
 			// The player left just as the session was granted: nobody will use the token.
 			go m.cancelGranted(g.sessionID)
 			rerr := abandonedError()
-			r.send(protocol.Error(rerr.Code, rerr.Message))
+			final = protocol.Error(rerr.Code, rerr.Message)
 			m.finishMetrics("stream", rerr.Code, start)
 		} else {
-			r.send(protocol.Ready(g.ready))
+			final = protocol.Ready(g.ready)
 			m.finishMetrics("stream", http.StatusOK, start)
 		}
+		r.send(final)
 		r.finish()
+		r.resendFinal(final)
+	})
+}
+
+// finalResendAfter is when a stream's final feedback and end are published once more.
+const finalResendAfter = 2 * time.Second
+
+// resendFinal publishes the final feedback f and the end of the stream again after
+// finalResendAfter. Core NATS delivers at most once: a front door whose NATS node died just
+// as the final message was on its way (it reconnects to another node within milliseconds)
+// misses it, and its player would wait for the stream's idle timeout and lose a granted
+// session. A front door that got the first copy has ended the stream and dropped its reply
+// subject by then (ours also ignores a second final on a stream that is still open).
+func (s streamReply) resendFinal(f protocol.Feedback) {
+	time.AfterFunc(finalResendAfter, func() {
+		if s.nc.IsClosed() {
+			return
+		}
+		s.send(f)
+		s.finish()
 	})
 }
 

@@ -151,7 +151,7 @@ func (m *Matchmaker) admittedSession(ctx context.Context, pr *plainRequest, clie
 	}
 	send(protocol.Accepted(sid))
 
-	g, rerr := m.finishSession(ctx, sid, createdAt, clientIP, send)
+	g, rerr := m.finishSession(ctx, sid, tracked{rev: rev, created: createdAt}, clientIP, send)
 	if rerr == nil && isAbandoned(ctx) {
 		// Left while the token was made: nobody will claim the session.
 		rerr = abandonedError()
@@ -196,7 +196,8 @@ func (m *Matchmaker) deleteAbandoned(pr *plainRequest, sid string) bool {
 	return true
 }
 
-func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt time.Time, clientIP netip.Addr, send progressFunc) (*grant, *requestError) {
+func (m *Matchmaker) finishSession(ctx context.Context, sid string, tr tracked, clientIP netip.Addr, send progressFunc) (*grant, *requestError) {
+	createdAt := tr.created
 	sess, waited, rerr := m.waitReady(ctx, sid, createdAt, send)
 	if rerr != nil {
 		return nil, rerr
@@ -220,7 +221,10 @@ func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt ti
 	if err != nil {
 		return nil, reqErr(http.StatusInternalServerError, "could not mint connect token", err)
 	}
-	if err := m.registerIDs(ctx, sid, clientID, waited); err != nil {
+	if err := m.registerIDs(ctx, sid, clientID, tr); err != nil {
+		if errors.Is(err, errReaped) {
+			return nil, reqErr(http.StatusGatewayTimeout, "session still not ready, timed out.", err)
+		}
 		return nil, m.contextOr(ctx, reqErr(http.StatusServiceUnavailable, "session store unavailable", err))
 	}
 	return &grant{sessionID: sid, clientID: clientID, ready: protocol.SessionReady{
@@ -234,6 +238,11 @@ func (m *Matchmaker) finishSession(ctx context.Context, sid string, createdAt ti
 func (m *Matchmaker) trackUnclaimed(sid string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	return m.trackUnclaimedCtx(ctx, sid)
+}
+
+// trackUnclaimedCtx is trackUnclaimed bounded by ctx.
+func (m *Matchmaker) trackUnclaimedCtx(ctx context.Context, sid string) (uint64, error) {
 	var rev uint64
 	err := retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
 		var err error
@@ -243,16 +252,26 @@ func (m *Matchmaker) trackUnclaimed(sid string) (uint64, error) {
 	return rev, err
 }
 
+// tracked is a session's unclaimed_sessions entry as its create wrote it (trackUnclaimed).
+type tracked struct {
+	rev     uint64
+	created time.Time
+}
+
+// errReaped: the session's unclaimed_sessions entry was taken by a reaper before its grant
+// could re-arm it (the session took longer than the readiness limit and the grace).
+var errReaped = errors.New("the session was reaped before it was ready: not ready within the readiness limit")
+
 // registerWriteLimit bounds registerIDs' writes, retries included: a NATS node failover (a new
 // stream leader elected, the client reconnecting to another node) takes a few seconds, during
 // which a put fails at once ("no responders") — the write rides it out instead of failing the
 // request with 503.
 const registerWriteLimit = 10 * time.Second
 
-// registerIDs writes sessions_ly2eg and sessions_eg2ly (and refreshes unclaimed_sessions when
-// the readiness wait was long, so that the client gets the whole grace to connect), each retried
-// (retryNATS) for up to registerWriteLimit.
-func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint64, waited time.Duration) error {
+// registerIDs writes sessions_ly2eg and sessions_eg2ly, each retried (retryNATS) for up to
+// registerWriteLimit, then re-arms the session's unclaimed_sessions entry when the grant comes
+// late in its life (keepUnclaimed); errReaped when a reaper took the session first.
+func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint64, tr tracked) error {
 	cid := strconv.FormatUint(clientID, 10)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), registerWriteLimit)
 	defer cancel()
@@ -261,11 +280,6 @@ func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint6
 			_, err := kv.Put(ctx, key, []byte(value))
 			return err
 		})
-	}
-	if waited > m.cfg.ClaimGrace/2 {
-		if err := put(m.b.UnclaimedSessions, sid, sid); err != nil {
-			return fmt.Errorf("refresh unclaimed_sessions: %w", err)
-		}
 	}
 	// The two mappings are independent (and expire on their own): written at once, one round
 	// trip instead of two, and both acknowledged before the token is handed out.
@@ -281,7 +295,38 @@ func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint6
 	if errEg2Ly != nil {
 		return fmt.Errorf("put sessions_eg2ly: %w", errEg2Ly)
 	}
-	return nil
+	return m.keepUnclaimed(ctx, sid, tr)
+}
+
+// keepUnclaimed re-arms the unclaimed_sessions entry of a session granted more than half of
+// ReadinessLimit + ClaimGrace after its create (a slow boot, Edgegap slow or rate limiting, a
+// NATS failover), so that its player gets the whole limit and grace to connect from now. The
+// write is a compare-and-set on the revision the create wrote, the same one the reapers delete
+// the entry with before they queue the session's deletion: exactly one side wins, and a
+// session a reaper took fails its grant with errReaped instead of handing out a token for a
+// session being deleted. A grant early in the session's life writes nothing here.
+func (m *Matchmaker) keepUnclaimed(ctx context.Context, sid string, tr tracked) error {
+	if time.Since(tr.created) <= (m.cfg.ReadinessLimit+m.cfg.ClaimGrace)/2 {
+		return nil
+	}
+	return retryNATS(ctx, 100*time.Millisecond, func(ctx context.Context) error {
+		_, err := m.b.UnclaimedSessions.Update(ctx, sid, []byte(sid), tr.rev)
+		if err == nil || !isRevisionMismatch(err) {
+			return err
+		}
+		// Changed since the create: either this very update, retried after a lost
+		// acknowledgement (the entry is there), or a reaper's delete marker (it is not).
+		e, gerr := m.b.UnclaimedSessions.Get(ctx, sid)
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			return backoff.Permanent(errReaped)
+		case gerr != nil:
+			return gerr
+		case e.Revision() > tr.rev:
+			return nil
+		}
+		return err
+	})
 }
 
 // waitReady waits until the session is ready: woken by its webhook, with a slow poll as
@@ -334,6 +379,13 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 	for {
 		select {
 		case ev := <-hooks:
+			if ev.recheck {
+				s, rerr, done := check("reconnect")
+				if done {
+					return s, time.Since(start), rerr
+				}
+				continue
+			}
 			sawHook = true
 			if ev.failed {
 				return nil, 0, reqErr(http.StatusBadGateway, "session failed on Edgegap: "+ev.status, nil)

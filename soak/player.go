@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bevygap-go/bevygap/client"
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
@@ -133,7 +134,13 @@ func (s *Soak) play(ctx context.Context, p *player, rng *rand.Rand) {
 		p.failClass, p.failErr = classify(err), err.Error()
 		p.phase = phaseDone
 	}
+	failClass := p.failClass
 	p.mu.Unlock()
+	if failClass != "" {
+		// Which player, when: to find its request in the services' logs.
+		s.log.InfoContext(ctx, "soak: request failed", logkey.ClientIP, p.ip.String(), "class", failClass,
+			"started", p.reqStart.UTC().Format(time.RFC3339Nano), logkey.Err, err)
+	}
 	if err != nil || p.kind == KindNoConnect {
 		return
 	}

@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/edgegap"
@@ -31,6 +33,8 @@ type matchmakerCommand struct {
 	apiURL      string
 	apiKey      string
 	metricsAddr string
+	rateLimit   float64 // Edgegap calls per second per endpoint; 0: no client-side limit
+	rateBurst   int
 	nats        bus.Config
 	log         *slog.Logger
 
@@ -69,6 +73,8 @@ func (c *matchmakerCommand) ParseFlags(args []string) error {
 	fs.StringVar(&cfg.Buckets.Prefix, "bucket-prefix", "", "prefix of every KV bucket, the delete stream and its subjects (several games on one NATS)")
 	fs.IntVar(&cfg.Buckets.Replicas, "replicas", 1, "replicas of the KV buckets and the delete stream (3 on a NATS cluster)")
 	fs.StringVar(&c.apiURL, "edgegap-api-url", env.Getenv(edgegap.EnvAPIURL), "Edgegap API base URL ($"+edgegap.EnvAPIURL+"; default "+edgegap.DefaultBaseURL+")")
+	fs.Float64Var(&c.rateLimit, "edgegap-rate-limit", float64(edgegap.DefaultRateLimit), "Edgegap calls per second this matchmaker makes at most, per endpoint (session create, get, delete, ...); 0: no limit of its own (Edgegap's 429s are still obeyed)")
+	fs.IntVar(&c.rateBurst, "edgegap-rate-burst", edgegap.DefaultRateBurst, "Edgegap calls per endpoint allowed at once above --edgegap-rate-limit")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this address (e.g. 127.0.0.1:9090; off when empty)")
 	fs.IntVar(&cfg.PartyMax, "party-max", cfg.PartyMax, "most members of a party (1-32)")
 	fs.DurationVar(&cfg.PartyWaitLimit, "party-wait-limit", cfg.PartyWaitLimit, "how long a party member's request waits for the rest of the party")
@@ -123,6 +129,13 @@ func (c *matchmakerCommand) ParseFlags(args []string) error {
 		}
 	}
 
+	if c.rateLimit < 0 || math.IsNaN(c.rateLimit) || math.IsInf(c.rateLimit, 0) {
+		return &usageError{message: fmt.Sprintf("--edgegap-rate-limit %v: want a number of calls per second, 0 for none", c.rateLimit), hint: "--edgegap-rate-limit 20"}
+	}
+	if c.rateBurst < 1 {
+		return &usageError{message: fmt.Sprintf("--edgegap-rate-burst %d: want at least 1", c.rateBurst), hint: "--edgegap-rate-burst 20"}
+	}
+
 	if *queuesFile != "" {
 		q, err := match.LoadConfig(*queuesFile)
 		if err != nil {
@@ -147,8 +160,12 @@ func (c *matchmakerCommand) Run(ctx context.Context) error {
 		return err
 	}
 	reg := svcmetrics.NewRegistry()
+	limit := rate.Limit(c.rateLimit)
+	if c.rateLimit == 0 {
+		limit = rate.Inf
+	}
 	api := edgegap.NewClient(c.apiURL, c.apiKey, edgegap.WithLogger(c.log),
-		edgegap.WithObserver(matchmaker.EdgegapObserver(reg)))
+		edgegap.WithObserver(matchmaker.EdgegapObserver(reg)), edgegap.WithRateLimit(limit, c.rateBurst))
 	mm, err := matchmaker.New(c.cfg, matchmaker.Deps{NATS: c.nc, Edgegap: api, Logger: c.log, Registry: reg})
 	if err != nil {
 		if errors.Is(err, matchmaker.ErrConfig) {
