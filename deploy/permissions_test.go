@@ -28,6 +28,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/doctor"
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/edgegapsim"
 	"github.com/bevygap-go/bevygap/gameserver"
@@ -1139,4 +1140,37 @@ func randomHex(t *testing.T, n int) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// TestDoctorPermissionsAgainstAuthConf: `bevygap doctor`'s permission probes (every operation a
+// role needs that can be tried without side effects, play together included) pass for every
+// role with the users and permissions of nats/auth.conf: the doctor and the shipped
+// permissions agree.
+func TestDoctorPermissionsAgainstAuthConf(t *testing.T) {
+	e := startNATS(t)
+	creds := func(doctorRole, role string) doctor.RoleCredentials {
+		return doctor.RoleCredentials{Role: doctorRole, User: role, Password: e.passwords[role], InboxPrefix: roleInboxPrefix[role]}
+	}
+	cfg := doctor.Config{
+		NATS: bus.Config{Host: e.srv.ClientURL(), User: roleMatchmaker, Password: e.passwords[roleMatchmaker],
+			InboxPrefix: roleInboxPrefix[roleMatchmaker], Insecure: true},
+		Role:  doctor.RoleMatchmaker,
+		Games: []doctor.Game{{Name: testApp, Version: testVersion}},
+		RoleCredentials: []doctor.RoleCredentials{creds(doctor.RoleHTTPD, roleHTTPD),
+			creds(doctor.RoleWebhookSink, roleWebhook), creds(doctor.RoleGameServer, roleGameServer)},
+		CallTimeout: 5 * time.Second,
+		Skip:        []string{doctor.GroupKey, doctor.GroupMatchmaker, doctor.GroupEdgegap, doctor.GroupClock, doctor.GroupWebhook},
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	rep := doctor.Run(ctx, cfg)
+	for _, role := range []string{doctor.RoleMatchmaker, doctor.RoleHTTPD, doctor.RoleWebhookSink, doctor.RoleGameServer} {
+		c, ok := rep.Find("permissions." + role)
+		if !ok || c.Status != doctor.StatusOK {
+			t.Errorf("permissions.%s: %+v (found %v)", role, c, ok)
+		}
+	}
+	if v := e.viol.snapshot(); len(v) > 0 {
+		t.Errorf("the server logged permission violations: %q", v)
+	}
 }

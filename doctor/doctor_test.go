@@ -309,7 +309,7 @@ func TestPermissions(t *testing.T) {
 		detail, fix string
 	}{
 		{"httpd with its inbox prefix", doctor.RoleCredentials{Role: doctor.RoleHTTPD, User: "httpd", Password: "h", InboxPrefix: "_INBOX_httpd"},
-			doctor.StatusOK, "all 2 operations the httpd needs", ""},
+			doctor.StatusOK, "all 4 operations the httpd needs", ""},
 		{"httpd without its inbox prefix", doctor.RoleCredentials{Role: doctor.RoleHTTPD, User: "httpd", Password: "h"},
 			doctor.StatusFail, "Subscription", "NATS_INBOX_PREFIX"},
 		{"webhook sink may not publish webhook.*", doctor.RoleCredentials{Role: doctor.RoleWebhookSink, User: "webhook", Password: "w"},
@@ -345,7 +345,7 @@ func permServer(t *testing.T) *server.Server {
 		Users: []*server.User{
 			{Username: "admin", Password: "a"},
 			{Username: "httpd", Password: "h", Permissions: &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: []string{"matchmaker.request.*.*", "session.gensession", "$SRV.PING.gensession"}},
+				Publish:   &server.SubjectPermission{Allow: []string{"matchmaker.request.*.*", "matchmaker.party.*.*", "matchmaker.cancel.*.*", "session.gensession", "$SRV.PING.gensession"}},
 				Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX_httpd.>"}},
 			}},
 			{Username: "webhook", Password: "w", Permissions: &server.Permissions{

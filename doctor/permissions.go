@@ -113,7 +113,11 @@ func (r *runner) probes(role string) (ps []probe, untried []string) {
 	switch role {
 	case RoleMatchmaker:
 		for _, g := range r.cfg.Games {
-			ps = append(ps, subscribeProbe(protocol.SubjectMatchmakerRequestPrefix+"."+g.Name+"."+g.Version, "serve players"))
+			tail := "." + g.Name + "." + g.Version
+			ps = append(ps, subscribeProbe(protocol.SubjectMatchmakerRequestPrefix+tail, "serve players"),
+				subscribeProbe(protocol.SubjectMatchmakerCancelPrefix+tail, "players who went away"),
+				subscribeProbe(protocol.SubjectMatchmakerPartyPrefix+tail, "parties"),
+				subscribeProbe(protocol.SubjectMatchmakerBackfillPrefix+tail, "backfill requests of game servers"))
 		}
 		ps = append(ps,
 			subscribeProbe(protocol.SubjectGenSession, "NATS micro service"),
@@ -128,11 +132,16 @@ func (r *runner) probes(role string) (ps []probe, untried []string) {
 			getProbe(pre+protocol.BucketUnclaimedSessions, r.probeKey()),
 			getProbe(pre+protocol.BucketCertDigests, r.probeKey()),
 			putProbe(pre+protocol.BucketSessionsEg2Ly, r.probeKey()))
+		for _, c := range bus.PlayBucketConfigs(opts) { // play together: tickets, leases, parties
+			ps = append(ps, lookupProbe("KV_"+c.Bucket), getProbe(c.Bucket, r.probeKey()), putProbe(c.Bucket, r.probeKey()))
+		}
 		untried = []string{"create or update buckets", "enqueue deletions on " + pre + protocol.DeleteSessionSubjectPrefix + ".*",
 			"reply to httpd's inbox", "write sessions_ly2eg and unclaimed_sessions"}
 	case RoleHTTPD:
 		ps = append(ps,
 			publishProbe(protocol.SubjectMatchmakerRequestPrefix+".bevygap-doctor.probe", "send session requests; no game has this name", nil),
+			publishProbe(protocol.SubjectMatchmakerCancelPrefix+".bevygap-doctor.probe", "cancel the requests of players who went away; no game has this name", nil),
+			publishProbe(protocol.SubjectMatchmakerPartyPrefix+".bevygap-doctor.probe", "relay party requests; no game has this name", nil),
 			probe{"ask $SRV.PING." + protocol.GenSessionServiceName + " and read the reply on its inbox (/readyz)",
 				func(ctx context.Context, nc *nats.Conn, _ jetstream.JetStream) error {
 					_, err := nc.RequestWithContext(ctx, "$SRV.PING."+protocol.GenSessionServiceName, nil)
@@ -150,7 +159,8 @@ func (r *runner) probes(role string) (ps []probe, untried []string) {
 		}
 		ps = append(ps, getProbe(pre+protocol.BucketSessionsLy2Eg, r.probeKey()),
 			putProbe(pre+protocol.BucketCertDigests, r.probeKey()))
-		untried = []string{"write active_connections (the matchmaker would take it for a player leaving)", "publish " + protocol.SubjectGameserverContexts}
+		untried = []string{"write active_connections (the matchmaker would take it for a player leaving)", "publish " + protocol.SubjectGameserverContexts,
+			"ask " + protocol.SubjectMatchmakerBackfillPrefix + ".<game>.<version> for players (Go game servers' backfill)"}
 	}
 	return ps, untried
 }

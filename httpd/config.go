@@ -23,6 +23,9 @@ const (
 	// long: a live bevygap matchmaker sends a message at least every 5 s
 	// (matchmaker.StreamKeepalive), so silence means it is gone (killed, cut off).
 	DefaultStreamIdleTimeout = 30 * time.Second
+	// DefaultResendUnanswered is how long a streaming request may go without any message (a
+	// matchmaker answers "Acknowledged" at once) before it is sent once more (resend.go).
+	DefaultResendUnanswered = 3 * time.Second
 	// DefaultGenSessionTimeout bounds a one-shot session.gensession request (reference: 60 s).
 	DefaultGenSessionTimeout = 60 * time.Second
 	// DefaultWriteTimeout bounds writing one frame or chunk to a client.
@@ -117,6 +120,10 @@ type Config struct {
 	// (idle.go); negative: never (a matchmaker that can be silent longer, e.g. the Rust one
 	// during a slow Edgegap create).
 	StreamIdleTimeout time.Duration
+	// ResendUnanswered sends a streaming request once more, to a fresh reply subject, when no
+	// message at all came back for this long (resend.go): the request was lost with a NATS
+	// node that died as it passed, or its matchmaker died at once. Negative: never.
+	ResendUnanswered time.Duration
 
 	// Status configures the operator status page /status (off by default; status.go).
 	Status StatusConfig
@@ -178,6 +185,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDur(&c.PlayStreamTimeout, DefaultPlayStreamTimeout)
 	if c.StreamIdleTimeout == 0 {
 		c.StreamIdleTimeout = DefaultStreamIdleTimeout
+	}
+	if c.ResendUnanswered == 0 {
+		c.ResendUnanswered = DefaultResendUnanswered
 	}
 	return c, nil
 }

@@ -48,6 +48,9 @@ type fakeMatchmaker struct {
 	stop        chan struct{}
 	// release lets the "gated" game send its SessionReady and end (close it, once).
 	release chan struct{}
+	// deafSeen counts the requests of game "deafonce", which ignores its first request as if
+	// it were lost on the way, and answers like "happy" from the second on.
+	deafSeen int
 }
 
 const (
@@ -137,6 +140,15 @@ func (f *fakeMatchmaker) stream(req micro.Request) {
 	case "happy":
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Accepted(fakeSessionID)),
 			mustMarshal(protocol.Progress("Waiting for game server")), mustMarshal(ready), {}}
+	case "deafonce":
+		f.mu.Lock()
+		f.deafSeen++
+		first := f.deafSeen == 1
+		f.mu.Unlock()
+		if first {
+			return
+		}
+		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(protocol.Accepted(fakeSessionID)), mustMarshal(ready), {}}
 	case "twice": // the final twice and a stray progress before the end (a matchmaker resends its final)
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(ready), mustMarshal(ready),
 			mustMarshal(protocol.Progress("stray")), {}}

@@ -30,6 +30,7 @@ type metrics struct {
 	openStreams prometheus.Gauge
 	timeToReady prometheus.Histogram
 	rejects     *prometheus.CounterVec
+	resent      *prometheus.CounterVec
 }
 
 // newMetrics registers the front door's series, and those of its NATS connection nc
@@ -57,8 +58,12 @@ func newMetrics(reg prometheus.Registerer, nc *nats.Conn) (*metrics, error) {
 			Name: "bevygap_httpd_rejects_total",
 			Help: "Requests refused by the front door, by reason.",
 		}, []string{"reason"}),
+		resent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bevygap_httpd_requests_resent_total",
+			Help: "Session requests sent to the matchmakers once more because no message came back in time (lost with a NATS node, or their matchmaker died at once), by route.",
+		}, []string{"route"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.openWS, m.openStreams, m.timeToReady, m.rejects} {
+	for _, c := range []prometheus.Collector{m.requests, m.openWS, m.openStreams, m.timeToReady, m.rejects, m.resent} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpd: register metrics: %w", err)
 		}

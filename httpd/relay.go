@@ -43,14 +43,15 @@ func (s *Server) relay(subject string, req []byte, timeout time.Duration, start 
 	ch := make(chan *nats.Msg, replyBuffer)
 	lost := make(chan struct{})
 	var lostOnce sync.Once
-	w := s.replies.register(func(msg *nats.Msg) {
+	deliver := func(msg *nats.Msg) {
 		select {
 		case ch <- msg:
 		default:
 			lostOnce.Do(func() { close(lost) })
 		}
-	})
-	defer s.replies.release(w)
+	}
+	w := s.replies.register(deliver)
+	defer func() { s.replies.release(w) }()
 	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: w.subject, Data: req}); err != nil {
 		s.log.Warn("httpd: publish session request", logkey.Subject, subject, logkey.Err, err)
 		return relayResult{outcome: outcomeFailed, errMsg: msgSendFailed, errCode: 503}
@@ -62,10 +63,35 @@ func (s *Server) relay(subject string, req []byte, timeout time.Duration, start 
 	if idle != nil {
 		defer idle.Stop()
 	}
+	resend, resendC := s.resendTimer() // resend.go
+	if resend != nil {
+		defer resend.Stop()
+	}
 	final := ""
 	for {
 		select {
+		case <-resendC:
+			// Nothing came back: the request was lost. Cancel it (in case a matchmaker runs it
+			// after all) and send it again on a fresh reply subject; once only.
+			resendC = nil
+			game, version := gameVersionOf(subject)
+			s.cancelAbandoned(game, version, w.subject, outcomeResent)
+			s.replies.release(w)
+			w = s.replies.register(deliver)
+			if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: w.subject, Data: req}); err != nil {
+				s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
+				return relayResult{outcome: outcomeFailed, errMsg: msgSendFailed, errCode: 503}
+			}
+			s.noteResent(subject, routeStream)
+			s.heard(idle)
 		case msg := <-ch:
+			if msg.Subject != w.subject {
+				continue // a late reply to the request sent before (canceled)
+			}
+			if resendC != nil {
+				resend.Stop()
+				resendC = nil // answered
+			}
 			s.heard(idle)
 			if isNoResponders(msg) {
 				return relayResult{outcome: outcomeNoMatchmaker, errMsg: msgNoMatchmaker, errCode: 503}

@@ -35,12 +35,17 @@ type wsConn struct {
 	start time.Time
 
 	mu       sync.Mutex
-	queue    []*nats.Msg // replies waiting to be written
-	draining bool        // a drain goroutine is running
-	final    string      // outcome of the final feedback once relayed
-	timer    *time.Timer // stream deadline, then the grace period after a final message
-	sent     sentRequest // the request sent to the matchmaker, to cancel if given up (cancel.go)
-	idle     *time.Timer // the matchmaker's silence (idle.go); nil when off
+	queue    []*nats.Msg  // replies waiting to be written
+	draining bool         // a drain goroutine is running
+	final    string       // outcome of the final feedback once relayed
+	timer    *time.Timer  // stream deadline, then the grace period after a final message
+	sent     sentRequest  // the request sent to the matchmaker, to cancel if given up (cancel.go)
+	idle     *time.Timer  // the matchmaker's silence (idle.go); nil when off
+	waiter   *replyWaiter // the replies of the request sent last
+	resend   *time.Timer  // sends the request again if nothing came back (resend.go); nil when off
+	answered bool         // a reply to the request sent last came
+	subject  string       // the request's subject and payload, to send it again
+	payload  []byte
 
 	once    sync.Once
 	done    chan struct{}
@@ -160,7 +165,7 @@ func (s *Server) runWS(c *websocket.Conn, src netip.Addr, queryIP string, start 
 
 	game, version, waiter := w.request(src, queryIP)
 	if waiter != nil {
-		defer s.replies.release(waiter)
+		defer func() { s.replies.release(w.currentWaiter()) }()
 		// Wait for the end, reading: a data message now is a protocol violation; an error means
 		// the client left or somebody finished the connection.
 		for {
@@ -173,6 +178,9 @@ func (s *Server) runWS(c *websocket.Conn, src netip.Addr, queryIP string, start 
 		w.mu.Lock()
 		w.timer.Stop()
 		w.stopIdleLocked()
+		if w.resend != nil {
+			w.resend.Stop()
+		}
 		final := w.final
 		w.mu.Unlock()
 		w.finish(goneOutcome(final), "", -1, "")
@@ -255,6 +263,7 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 	waiter := s.replies.register(w.deliver)
 	w.mu.Lock()
 	w.sent = sentRequest{game: req.Game, version: req.Version, reply: waiter.subject}
+	w.waiter, w.subject, w.payload = waiter, subject, payload
 	w.mu.Unlock()
 	w.startIdle() // idle.go
 	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: waiter.subject, Data: payload}); err != nil {
@@ -263,7 +272,49 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
 		return req.Game, req.Version, nil
 	}
+	if s.cfg.ResendUnanswered > 0 {
+		w.mu.Lock()
+		if !w.answered {
+			w.resend = time.AfterFunc(s.cfg.ResendUnanswered, w.onUnanswered)
+		}
+		w.mu.Unlock()
+	}
 	return req.Game, req.Version, waiter
+}
+
+// onUnanswered sends the request once more when nothing came back (resend.go): the cancel of
+// the first, then the same request on a fresh reply subject.
+func (w *wsConn) onUnanswered() {
+	s := w.s
+	w.mu.Lock()
+	if w.answered || w.finished() {
+		w.mu.Unlock()
+		return
+	}
+	old := w.waiter
+	w.waiter = s.replies.register(w.deliver)
+	first := w.sent
+	w.sent.reply = w.waiter.subject
+	reply, subject, payload := w.waiter.subject, w.subject, w.payload
+	if w.idle != nil {
+		w.idle.Reset(s.cfg.StreamIdleTimeout)
+	}
+	w.mu.Unlock()
+	s.cancelAbandoned(first.game, first.version, first.reply, outcomeResent)
+	s.replies.release(old)
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: payload}); err != nil {
+		s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
+		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
+		return
+	}
+	s.noteResent(subject, routeWS)
+}
+
+// currentWaiter returns the reply waiter of the request sent last.
+func (w *wsConn) currentWaiter() *replyWaiter {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.waiter
 }
 
 // deliver queues a reply from NATS (called on the reply mux goroutine; never blocks) and starts
@@ -271,6 +322,15 @@ func (w *wsConn) request(src netip.Addr, queryIP string) (game, version string, 
 func (w *wsConn) deliver(msg *nats.Msg) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.waiter != nil && msg.Subject != w.waiter.subject {
+		return // a late reply to the request sent before (canceled, resend.go)
+	}
+	if !w.answered {
+		w.answered = true
+		if w.resend != nil {
+			w.resend.Stop()
+		}
+	}
 	if len(w.queue) >= replyBuffer {
 		go w.fail(outcomeFailed, msgLost, websocket.StatusInternalError)
 		return

@@ -299,6 +299,7 @@ func (g *groupReplies) end(i int, f protocol.Feedback) bool {
 	}
 	g.rs[i].send(f)
 	g.rs[i].finish()
+	g.rs[i].resendFinal(f)
 	g.ended[i] = true
 	return true
 }

@@ -53,6 +53,7 @@ func (c *httpdCommand) ParseFlags(args []string) error {
 	fs.DurationVar(&c.cfg.StreamTimeout, "stream-timeout", httpd.DefaultStreamTimeout, "limit for one whole session request stream")
 	fs.DurationVar(&c.cfg.PlayStreamTimeout, "play-stream-timeout", httpd.DefaultPlayStreamTimeout, "limit for one whole play-together request stream (queue, props or party: it waits for other players first)")
 	fs.DurationVar(&c.cfg.StreamIdleTimeout, "stream-idle-timeout", httpd.DefaultStreamIdleTimeout, "end a request stream whose matchmaker sent nothing this long (it is gone); negative = never")
+	fs.DurationVar(&c.cfg.ResendUnanswered, "resend-unanswered", httpd.DefaultResendUnanswered, "send a request stream once more when no matchmaker said anything this long (the request was lost with a NATS node); negative = never")
 	fs.DurationVar(&c.cfg.GenSessionTimeout, "gensession-timeout", httpd.DefaultGenSessionTimeout, "limit for one wannaplay (session.gensession) request")
 	fs.DurationVar(&c.cfg.WriteTimeout, "write-timeout", httpd.DefaultWriteTimeout, "limit for writing one frame or chunk to a client")
 	fs.Float64Var(&c.cfg.SessionsPerMinute, "rate", httpd.DefaultSessionsPerMinute, "session requests per minute per client IP (negative = unlimited)")
