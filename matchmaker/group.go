@@ -400,7 +400,6 @@ func (m *Matchmaker) createTracked(ctx context.Context, ips []string, deployment
 		return groupSession{}, m.edgegapError("session create", err)
 	}
 	sid := created.SessionID
-	at := time.Now()
 	if !bus.ValidSessionID(sid) {
 		m.deleteDirectly(sid)
 		return groupSession{}, reqErr(http.StatusBadGateway, "Edgegap returned an unusable session id", nil)
@@ -411,7 +410,8 @@ func (m *Matchmaker) createTracked(ctx context.Context, ips []string, deployment
 		m.deleteDirectly(sid)
 		return groupSession{}, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)
 	}
-	return groupSession{sid: sid, rev: rev, created: at}, nil
+	// The readiness limit counts from the entry's write (admittedSession says why).
+	return groupSession{sid: sid, rev: rev, created: time.Now()}, nil
 }
 
 // registerGroupIDs writes the mappings of every player: registerIDs for each distinct session

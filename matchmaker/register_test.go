@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bevygap-go/bevygap/bus"
+	"github.com/bevygap-go/bevygap/edgegap"
 )
 
 // outageKV is a KV bucket whose puts fail as during a NATS node failover (no stream leader: "no
@@ -224,5 +226,49 @@ func TestReaperAndLateGrantExclusive(t *testing.T) {
 			}
 		}
 		t.Logf("%d of %d late grants won the race", granted, n)
+	})
+}
+
+// createAPI is a fakeEdgegap whose session creates succeed with session id sid.
+type createAPI struct {
+	*fakeEdgegap
+	sid string
+}
+
+func (a createAPI) CreateSession(context.Context, edgegap.SessionCreateRequest) (*edgegap.SessionCreated, error) {
+	return &edgegap.SessionCreated{SessionID: a.sid}, nil
+}
+
+// TestReadinessLimitAfterTheUnclaimedWrite: a NATS failover that holds the unclaimed_sessions
+// write for longer than the readiness limit (a stream-leader election took 7.5 s in the long
+// soak, whose limit was 8 s: 21 players got 504) does not fail a session that is ready at
+// once: the limit counts from that write, as the reaper's deadline does.
+func TestReadinessLimitAfterTheUnclaimedWrite(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		const limit = 3 * time.Second
+		api := createAPI{sid: "s-1", fakeEdgegap: &fakeEdgegap{getSession: func(id string) (*edgegap.Session, error) {
+			return &edgegap.Session{SessionID: id, Status: edgegap.SessionStatusReady, Ready: true,
+				Deployment: &edgegap.Deployment{RequestID: "dep", PublicIP: "203.0.113.7",
+					Ports: map[string]edgegap.PortMapping{"game": {External: new(31000)}}}}, nil
+		}}}
+		m, _ := newUnitMatchmaker(t, func(c *Config) {
+			c.ReadinessLimit, c.CertDigestWait = limit, 0
+			c.SessionWebhookURL = "https://hooks.example/hook/session" // the first check at 10 % of the limit
+		}, api, nil)
+		start := time.Now()
+		kv := func(outage time.Duration) *outageKV {
+			return &outageKV{until: start.Add(outage), puts: map[string]string{}}
+		}
+		unclaimed := kv(limit + 2*time.Second)
+		m.b = &bus.Buckets{UnclaimedSessions: unclaimed, SessionsLy2Eg: kv(0), SessionsEg2Ly: kv(0), CertDigests: entryKV{}}
+		pr := m.trackPlain("_INBOX.test")
+		g, rerr := m.admittedSession(context.Background(), pr, netip.MustParseAddr("198.51.100.9"), nil)
+		if rerr != nil {
+			t.Fatalf("after a %v stall of the unclaimed write: %v", limit+2*time.Second, rerr)
+		}
+		if g.sessionID != "s-1" || unclaimed.puts["s-1"] != "s-1" {
+			t.Errorf("grant %+v, unclaimed entry %v", g, unclaimed.puts)
+		}
 	})
 }

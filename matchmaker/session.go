@@ -143,6 +143,10 @@ func (m *Matchmaker) admittedSession(ctx context.Context, pr *plainRequest, clie
 		m.deleteDirectly(sid)
 		return nil, reqErr(http.StatusServiceUnavailable, "session store unavailable", err)
 	}
+	// The readiness limit counts from here, as the reaper's deadline does (the entry's write):
+	// a NATS failover can hold that write for several seconds (a stream-leader election), which
+	// must not eat the session's time to become ready.
+	createdAt = time.Now()
 	if ctx.Err() != nil {
 		// The player left (or the matchmaker is shutting down) while the session was created.
 		rerr := m.contextError(ctx, ctx.Err())
