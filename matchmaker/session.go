@@ -128,7 +128,6 @@ func (m *Matchmaker) admittedSession(ctx context.Context, pr *plainRequest, clie
 		return nil, m.contextOr(ctx, m.edgegapError("session create", err))
 	}
 	sid := created.SessionID
-	createdAt := time.Now()
 	pr.setPhase(phaseWaiting)
 	if !bus.ValidSessionID(sid) {
 		// Cannot be a KV key or subject token: delete right away, directly.
@@ -146,7 +145,7 @@ func (m *Matchmaker) admittedSession(ctx context.Context, pr *plainRequest, clie
 	// The readiness limit counts from here, as the reaper's deadline does (the entry's write):
 	// a NATS failover can hold that write for several seconds (a stream-leader election), which
 	// must not eat the session's time to become ready.
-	createdAt = time.Now()
+	createdAt := time.Now()
 	if ctx.Err() != nil {
 		// The player left (or the matchmaker is shutting down) while the session was created.
 		rerr := m.contextError(ctx, ctx.Err())
