@@ -70,6 +70,8 @@ type Client struct {
 	logger      *slog.Logger
 	// bodies holds *bytes.Buffer for reading response bodies (decoding copies what it keeps).
 	bodies sync.Pool
+	// hdr holds the request header values that never change (read-only once built).
+	hdr struct{ apiKey, userAgent, json []string }
 }
 
 // maxIdleConnsPerHost is how many idle keep-alive connections the default HTTP client keeps to
@@ -154,6 +156,9 @@ func NewClient(baseURL, apiKey string, opts ...Option) *Client {
 	if c.burst < 1 {
 		c.burst = 1
 	}
+	c.hdr.apiKey = []string{c.apiKey}
+	c.hdr.userAgent = []string{c.userAgent}
+	c.hdr.json = []string{"application/json"}
 	c.limiters = make(map[Endpoint]*rate.Limiter)
 	for _, e := range endpoints() {
 		c.limiters[e] = rate.NewLimiter(c.limit, c.burst)
@@ -197,7 +202,7 @@ func (c *Client) CreateSession(ctx context.Context, req SessionCreateRequest) (*
 	if req.AppName == "" {
 		return nil, errors.New("edgegap: session create: app_name is required")
 	}
-	body, err := json.Marshal(req)
+	body, err := AppendJSON(make([]byte, 0, 256), req) // json.Marshal's bytes
 	if err != nil {
 		return nil, fmt.Errorf("edgegap: session create: encode: %w", err)
 	}
@@ -375,8 +380,14 @@ var errDecode = errors.New("decode response")
 // attempt makes one HTTP request. It returns the status (0 if none arrived), the Retry-After
 // delay, and an error (an *APIError for 4xx/5xx).
 func (c *Client) attempt(ctx context.Context, r request, out any) (int, time.Duration, error) {
-	actx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	// The attempt's timeout; none of its own when the caller's deadline comes first anyway
+	// (the matchmaker's calls have one), which spares a context and a timer per call.
+	actx := ctx
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > c.timeout {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	var body io.Reader
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
@@ -385,14 +396,22 @@ func (c *Client) attempt(ctx context.Context, r request, out any) (int, time.Dur
 	if err != nil {
 		return 0, 0, fmt.Errorf("edgegap %s: build request: %w", r.endpoint, err)
 	}
+	// The header is built in one go; the values that never change are the client's own
+	// slices, shared by its requests (net/http only reads a request's header).
+	h := make(http.Header, 4)
 	if r.auth != "" {
-		req.Header.Set("Authorization", r.auth)
+		if r.auth == c.apiKey {
+			h["Authorization"] = c.hdr.apiKey
+		} else {
+			h["Authorization"] = []string{r.auth}
+		}
 	}
-	req.Header.Set("User-Agent", c.userAgent)
-	req.Header.Set("Accept", "application/json")
+	h["User-Agent"] = c.hdr.userAgent
+	h["Accept"] = c.hdr.json
 	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		h["Content-Type"] = c.hdr.json
 	}
+	req.Header = h
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -424,7 +443,7 @@ func (c *Client) attempt(ctx context.Context, r request, out any) (int, time.Dur
 		}
 	}
 	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
+		if err := decodeJSON(data, out); err != nil {
 			return resp.StatusCode, 0, fmt.Errorf("edgegap %s: %w: %w", r.endpoint, errDecode, err)
 		}
 	}

@@ -283,7 +283,7 @@ type ErrorBody struct {
 // session_id.
 func ParseSessionWebhook(body []byte) (SessionWebhook, error) {
 	var w SessionWebhook
-	if err := json.Unmarshal(body, &w); err != nil {
+	if err := decodeJSON(body, &w); err != nil {
 		return SessionWebhook{}, fmt.Errorf("edgegap: decode session webhook: %w", err)
 	}
 	if w.SessionID == "" {

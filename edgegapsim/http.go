@@ -113,6 +113,14 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // withCleanPath returns r with the empty segments of its path dropped. "." and ".." stay
 // segments of their own (ServeMux would otherwise redirect to a path without them).
 func withCleanPath(r *http.Request) *http.Request {
+	if plainPath(r.URL) {
+		return r // nothing to clean: rewritePath would give the same path
+	}
+	return rewritePath(r)
+}
+
+// rewritePath is withCleanPath for any path.
+func rewritePath(r *http.Request) *http.Request {
 	segs := strings.Split(r.URL.Path, "/")
 	path := make([]string, 0, len(segs))
 	raw := make([]string, 0, len(segs))
@@ -135,6 +143,40 @@ func withCleanPath(r *http.Request) *http.Request {
 	return &r2
 }
 
+// plainPath reports whether u's path is already clean: it starts with "/", has no empty, "."
+// or ".." segment (but for the path "/"), and only unreserved characters (which no escaping
+// changes), and was sent without escapes. withCleanPath would rewrite it to itself.
+func plainPath(u *url.URL) bool {
+	p := u.Path
+	if u.RawPath != "" || p == "" || p[0] != '/' {
+		return false
+	}
+	if p == "/" {
+		return true
+	}
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c == '/' {
+				if seg := p[segStart:i]; seg == "" || seg == "." || seg == ".." {
+					return false
+				}
+				segStart = i + 1
+				continue
+			}
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+				return false
+			}
+			continue
+		}
+		if seg := p[segStart:]; seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 // serveRoute answers one API call and counts it.
 func (s *Simulator) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) {
 	status, body, header := s.serveAPI(r, rt)
@@ -142,7 +184,32 @@ func (s *Simulator) serveRoute(w http.ResponseWriter, r *http.Request, rt *route
 		w.Header().Set(k, v)
 	}
 	s.count(rt.endpoint, status)
-	writeJSON(w, status, body)
+	s.writeAPI(w, status, body)
+}
+
+// jsonBody is a reusable buffer for an answer's JSON.
+type jsonBody struct{ b []byte }
+
+// writeAPI is writeJSON (the same bytes) with edgegap.AppendJSON, which writes the session
+// models without reflection, into a buffer of the simulator's pool instead of a new one.
+func (s *Simulator) writeAPI(w http.ResponseWriter, status int, body any) {
+	jb, _ := s.bodies.Get().(*jsonBody)
+	if jb == nil {
+		jb = new(jsonBody)
+	}
+	data, err := edgegap.AppendJSON(jb.b[:0], body)
+	if err != nil {
+		status, data = http.StatusInternalServerError, []byte(encodeFailed)
+	} else {
+		data = append(data, '\n')
+		jb.b = data
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(data)
+	if cap(jb.b) <= 64<<10 { // an unusually large answer (a long list) is not kept
+		s.bodies.Put(jb)
+	}
 }
 
 // serveAPI runs one API call through latency, auth, fault injection and its handler.
@@ -264,15 +331,20 @@ func (s *Simulator) count(e edgegap.Endpoint, status int) {
 	m[status]++
 }
 
+// encodeFailed is the answer (status 500) to a body that does not encode.
+const encodeFailed = `{"message":"encode response"}` + "\n"
+
 func writeJSON(w http.ResponseWriter, status int, body any) {
 	data, err := json.Marshal(body)
 	if err != nil {
 		status = http.StatusInternalServerError
-		data = []byte(`{"message":"encode response"}`)
+		data = []byte(encodeFailed)
+	} else {
+		data = append(data, '\n')
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(data, '\n'))
+	_, _ = w.Write(data)
 }
 
 // decodeBody reads a JSON request body into v; malformed JSON is a 400.
@@ -289,7 +361,7 @@ func decodeBody(r *http.Request, v any) error {
 
 // decodeJSON unmarshals data into v, turning any JSON error into a 400.
 func decodeJSON(data []byte, v any) error {
-	if err := json.Unmarshal(data, v); err != nil {
+	if err := edgegap.Unmarshal(data, v); err != nil { // json.Unmarshal, faster for a session create
 		return apiErr(http.StatusBadRequest, "invalid JSON body: "+err.Error())
 	}
 	return nil

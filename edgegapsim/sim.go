@@ -31,6 +31,8 @@ type Simulator struct {
 	launcher Launcher
 	hooks    *webhookSender
 	mux      *http.ServeMux
+	// bodies holds *jsonBody: API answers are encoded into reused buffers (http.go writeAPI).
+	bodies sync.Pool
 
 	runCtx    context.Context
 	runCancel context.CancelFunc

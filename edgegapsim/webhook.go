@@ -3,7 +3,6 @@ package edgegapsim
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
@@ -154,7 +154,7 @@ func (s *Simulator) webhookLocked(sess *session) {
 		s.log.Info("session webhook lost (injected fault)", logkey.SessionID, sess.id)
 		return
 	}
-	body, err := json.Marshal(s.summaryView(sess, true))
+	body, err := edgegap.AppendJSON(make([]byte, 0, 512), s.summaryView(sess, true)) // json.Marshal's bytes
 	if err != nil {
 		return
 	}

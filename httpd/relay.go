@@ -78,11 +78,11 @@ func (s *Server) relay(subject string, req []byte, timeout time.Duration, start 
 			s.cancelAbandoned(game, version, w.subject, outcomeResent)
 			s.replies.release(w)
 			w = s.replies.register(deliver)
+			s.noteResent(subject, routeStream)
 			if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: w.subject, Data: req}); err != nil {
 				s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
 				return relayResult{outcome: outcomeFailed, errMsg: msgSendFailed, errCode: 503}
 			}
-			s.noteResent(subject, routeStream)
 			s.heard(idle)
 		case msg := <-ch:
 			if msg.Subject != w.subject {

@@ -302,12 +302,11 @@ func (w *wsConn) onUnanswered() {
 	w.mu.Unlock()
 	s.cancelAbandoned(first.game, first.version, first.reply, outcomeResent)
 	s.replies.release(old)
+	s.noteResent(subject, routeWS) // before the publish: its answers may end the stream at once
 	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: payload}); err != nil {
 		s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
-		return
 	}
-	s.noteResent(subject, routeWS)
 }
 
 // currentWaiter returns the reply waiter of the request sent last.

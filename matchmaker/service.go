@@ -1,8 +1,11 @@
 package matchmaker
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -14,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/bevygap-go/bevygap/internal/logkey"
+	"github.com/bevygap-go/bevygap/netcode"
 	"github.com/bevygap-go/bevygap/protocol"
 )
 
@@ -88,6 +92,9 @@ func (m *Matchmaker) addGenSessionService() (micro.Service, error) {
 
 // decodeClientIP reads client_ip from a JSON object with any other fields.
 func decodeClientIP(data []byte) (string, *requestError) {
+	if s, ok := plainClientIP(data); ok {
+		return s, nil
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(data, &obj); err != nil {
 		return "", reqErr(http.StatusBadRequest, "error decoding session request: body is not a JSON object", err)
@@ -101,6 +108,74 @@ func decodeClientIP(data []byte) (string, *requestError) {
 		return "", reqErr(http.StatusBadRequest, "error decoding session request: client_ip is not a string", err)
 	}
 	return s, nil
+}
+
+// plainClientIP is decodeClientIP's fast path, for the bodies clients send: an object whose
+// members are all strings of printable ASCII without escapes (names too), client_ip among them.
+// It returns the last client_ip (encoding/json keeps the last of a repeated name), or false
+// for any other input, which decodeClientIP then decodes with encoding/json.
+func plainClientIP(data []byte) (string, bool) {
+	i := 0
+	ws := func() {
+		for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+			i++
+		}
+	}
+	str := func() ([]byte, bool) {
+		ws()
+		if i >= len(data) || data[i] != '"' {
+			return nil, false
+		}
+		i++
+		start := i
+		for ; i < len(data); i++ {
+			switch c := data[i]; {
+			case c == '"':
+				i++
+				return data[start : i-1], true
+			case c < 0x20 || c >= 0x80 || c == '\\':
+				return nil, false
+			}
+		}
+		return nil, false
+	}
+	ws()
+	if i >= len(data) || data[i] != '{' {
+		return "", false
+	}
+	i++
+	var ip []byte
+	found := false
+	for {
+		name, ok := str()
+		if !ok {
+			return "", false
+		}
+		if ws(); i >= len(data) || data[i] != ':' {
+			return "", false
+		}
+		i++
+		value, ok := str()
+		if !ok {
+			return "", false
+		}
+		if string(name) == "client_ip" {
+			ip, found = value, true
+		}
+		if ws(); i < len(data) && data[i] == ',' {
+			i++
+			continue
+		}
+		if i < len(data) && data[i] == '}' {
+			i++
+			break
+		}
+		return "", false
+	}
+	if ws(); i != len(data) || !found {
+		return "", false
+	}
+	return string(ip), true
 }
 
 // handleGenSession answers one session.gensession request for a client at ip, then reports
@@ -123,17 +198,20 @@ func (m *Matchmaker) answerGenSession(req micro.Request, start time.Time, g *gra
 		}
 		return false
 	}
-	reply, err := protocol.Marshal(protocol.GenSessionReply{
-		ConnectToken:   g.ready.Token,
+	// Encoded by hand (the bytes of protocol.Marshal, in one buffer of the right size), the
+	// 2.7 KB token's base64 written straight into it.
+	r := protocol.GenSessionReply{
 		GameserverIP:   g.ready.IP,
 		GameserverPort: g.ready.Port,
 		Link:           g.ready.IP + ":" + strconv.Itoa(int(g.ready.Port)),
 		CertDigest:     g.ready.CertDigest,
-	})
-	if err == nil {
-		err = req.Respond(reply)
 	}
+	reply, err := r.AppendJSONToken(nil, base64.StdEncoding.EncodedLen(netcode.ConnectTokenBytes), g.token.AppendBase64)
 	if err != nil {
+		// Cannot happen for a minted token; the reply then has the empty token Base64 gives.
+		reply = r.AppendJSON(nil)
+	}
+	if err := req.Respond(reply); err != nil {
 		// The requester will not get its token; the session stays unclaimed and is reaped.
 		m.log.Warn("could not send gensession reply", logkey.SessionID, g.sessionID, logkey.Err, err)
 	}
@@ -200,8 +278,10 @@ func (m *Matchmaker) serveIP(pr *plainRequest, ip netip.Addr, progress progressF
 			done(nil, rerr)
 			return
 		}
-		m.log.Info("session granted", logkey.SessionID, g.sessionID, logkey.ClientID, g.clientID,
-			logkey.ClientIP, ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
+		if m.log.Enabled(context.Background(), slog.LevelInfo) { // its arguments cost allocations even when not logged
+			m.log.Info("session granted", logkey.SessionID, g.sessionID, logkey.ClientID, g.clientID,
+				logkey.ClientIP, ip.String(), "server", g.ready.IP+":"+strconv.Itoa(int(g.ready.Port)))
+		}
 		done(g, nil)
 	})
 }
@@ -279,7 +359,7 @@ func (m *Matchmaker) onStreamRequest(msg *nats.Msg) {
 			final = protocol.Error(rerr.Code, rerr.Message)
 			m.finishMetrics("stream", rerr.Code, start)
 		} else {
-			final = protocol.Ready(g.ready)
+			final = protocol.Ready(g.sessionReady())
 			m.finishMetrics("stream", http.StatusOK, start)
 		}
 		r.send(final)

@@ -47,7 +47,17 @@ func reqErr(code uint16, msg string, cause error) *requestError {
 type grant struct {
 	sessionID string
 	clientID  uint64
-	ready     protocol.SessionReady
+	// ready is the SessionReady payload without its token (see sessionReady): the token is
+	// encoded where it is sent (the gensession reply writes it straight into its buffer).
+	ready protocol.SessionReady
+	token *netcode.ConnectToken
+}
+
+// sessionReady is the complete SessionReady payload, the token's base64 included.
+func (g *grant) sessionReady() protocol.SessionReady {
+	r := g.ready
+	r.Token = g.token.Base64()
+	return r
 }
 
 // progressFunc receives streaming feedback; nil for the one-shot service.
@@ -230,8 +240,8 @@ func (m *Matchmaker) finishSession(ctx context.Context, sid string, tr tracked, 
 		}
 		return nil, m.contextOr(ctx, reqErr(http.StatusServiceUnavailable, "session store unavailable", err))
 	}
-	return &grant{sessionID: sid, clientID: clientID, ready: protocol.SessionReady{
-		Token: tok.Base64(), IP: ip.String(), Port: port, CertDigest: digest,
+	return &grant{sessionID: sid, clientID: clientID, token: tok, ready: protocol.SessionReady{
+		IP: ip.String(), Port: port, CertDigest: digest,
 	}}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -406,22 +407,58 @@ func (t *ConnectToken) Base64() string {
 	if checkFormat(t.Format) != nil || checkAddressList("server", t.ServerAddrs) != nil {
 		return ""
 	}
-	// One scratch buffer holds the binary token and its base64 text.
-	buf := make([]byte, ConnectTokenBytes+base64.StdEncoding.EncodedLen(ConnectTokenBytes))
-	raw, text := buf[:ConnectTokenBytes], buf[ConnectTokenBytes:]
-	t.put(raw)
-	base64.StdEncoding.Encode(text, raw)
-	return string(text)
+	// One allocation, the text: the binary token is laid out in its last ConnectTokenBytes
+	// bytes and encoded in place (encodeInPlace), which overwrites all of it. The string is
+	// the text itself, never written again, not a copy of it.
+	text := make([]byte, base64.StdEncoding.EncodedLen(ConnectTokenBytes))
+	t.put(text[len(text)-ConnectTokenBytes:])
+	encodeInPlace(text)
+	return unsafe.String(unsafe.SliceData(text), len(text))
 }
 
-// AppendBase64Scratch is the spare capacity AppendBase64 needs to allocate nothing: the 2732
-// characters of text and the 2048 bytes of the binary token behind them.
+// stdAlphabet is base64.StdEncoding's alphabet.
+const stdAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+// encodeInPlace base64-encodes (standard alphabet, padded) the ConnectTokenBytes bytes at
+// the end of text, len(text) == EncodedLen(ConnectTokenBytes), into text. Group k (3 bytes
+// at 684+3k) is read before its 4 characters are written at 4k, and 4k+4 <= 684+3(k+1)
+// for every group, so no byte is overwritten before it was read.
+func encodeInPlace(text []byte) {
+	src := len(text) - ConnectTokenBytes
+	di := 0
+	for si := src; si+3 <= len(text); si += 3 {
+		v := uint(text[si])<<16 | uint(text[si+1])<<8 | uint(text[si+2])
+		text[di+0] = stdAlphabet[v>>18&0x3f]
+		text[di+1] = stdAlphabet[v>>12&0x3f]
+		text[di+2] = stdAlphabet[v>>6&0x3f]
+		text[di+3] = stdAlphabet[v&0x3f]
+		di += 4
+	}
+	if rest := (len(text) - src) % 3; rest > 0 { // ConnectTokenBytes % 3 == 2
+		si := len(text) - rest
+		v := uint(text[si]) << 16
+		if rest == 2 {
+			v |= uint(text[si+1]) << 8
+		}
+		text[di+0] = stdAlphabet[v>>18&0x3f]
+		text[di+1] = stdAlphabet[v>>12&0x3f]
+		if rest == 2 {
+			text[di+2] = stdAlphabet[v>>6&0x3f]
+		} else {
+			text[di+2] = '='
+		}
+		text[di+3] = '='
+	}
+}
+
+// AppendBase64Scratch is spare capacity with which AppendBase64 allocates nothing (the 2732
+// characters of the text suffice: the binary token is laid out in the text's own space).
 const AppendBase64Scratch = 2732 + ConnectTokenBytes
 
 // AppendBase64 appends the standard base64 encoding, with padding, of the token's
 // ConnectTokenBytes bytes to dst (2732 characters) and returns the extended buffer. It fails like
-// MarshalBinary, leaving dst unchanged. It allocates nothing when dst has at least
-// AppendBase64Scratch bytes of spare capacity (the text plus room to lay out the binary token).
+// MarshalBinary, leaving dst unchanged. It allocates nothing when dst has room for the 2732
+// characters.
 func (t *ConnectToken) AppendBase64(dst []byte) ([]byte, error) {
 	if err := checkFormat(t.Format); err != nil {
 		return dst, err
@@ -429,17 +466,16 @@ func (t *ConnectToken) AppendBase64(dst []byte) ([]byte, error) {
 	if err := checkAddressList("server", t.ServerAddrs); err != nil {
 		return dst, err
 	}
-	// The binary token is written to scratch space behind the text in dst's capacity (a local
-	// array would escape through put's byte-order interface and cost an allocation), then wiped.
+	// The binary token is laid out at the end of the text's space and encoded in place
+	// (encodeInPlace), which overwrites all of it.
 	n := len(dst)
 	textLen := base64.StdEncoding.EncodedLen(ConnectTokenBytes)
-	dst = slices.Grow(dst, textLen+ConnectTokenBytes)
-	raw := dst[n+textLen : n+textLen+ConnectTokenBytes]
+	dst = slices.Grow(dst, textLen)[:n+textLen]
+	raw := dst[n+textLen-ConnectTokenBytes:]
 	clear(raw)
 	t.put(raw)
-	base64.StdEncoding.Encode(dst[n:n+textLen], raw)
-	clear(raw)
-	return dst[:n+textLen], nil
+	encodeInPlace(dst[n:])
+	return dst, nil
 }
 
 // put writes t into b (ConnectTokenBytes long, zeroed); t must be valid.
