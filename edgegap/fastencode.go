@@ -20,27 +20,15 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 	w.b = dst
 	switch m := v.(type) {
 	case *Session:
-		if m != nil {
-			w.session(m)
-		} else {
-			w.b = append(w.b, "null"...)
-		}
+		writeOrNull(&w, m, w.session)
 	case Session:
 		w.session(&m)
 	case *SessionCreated:
-		if m != nil {
-			w.sessionCreated(m)
-		} else {
-			w.b = append(w.b, "null"...)
-		}
+		writeOrNull(&w, m, w.sessionCreated)
 	case SessionCreated:
 		w.sessionCreated(&m)
 	case *SessionSummary:
-		if m != nil {
-			w.sessionSummary(m)
-		} else {
-			w.b = append(w.b, "null"...)
-		}
+		writeOrNull(&w, m, w.sessionSummary)
 	case SessionSummary:
 		w.sessionSummary(&m)
 	case SessionCreateRequest:
@@ -56,6 +44,15 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 		return dst, err
 	}
 	return append(dst, data...), nil
+}
+
+// writeOrNull writes m with write, or null for a nil pointer (as json.Marshal does).
+func writeOrNull[T any](w *jsonWriter, m *T, write func(*T)) {
+	if m == nil {
+		w.b = append(w.b, "null"...)
+		return
+	}
+	write(m)
 }
 
 // jsonWriter appends JSON to b; bad reports a value it leaves to encoding/json.

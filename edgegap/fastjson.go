@@ -380,6 +380,25 @@ func (r *jsonReader) session(s *Session) bool {
 	})
 }
 
+// strList reads an array of strings (null leaves *dst alone, a null element is "") as
+// encoding/json does into a []string: a new non-nil slice, even when empty.
+func (r *jsonReader) strList(dst *[]string) bool {
+	if r.null() {
+		return true
+	}
+	list := []string{}
+	ok := r.array(func() bool {
+		var v string
+		if !r.null() && !r.str(&v) {
+			return false
+		}
+		list = append(list, v)
+		return true
+	})
+	*dst = list
+	return ok
+}
+
 func (r *jsonReader) sessionUsers(dst *[]SessionUser) bool {
 	if r.null() {
 		return true
@@ -438,23 +457,7 @@ func (r *jsonReader) deployment(d *Deployment) bool {
 			d.Location = new(DeploymentLocation)
 			return r.location(d.Location)
 		case "tags":
-			if !once(seen, 1<<8) {
-				return false
-			}
-			if r.null() {
-				return true
-			}
-			tags := []string{}
-			ok := r.array(func() bool {
-				var t string
-				if !r.null() && !r.str(&t) {
-					return false
-				}
-				tags = append(tags, t)
-				return true
-			})
-			d.Tags = tags
-			return ok
+			return once(seen, 1<<8) && r.strList(&d.Tags)
 		case "sockets":
 			return once(seen, 1<<9) && r.intPtr(&d.Sockets)
 		case "sockets_usage":
@@ -592,23 +595,7 @@ func (r *jsonReader) sessionCreateRequest(s *SessionCreateRequest) bool {
 		case "version_name":
 			return once(seen, 1<<1) && (r.null() || r.str(&s.VersionName))
 		case "ip_list":
-			if !once(seen, 1<<2) {
-				return false
-			}
-			if r.null() {
-				return true
-			}
-			ips := []string{}
-			ok := r.array(func() bool {
-				var ip string
-				if !r.null() && !r.str(&ip) {
-					return false
-				}
-				ips = append(ips, ip)
-				return true
-			})
-			s.IPList = ips
-			return ok
+			return once(seen, 1<<2) && r.strList(&s.IPList)
 		case "deployment_request_id":
 			return once(seen, 1<<3) && (r.null() || r.str(&s.DeploymentRequestID))
 		case "city":

@@ -142,6 +142,10 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		s.gatherer = g
 	}
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
+	// Make the context's done channel now, in New's goroutine: a context creates it on the
+	// first Done call, and the first caller may be a request served on fake time
+	// (testing/synctest), whose channel the status publisher below must not select on.
+	_ = s.stopCtx.Done()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.handleIndex)

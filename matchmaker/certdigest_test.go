@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/bevygap-go/bevygap/bus"
 	"github.com/bevygap-go/bevygap/internal/eventually"
 )
@@ -18,16 +16,7 @@ import (
 // session is only used when nothing fresh arrives within CertDigestWait.
 func TestCertDigestLookup(t *testing.T) {
 	t.Parallel()
-	srv := newNATS(t)
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(srv.User(), srv.Password()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.Open(t.Context(), nc, bus.BucketOptions{Prefix: "cd_", Memory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBuckets(t, "cd_")
 	const wait = 2 * time.Second // only the "nothing new" cases wait it out (in parallel); the others return at once
 	log := slog.New(slog.DiscardHandler)
 	// direct reads the bucket at every lookup; cached answers from the watched copy a running

@@ -473,3 +473,19 @@ func (h *harness) counter(t testing.TB, mm *Matchmaker, name string) float64 {
 	}
 	return sum
 }
+
+// openBuckets opens the buckets, with prefix, on the package's NATS server (memory storage).
+func openBuckets(t *testing.T, prefix string) *bus.Buckets {
+	t.Helper()
+	srv := newNATS(t)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(srv.User(), srv.Password()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.Open(t.Context(), nc, bus.BucketOptions{Prefix: prefix, Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

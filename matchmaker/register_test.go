@@ -10,7 +10,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bevygap-go/bevygap/bus"
@@ -127,16 +126,7 @@ func TestReaperRereadsRewrittenEntry(t *testing.T) {
 // (Edgegap answering 429) were reaped in the same instant and deleted under their players.
 func TestReaperAndLateGrantExclusive(t *testing.T) {
 	t.Parallel()
-	srv := newNATS(t)
-	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(srv.User(), srv.Password()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	b, err := bus.Open(t.Context(), nc, bus.BucketOptions{Prefix: "reap_", Memory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := openBuckets(t, "reap_")
 	const limit, grace = 300 * time.Millisecond, 100 * time.Millisecond
 	newMM := func() *Matchmaker {
 		m, _ := newUnitMatchmaker(t, func(c *Config) { c.ReadinessLimit, c.ClaimGrace = limit, grace }, &fakeEdgegap{}, nil)
