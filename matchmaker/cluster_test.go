@@ -55,9 +55,11 @@ func startCluster(t *testing.T, n int) []*server.Server {
 		srvs[i] = s
 		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	}
-	for _, s := range srvs {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("cluster node not ready")
+	// Generous: .ci/run starts these nodes while the same step builds nats-server, bevygap and
+	// the game server for the deploy/ topology (both cores busy; once 10 s was not enough).
+	for i, s := range srvs {
+		if !s.ReadyForConnections(30 * time.Second) {
+			t.Fatalf("cluster node n%d not ready after 30 s", i+1)
 		}
 	}
 	return srvs
