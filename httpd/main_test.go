@@ -48,6 +48,10 @@ type fakeMatchmaker struct {
 	stop        chan struct{}
 	// release lets the "gated" game send its SessionReady and end (close it, once).
 	release chan struct{}
+	// nc is the fake's connection: the answers a fake gives after its handler returned are
+	// published on it to the request's reply subject (micro.Request.Respond must not be called
+	// then: the service reads the request's response error when the handler returns).
+	nc *nats.Conn
 	// deafSeen counts the requests of game "deafonce", which ignores its first request as if
 	// it were lost on the way, and answers like "happy" from the second on.
 	deafSeen int
@@ -65,7 +69,7 @@ const (
 func startFake(tb testing.TB) *fakeMatchmaker {
 	tb.Helper()
 	nc := connect(tb)
-	f := &fakeMatchmaker{stop: make(chan struct{}), release: make(chan struct{})}
+	f := &fakeMatchmaker{stop: make(chan struct{}), release: make(chan struct{}), nc: nc}
 	// Each fake has queue groups of its own: a fake of an earlier (sub)test whose connection is
 	// still closing on the server must not be picked as "the" member of a shared queue group and
 	// swallow a request; with distinct groups every live fake gets every request.
@@ -163,21 +167,21 @@ func (f *fakeMatchmaker) stream(req micro.Request) {
 	case "noend":
 		script = [][]byte{mustMarshal(protocol.Acknowledged()), mustMarshal(ready)}
 	case "hang": // acknowledges, then says nothing until the fake stops
+		_ = req.Respond(mustMarshal(protocol.Acknowledged()))
 		go func() {
-			_ = req.Respond(mustMarshal(protocol.Acknowledged()))
 			<-f.stop
-			_ = req.Respond(nil)
+			_ = f.nc.Publish(req.Reply(), nil)
 		}()
 		return
 	case "gated": // acknowledges, then is ready once the test closes f.release
+		_ = req.Respond(mustMarshal(protocol.Acknowledged()))
 		go func() {
-			_ = req.Respond(mustMarshal(protocol.Acknowledged()))
 			select {
 			case <-f.release:
-				_ = req.Respond(mustMarshal(ready))
+				_ = f.nc.Publish(req.Reply(), mustMarshal(ready))
 			case <-f.stop:
 			}
-			_ = req.Respond(nil)
+			_ = f.nc.Publish(req.Reply(), nil)
 		}()
 		return
 	default:
