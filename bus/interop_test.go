@@ -69,6 +69,10 @@ func (e *jsAPIError) Error() string {
 // a different configuration", what a Rust game server gets (and panics on) for a mismatch.
 const errCodeStreamNameInUse = 10058
 
+// errCodeStreamCreate is nats-server's JSStreamCreateErrF (500): the stream's store could not be
+// created.
+const errCodeStreamCreate = 10049
+
 // rawJSRequest sends body to a JetStream API subject exactly as given and returns the response
 // object, or the API error it carries.
 func rawJSRequest(ctx context.Context, nc *nats.Conn, subject string, body []byte) (map[string]any, error) {
@@ -300,7 +304,16 @@ func checkAsyncNatsInterop(t *testing.T, cfg Config) {
 	rustBoot := func(t *testing.T, what string) {
 		t.Helper()
 		for _, s := range asyncNatsStreams {
-			if err := rustCreate(ctx, nc, s.stream, asyncNatsBody(t, s.stream)); err != nil {
+			err := rustCreate(ctx, nc, s.stream, asyncNatsBody(t, s.stream))
+			// nats-server 2.10 removes a deleted stream's directory in the background: creating
+			// it again at once (this test deletes the streams between phases; a deployment never
+			// does) can fail with "error creating store for stream" until that is done.
+			var apiErr *jsAPIError
+			for try := 0; try < 20 && errors.As(err, &apiErr) && apiErr.ErrCode == errCodeStreamCreate; try++ {
+				time.Sleep(50 * time.Millisecond)
+				err = rustCreate(ctx, nc, s.stream, asyncNatsBody(t, s.stream))
+			}
+			if err != nil {
 				t.Fatalf("%s: async-nats STREAM.CREATE %s: %v (a Rust game server would panic at boot)", what, s.stream, err)
 			}
 		}
