@@ -341,25 +341,23 @@ func (b *Buckets) EnqueueSessionDelete(ctx context.Context, sessionID, incarnati
 		id += "-" + incarnation
 		msg.Header.Set(HeaderIncarnation, incarnation)
 	}
+	var err error
 	for attempt := 1; ; attempt++ {
-		_, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+		_, err = b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
 		var apiErr *jetstream.APIError
 		if err == nil || !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeDuplicateInProcess || attempt == duplicateInProcessAttempts {
-			if err != nil {
-				return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
-			}
-			return nil
+			break
 		}
 		// The same deletion, enqueued by another matchmaker, is being stored (a replicated
 		// stream): once it is, this one is acknowledged as its duplicate.
-		t := time.NewTimer(duplicateInProcessWait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
-		case <-t.C:
+		if backoff.Sleep(ctx, duplicateInProcessWait) != nil {
+			break
 		}
 	}
+	if err != nil {
+		return fmt.Errorf("bus: enqueue delete of session %s: %w", sessionID, err)
+	}
+	return nil
 }
 
 // errCodeDuplicateInProcess is JetStream's "duplicate message id is in process" (409): a

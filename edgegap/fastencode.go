@@ -129,20 +129,26 @@ func (w *jsonWriter) optInt(first *bool, name string, v *int) {
 	}
 }
 
-func (w *jsonWriter) session(s *Session) {
+// sessionHead opens the object of a session or a session summary (the webhook) with the
+// members both start with, in their declared order.
+func (w *jsonWriter) sessionHead(id string, customID *string, status string, ready, linked bool, kind string, userCount int) {
 	w.b = append(w.b, `{"session_id":`...)
-	w.str(s.SessionID)
-	w.optStr("custom_id", s.CustomID)
+	w.str(id)
+	w.optStr("custom_id", customID)
 	w.key(false, "status")
-	w.str(s.Status)
+	w.str(status)
 	w.key(false, "ready")
-	w.boolean(s.Ready)
+	w.boolean(ready)
 	w.key(false, "linked")
-	w.boolean(s.Linked)
+	w.boolean(linked)
 	w.key(false, "kind")
-	w.str(s.Kind)
+	w.str(kind)
 	w.key(false, "user_count")
-	w.integer(s.UserCount)
+	w.integer(userCount)
+}
+
+func (w *jsonWriter) session(s *Session) {
+	w.sessionHead(s.SessionID, s.CustomID, s.Status, s.Ready, s.Linked, s.Kind, s.UserCount)
 	w.key(false, "app_version")
 	w.integer(s.AppVersion)
 	w.key(false, "create_time")
@@ -306,19 +312,7 @@ func (w *jsonWriter) sessionCreated(s *SessionCreated) {
 }
 
 func (w *jsonWriter) sessionSummary(s *SessionSummary) {
-	w.b = append(w.b, `{"session_id":`...)
-	w.str(s.SessionID)
-	w.optStr("custom_id", s.CustomID)
-	w.key(false, "status")
-	w.str(s.Status)
-	w.key(false, "ready")
-	w.boolean(s.Ready)
-	w.key(false, "linked")
-	w.boolean(s.Linked)
-	w.key(false, "kind")
-	w.str(s.Kind)
-	w.key(false, "user_count")
-	w.integer(s.UserCount)
+	w.sessionHead(s.SessionID, s.CustomID, s.Status, s.Ready, s.Linked, s.Kind, s.UserCount)
 	w.optStr("deployment_request_id", s.DeploymentRequestID)
 	w.optStr("webhook_url", s.WebhookURL)
 	w.b = append(w.b, '}')

@@ -204,9 +204,7 @@ func (s *Simulator) writeAPI(w http.ResponseWriter, status int, body any) {
 		data = append(data, '\n')
 		jb.b = data
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(data)
+	writeBody(w, status, data)
 	if cap(jb.b) <= 64<<10 { // an unusually large answer (a long list) is not kept
 		s.bodies.Put(jb)
 	}
@@ -342,6 +340,11 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	} else {
 		data = append(data, '\n')
 	}
+	writeBody(w, status, data)
+}
+
+// writeBody answers status with the JSON data.
+func writeBody(w http.ResponseWriter, status int, data []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(data)

@@ -20,10 +20,16 @@ const (
 // idleTimer returns a timer for a stream's silence and its channel; nil and a nil channel
 // (never ready) when the idle timeout is off.
 func (s *Server) idleTimer() (*time.Timer, <-chan time.Time) {
-	if s.cfg.StreamIdleTimeout <= 0 {
+	return optionalTimer(s.cfg.StreamIdleTimeout)
+}
+
+// optionalTimer returns a timer of d and its channel; nil and a nil channel (never ready) for
+// d <= 0 (the setting is off).
+func optionalTimer(d time.Duration) (*time.Timer, <-chan time.Time) {
+	if d <= 0 {
 		return nil, nil
 	}
-	t := time.NewTimer(s.cfg.StreamIdleTimeout)
+	t := time.NewTimer(d)
 	return t, t.C
 }
 

@@ -74,13 +74,9 @@ func (s *Server) relay(subject string, req []byte, timeout time.Duration, start 
 			// Nothing came back: the request was lost. Cancel it (in case a matchmaker runs it
 			// after all) and send it again on a fresh reply subject; once only.
 			resendC = nil
-			game, version := gameVersionOf(subject)
-			s.cancelAbandoned(game, version, w.subject, outcomeResent)
-			s.replies.release(w)
+			first := w
 			w = s.replies.register(deliver)
-			s.noteResent(subject, routeStream)
-			if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: w.subject, Data: req}); err != nil {
-				s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
+			if s.sendAgain(routeStream, subject, req, first, w.subject) != nil {
 				return relayResult{outcome: outcomeFailed, errMsg: msgSendFailed, errCode: 503}
 			}
 			s.heard(idle)

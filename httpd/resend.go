@@ -4,7 +4,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/protocol"
+	"github.com/nats-io/nats.go"
 )
 
 // A matchmaker answers a streaming request with "Acknowledged" as soon as it receives it. A
@@ -22,22 +24,23 @@ const outcomeResent = "resent"
 // resendTimer returns the timer of a stream's first answer and its channel; nil and a nil
 // channel when resending is off.
 func (s *Server) resendTimer() (*time.Timer, <-chan time.Time) {
-	if s.cfg.ResendUnanswered <= 0 {
-		return nil, nil
-	}
-	t := time.NewTimer(s.cfg.ResendUnanswered)
-	return t, t.C
+	return optionalTimer(s.cfg.ResendUnanswered)
 }
 
-// gameVersionOf returns the game and version of a matchmaker.request.<game>.<version> subject.
-func gameVersionOf(subject string) (game, version string) {
-	game, version, _ = strings.Cut(strings.TrimPrefix(subject, protocol.SubjectMatchmakerRequestPrefix+"."), ".")
-	return game, version
-}
-
-// noteResent logs and counts a request sent again.
-func (s *Server) noteResent(subject, route string) {
+// sendAgain cancels the request whose replies went to first (releasing that waiter) and
+// publishes it, subject and payload, once more with reply subject reply (the caller registered
+// its waiter), logging and counting the resend. It returns the publish error.
+func (s *Server) sendAgain(route, subject string, payload []byte, first *replyWaiter, reply string) error {
+	game, version, _ := strings.Cut(strings.TrimPrefix(subject, protocol.SubjectMatchmakerRequestPrefix+"."), ".")
+	s.cancelAbandoned(game, version, first.subject, outcomeResent)
+	s.replies.release(first)
+	// Counted before the publish: its answers may end the stream at once.
 	s.metrics.resent.WithLabelValues(route).Inc()
 	s.log.Info("httpd: no answer to a session request; sent it once more", "subject", subject, "route", route,
 		"after", s.cfg.ResendUnanswered)
+	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: payload}); err != nil {
+		s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
+		return err
+	}
+	return nil
 }

@@ -291,20 +291,15 @@ func (w *wsConn) onUnanswered() {
 		w.mu.Unlock()
 		return
 	}
-	old := w.waiter
+	first := w.waiter
 	w.waiter = s.replies.register(w.deliver)
-	first := w.sent
 	w.sent.reply = w.waiter.subject
 	reply, subject, payload := w.waiter.subject, w.subject, w.payload
 	if w.idle != nil {
 		w.idle.Reset(s.cfg.StreamIdleTimeout)
 	}
 	w.mu.Unlock()
-	s.cancelAbandoned(first.game, first.version, first.reply, outcomeResent)
-	s.replies.release(old)
-	s.noteResent(subject, routeWS) // before the publish: its answers may end the stream at once
-	if err := s.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: reply, Data: payload}); err != nil {
-		s.log.Warn("httpd: publish session request again", logkey.Subject, subject, logkey.Err, err)
+	if s.sendAgain(routeWS, subject, payload, first, reply) != nil {
 		w.fail(outcomeFailed, msgSendFailed, websocket.StatusInternalError)
 	}
 }
