@@ -21,9 +21,30 @@ func progress(o Options, format string, args ...any) {
 	fmt.Fprintf(o.Progress, format+"\n", args...)
 }
 
-// runP1: grants/s and CPU per grant through session.gensession beside the grant floor.
+// runP1: grants/s and CPU per grant through session.gensession beside the grant floor, twice
+// on the in-process stack: with the matchmaker creating sessions without a webhook URL (it finds
+// them ready by its first GET: exactly the floor's create + get), and with session webhooks as
+// `bevygap dev` runs (the simulator then also POSTs each session's webhook to the sink, which
+// publishes it on NATS for the matchmaker).
 func runP1(ctx context.Context, o Options, r *Report) error {
-	s, err := target(ctx, o)
+	if o.External != nil {
+		return runP1Of(ctx, o, r, false, "")
+	}
+	if err := runP1Of(ctx, o, r, false, ", no webhooks"); err != nil {
+		return err
+	}
+	if err := runP1Of(ctx, o, r, true, ", with webhooks"); err != nil {
+		return err
+	}
+	r.Notes = append(r.Notes, "P1 \"no webhooks\": the matchmaker creates its sessions without a webhook URL and finds them ready by its first GET — "+
+		"the floor's work exactly; \"with webhooks\" (bevygap dev's default): the simulator also POSTs each session's webhook to the webhook sink, "+
+		"which publishes it on NATS to the matchmaker — work the floor does not do (the matchmaker's look right after the create grants the session first)")
+	return nil
+}
+
+// runP1Of measures P1 on a stack with or without session webhooks; suffix ends the row names.
+func runP1Of(ctx context.Context, o Options, r *Report, webhooks bool, suffix string) error {
+	s, err := target(ctx, o, webhooks)
 	if err != nil {
 		return err
 	}
@@ -46,11 +67,15 @@ func runP1(ctx context.Context, o Options, r *Report) error {
 		s.release()
 	}
 
+	variant := ""
+	if webhooks && o.External == nil {
+		variant = "webhooks-"
+	}
 	type point struct{ rate, cpu, frate, fcpu []float64 }
 	pts := make([]point, len(o.P1Concurrency))
 	for run := range o.Runs {
 		for i, c := range o.P1Concurrency {
-			phase := fmt.Sprintf("P1-c%d-run%d-", c, run+1)
+			phase := fmt.Sprintf("P1-%sc%d-run%d-", variant, c, run+1)
 			fr, err := profiled(o, phase+"floor", func() (measure.Result, error) {
 				return measure.Closed(ctx, c, o.Duration, false, floorOp)
 			})
@@ -67,13 +92,13 @@ func runP1(ctx context.Context, o Options, r *Report) error {
 			p := &pts[i]
 			p.rate, p.frate = append(p.rate, gr.PerSecond()), append(p.frate, fr.PerSecond())
 			p.cpu, p.fcpu = append(p.cpu, ms(gr.CPUPerOp())), append(p.fcpu, ms(fr.CPUPerOp()))
-			progress(o, "P1 run %d concurrency %d: %.0f grants/s (%.3f ms CPU each), floor %.0f/s (%.3f ms)",
-				run+1, c, gr.PerSecond(), ms(gr.CPUPerOp()), fr.PerSecond(), ms(fr.CPUPerOp()))
+			progress(o, "P1%s run %d concurrency %d: %.0f grants/s (%.3f ms CPU each), floor %.0f/s (%.3f ms)",
+				suffix, run+1, c, gr.PerSecond(), ms(gr.CPUPerOp()), fr.PerSecond(), ms(fr.CPUPerOp()))
 		}
 	}
 	const floorName = "NATS req/reply + 3 KV puts + 2 HTTP round trips"
 	for i, c := range o.P1Concurrency {
-		r.add(Row{ID: P1, Name: fmt.Sprintf("grants/s, concurrency %d", c), Unit: "/s", HigherIsBetter: true,
+		r.add(Row{ID: P1, Name: fmt.Sprintf("grants/s, concurrency %d%s", c, suffix), Unit: "/s", HigherIsBetter: true,
 			FloorName: floorName}, pts[i].rate, pts[i].frate)
 	}
 	if s.st == nil {
@@ -81,7 +106,7 @@ func runP1(ctx context.Context, o Options, r *Report) error {
 		return nil
 	}
 	for i, c := range o.P1Concurrency {
-		r.add(Row{ID: P1, Name: fmt.Sprintf("CPU per grant, concurrency %d", c), Unit: "ms",
+		r.add(Row{ID: P1, Name: fmt.Sprintf("CPU per grant, concurrency %d%s", c, suffix), Unit: "ms",
 			FloorName: floorName + " (process CPU)"}, pts[i].cpu, pts[i].fcpu)
 	}
 	return nil
@@ -104,7 +129,7 @@ func runP5(ctx context.Context, o Options, r *Report) error {
 		r.Notes = append(r.Notes, "P5 skipped: an external stack without a WebSocket URL")
 		return nil
 	}
-	s, err := target(ctx, o)
+	s, err := target(ctx, o, true)
 	if err != nil {
 		return err
 	}

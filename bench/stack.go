@@ -34,8 +34,16 @@ type stack struct {
 	version string
 }
 
-// startStack starts the stack; boot is the deployments' boot time (negative: instant).
+// startStack starts the stack with session webhooks, as `bevygap dev` runs; boot is the
+// deployments' boot time (negative: instant).
 func startStack(ctx context.Context, boot time.Duration) (*stack, error) {
+	return startStackOf(ctx, boot, true)
+}
+
+// startStackOf starts the stack; without webhooks the matchmaker creates its sessions without
+// a webhook URL and finds them ready by polling, its first GET right after the create (as the
+// Rust matchmaker does).
+func startStackOf(ctx context.Context, boot time.Duration, webhooks bool) (*stack, error) {
 	st, err := devstack.Start(ctx, devstack.Config{
 		BootTime: boot, BootJitter: -1, Sockets: 1 << 30, EmptyTTL: time.Hour,
 		ReadinessLimit: 2 * time.Hour, ClaimGrace: time.Hour,
@@ -43,6 +51,9 @@ func startStack(ctx context.Context, boot time.Duration) (*stack, error) {
 		Matchmaker: func(c *matchmaker.Config) {
 			c.Reconcile = false
 			c.CertDigestWait = 0
+			if !webhooks {
+				c.SessionWebhookURL = ""
+			}
 		},
 	})
 	if err != nil {
@@ -60,11 +71,12 @@ func startStack(ctx context.Context, boot time.Duration) (*stack, error) {
 	return s, nil
 }
 
-// target is the stack P1 and P5 measure: the external one of o, or a new in-process one.
-func target(ctx context.Context, o Options) (*stack, error) {
+// target is the stack P1 and P5 measure: the external one of o, or a new in-process one (with
+// or without session webhooks).
+func target(ctx context.Context, o Options, webhooks bool) (*stack, error) {
 	e := o.External
 	if e == nil {
-		return startStack(ctx, -1)
+		return startStackOf(ctx, -1, webhooks)
 	}
 	js, err := jetstream.New(e.NATS)
 	if err != nil {

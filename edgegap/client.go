@@ -231,6 +231,20 @@ func (c *Client) GetSession(ctx context.Context, sessionID string) (*Session, er
 	return &out, nil
 }
 
+// GetSessionNow is GetSession made only if the client's rate limiter has a call to spare at
+// once, and not retried: with none to spare it returns an error matching ErrNoSpareCall without
+// calling Edgegap. It is for checks that are worth a call only when the call costs no one a wait
+// (the matchmaker's look at a session right after creating it).
+func (c *Client) GetSessionNow(ctx context.Context, sessionID string) (*Session, error) {
+	var out Session
+	err := c.do(ctx, request{endpoint: EndpointSessionGet, method: http.MethodGet,
+		url: c.baseURL + "/v1/session/" + url.PathEscape(sessionID), auth: c.apiKey, spareOnly: true}, &out)
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // ListOptions selects a page of a list call; zero values mean Edgegap's defaults.
 type ListOptions struct {
 	Page  int
@@ -333,6 +347,8 @@ type request struct {
 	auth     string
 	body     []byte
 	noRetry  bool
+	// spareOnly: one attempt, made only if the rate limiter allows it at once (ErrNoSpareCall).
+	spareOnly bool
 }
 
 // do performs r with rate limiting, timeouts and retries, decoding a 2xx body into out.
@@ -342,9 +358,18 @@ func (c *Client) do(ctx context.Context, r request, out any) error {
 		attempts = 1
 	}
 	lim := c.limiters[r.endpoint]
+	if r.spareOnly {
+		// The one attempt takes its call from the limiter now, or is not made.
+		if !lim.Allow() {
+			return fmt.Errorf("edgegap %s: %w", r.endpoint, ErrNoSpareCall)
+		}
+		attempts = 1
+	}
 	for attempt := 1; ; attempt++ {
-		if err := lim.Wait(ctx); err != nil {
-			return fmt.Errorf("edgegap %s: rate limiter: %w", r.endpoint, contextErr(ctx, err))
+		if !r.spareOnly {
+			if err := lim.Wait(ctx); err != nil {
+				return fmt.Errorf("edgegap %s: rate limiter: %w", r.endpoint, contextErr(ctx, err))
+			}
 		}
 		start := time.Now()
 		status, retryAfter, err := c.attempt(ctx, r, out)

@@ -465,6 +465,48 @@ func TestClientRateLimit(t *testing.T) {
 	})
 }
 
+// TestGetSessionNow: the call is made only when the endpoint's limiter has a call to spare at
+// once (it then takes it), never waits and is never retried; otherwise ErrNoSpareCall without a
+// request.
+func TestGetSessionNow(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		status := http.StatusOK
+		f := &fakeAPI{answer: func(_ int, r *http.Request) (*http.Response, error) {
+			if status != http.StatusOK {
+				return reply(r, status, nil, `{"message":"busy"}`), nil
+			}
+			return reply(r, http.StatusOK, nil, `{"session_id":"s-S","status":"Status.READY","ready":true,"linked":true,"kind":"Seat","user_count":1,"app_version":1,"create_time":"2024-01-01 00:00:00","elapsed":0}`), nil
+		}}
+		c, rec := f.client(edgegap.WithRateLimit(10, 1))
+		start := time.Now()
+		s, err := c.GetSessionNow(context.Background(), "s-S")
+		if err != nil || s.SessionID != "s-S" || !s.Ready {
+			t.Fatalf("first look: %+v, %v", s, err)
+		}
+		// The burst is spent: no request, no wait.
+		if _, err := c.GetSessionNow(context.Background(), "s-S"); !errors.Is(err, edgegap.ErrNoSpareCall) {
+			t.Fatalf("second look at once: %v, want ErrNoSpareCall", err)
+		}
+		if time.Since(start) != 0 || len(f.at) != 1 {
+			t.Fatalf("after %v, %d requests; want no wait and 1 request", time.Since(start), len(f.at))
+		}
+		// A GetSession waits for the call the look took.
+		if _, err := c.GetSession(context.Background(), "s-S"); err != nil || time.Since(start) != 100*time.Millisecond {
+			t.Fatalf("get after the look: %v after %v, want 100ms", err, time.Since(start))
+		}
+		// A failed look is not retried (GetSession would retry a 503).
+		time.Sleep(100 * time.Millisecond)
+		status = http.StatusServiceUnavailable
+		if _, err := c.GetSessionNow(context.Background(), "s-S"); !errors.Is(err, edgegap.ErrServer) {
+			t.Fatalf("look at a 503: %v, want ErrServer", err)
+		}
+		if n := rec.count(edgegap.EndpointSessionGet, edgegap.OutcomeServerError); n != 1 || len(f.at) != 3 {
+			t.Errorf("503 looks: %d attempts, %d requests; want 1 and 3", n, len(f.at))
+		}
+	})
+}
+
 // TestSecretsNotPrinted: neither the client nor its errors show the API key.
 func TestSecretsNotPrinted(t *testing.T) {
 	t.Parallel()

@@ -26,6 +26,10 @@ var (
 	ErrBadRequest   = errors.New("edgegap: bad request")
 )
 
+// ErrNoSpareCall is returned by the calls made only when the client's rate limiter allows
+// them at once (Client.GetSessionNow) when it does not; Edgegap was not called.
+var ErrNoSpareCall = errors.New("edgegap: no call to spare under the client's rate limit")
+
 // APIError is an error answer (HTTP 4xx/5xx) from the Edgegap API. Branch on StatusCode (or use
 // errors.Is with the sentinels above), never on the body: Edgegap uses the same
 // {"message": "..."} shape for every status.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bevygap-go/bevygap/internal/jsonvalid"
 	"github.com/bevygap-go/bevygap/internal/logkey"
 )
 
@@ -135,9 +136,9 @@ func (s *Server) relay(subject string, req []byte, timeout time.Duration, start 
 // serde's externally tagged enum ({"SessionReady":{…}}, {"Error":[…]}, "Acknowledged", …), so
 // the variant is the object's key: it is read without decoding the payload (a SessionReady
 // carries a 2.7 KB token, and every feedback of every player passes here); validity is
-// checked by validJSON, encoding/json.Valid's rules at a fraction of its cost.
+// checked by jsonvalid.Valid, encoding/json.Valid's rules at a fraction of its cost.
 func finalOutcome(data []byte) string {
-	if !validJSON(data) {
+	if !jsonvalid.Valid(data) {
 		return ""
 	}
 	rest := bytes.TrimLeft(data, jsonSpace)

@@ -282,6 +282,15 @@ type EdgegapAPI interface {
 	ListAllSessions(ctx context.Context) ([]edgegap.SessionSummary, error)
 }
 
+// spareGetter is implemented by an EdgegapAPI that can look at a session only when its rate
+// limit has a call to spare at once (edgegap.Client.GetSessionNow; otherwise an error matching
+// edgegap.ErrNoSpareCall). With it, the matchmaker looks at each session right after creating it.
+type spareGetter interface {
+	GetSessionNow(ctx context.Context, sessionID string) (*edgegap.Session, error)
+}
+
+var _ spareGetter = (*edgegap.Client)(nil)
+
 // Deps are the matchmaker's connections to the outside world.
 type Deps struct {
 	// NATS is a connected client (see bus.Connect). The matchmaker does not close it.

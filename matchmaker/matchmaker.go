@@ -37,6 +37,7 @@ type Matchmaker struct {
 	met    *metrics
 	minter *netcode.Minter
 	hooks  *hookRouter
+	looks  *lookout // which sessions to look at right after their create
 	admit  *admission
 	// claims are the claimed sessions (active_connections puts) and failedHooks the "Error"
 	// webhooks of sessions no waiter here owns: the liveness checks of liveness.go.
@@ -47,10 +48,10 @@ type Matchmaker struct {
 	play playHooks
 
 	// status page feed (docs/status.md): counters, publisher identity, the metrics to read
-	status    *statusfeed.Recorder
-	instance  string
-	startedAt time.Time
-	gatherer  prometheus.Gatherer
+	status          *statusfeed.Recorder
+	instance        string
+	startedAt       time.Time
+	edgegapCallsVec *prometheus.CounterVec // Edgegap calls, read by the status snapshot
 
 	mu      sync.Mutex
 	started bool
@@ -106,16 +107,17 @@ func newMatchmaker(cfg Config, deps Deps) *Matchmaker {
 		met:    met,
 		minter: &netcode.Minter{Key: cfg.PrivateKey, Format: cfg.TokenFormat},
 		hooks:  newHookRouter(),
+		looks:  &lookout{},
 		admit:  newAdmission(cfg.MaxConcurrentCreates, time.Second),
 
 		claims:      newClaimTracker(),
 		failedHooks: make(chan string, failedHookQueue),
 		plain:       newPlainRequests(),
 
-		status:    statusfeed.NewRecorder(),
-		instance:  statusfeed.NewInstanceID(),
-		startedAt: time.Now(),
-		gatherer:  gathererOf(reg),
+		status:          statusfeed.NewRecorder(),
+		instance:        statusfeed.NewInstanceID(),
+		startedAt:       time.Now(),
+		edgegapCallsVec: edgegapCallsVec(reg),
 	}
 	m.reqCtx, m.reqCancel = context.WithCancel(context.Background())
 	m.registerStateMetrics(reg)

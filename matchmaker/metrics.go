@@ -19,7 +19,8 @@ type metrics struct {
 	requestDuration *prometheus.HistogramVec // kind, result
 	inFlight        prometheus.Gauge
 	queued          prometheus.Gauge
-	readyVia        *prometheus.CounterVec // via: webhook, poll
+	readyVia        *prometheus.CounterVec // via: immediate, webhook, poll, reconnect
+	looks           *prometheus.CounterVec // found: ready, not_ready
 	webhooks        *prometheus.CounterVec // matched: owned, other
 	readyTimeouts   prometheus.Counter
 	deletes         *prometheus.CounterVec // result: deleted, already_gone, retry, superseded
@@ -56,8 +57,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		readyVia: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_matchmaker_sessions_ready_total",
-			Help: "Sessions found ready, by what revealed it (webhook, poll, or reconnect: a check after the NATS connection came back).",
+			Help: "Sessions found ready, by what revealed it (immediate: a GET right after the create; webhook; poll; or reconnect: a check after the NATS connection came back).",
 		}, []string{"via"}),
+		looks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bevygap_matchmaker_session_looks_total",
+			Help: "GETs of a session right after its create (with webhooks, when the Edgegap rate limit had a call to spare), by what they found.",
+		}, []string{"found"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_matchmaker_webhooks_total",
 			Help: "Session webhooks received on NATS, by whether a waiter of this process owned the session.",
@@ -108,7 +113,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20},
 		}),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.inFlight, m.queued, m.readyVia, m.webhooks, m.readyTimeouts, m.deletes, m.deletesStuck, m.deleteEnqueued,
+	reg.MustRegister(m.requests, m.requestDuration, m.inFlight, m.queued, m.readyVia, m.looks, m.webhooks, m.readyTimeouts, m.deletes, m.deletesStuck, m.deleteEnqueued,
 		m.reaped, m.reconciled, m.webhookHealthy, m.edgegapSessions, m.unknownSessions, m.abandoned, m.abandonedDelete)
 	m.queue = newQueueMetrics(reg)
 	return m
@@ -234,8 +239,18 @@ func (c *deleteQueueCollector) Collect(ch chan<- prometheus.Metric) {
 //
 // Observers made for the same registry count into the same series.
 func EdgegapObserver(reg prometheus.Registerer) func(edgegap.CallEvent) {
+	calls := edgegapCallsVec(reg)
+	return func(ev edgegap.CallEvent) {
+		calls.WithLabelValues(string(ev.Endpoint), string(ev.Outcome)).Inc()
+	}
+}
+
+// edgegapCallsVec returns bevygap_matchmaker_edgegap_calls_total as registered on reg,
+// registering it when it is not yet: EdgegapObserver counts into it, the status snapshot reads
+// it.
+func edgegapCallsVec(reg prometheus.Registerer) *prometheus.CounterVec {
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "bevygap_matchmaker_edgegap_calls_total",
+		Name: edgegapCallsMetric,
 		Help: "HTTP attempts of the matchmaker's Edgegap client, by endpoint and outcome (a retried call counts each attempt).",
 	}, []string{"endpoint", "outcome"})
 	if err := reg.Register(calls); err != nil {
@@ -246,7 +261,5 @@ func EdgegapObserver(reg prometheus.Registerer) func(edgegap.CallEvent) {
 			}
 		}
 	}
-	return func(ev edgegap.CallEvent) {
-		calls.WithLabelValues(string(ev.Endpoint), string(ev.Outcome)).Inc()
-	}
+	return calls
 }

@@ -200,3 +200,42 @@ func pollSchedule(limit, initial, max time.Duration, withWebhook, healthy bool) 
 		out = append(out, d)
 	}
 }
+
+// lookout decides which sessions the matchmaker looks at right after creating them (with
+// webhooks; see waitReady). A look grants a session that joined a running deployment without
+// waiting for its webhook, and costs a GET for nothing when the session's deployment must boot.
+// So while looks find sessions ready, every session gets one; once they find them booting (a
+// burst of sessions on new deployments), only one create in lookProbeEvery is looked at, until
+// looks find sessions ready again.
+type lookout struct {
+	mu    sync.Mutex
+	score int // +1 per look that found its session ready, -1 per one that did not, within ±lookScoreMax
+	n     int // looks decided, for the probes
+}
+
+const (
+	// lookScoreMax bounds the lookout's memory: after a long warm run, that many looks in a row
+	// must find booting sessions before looks stop.
+	lookScoreMax = 8
+	// lookProbeEvery is how often a session is looked at while looks find sessions booting.
+	lookProbeEvery = 16
+)
+
+// shouldLook reports whether to look at the session just created.
+func (l *lookout) shouldLook() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.n++
+	return l.score >= 0 || l.n%lookProbeEvery == 0
+}
+
+// saw records what a look found.
+func (l *lookout) saw(ready bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ready {
+		l.score = min(l.score+1, lookScoreMax)
+	} else {
+		l.score = max(l.score-1, -lookScoreMax)
+	}
+}

@@ -2,6 +2,7 @@ package matchmaker
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -282,5 +283,138 @@ func TestPollScheduleTable(t *testing.T) {
 		if len(got) > 25 {
 			t.Errorf("%s: %d polls in a minute", tt.name, len(got))
 		}
+	}
+}
+
+// spareFake is a fakeEdgegap whose client can look at a session at once when its rate limit has
+// a call to spare (spareGetter); spare false answers edgegap.ErrNoSpareCall.
+type spareFake struct {
+	*fakeEdgegap
+	spare bool
+	looks int
+}
+
+func (f *spareFake) GetSessionNow(ctx context.Context, id string) (*edgegap.Session, error) {
+	f.looks++
+	if !f.spare {
+		return nil, fmt.Errorf("edgegap session_get: %w", edgegap.ErrNoSpareCall)
+	}
+	return f.GetSession(ctx, id)
+}
+
+// TestWaitReadyLooksAtOnce: with working webhooks, a client that has a GET to spare looks at
+// the session right after its create — a session that joined a running deployment is granted
+// then, without waiting for its webhook; one that must wait for its deployment costs that one
+// GET more, and the webhook decides as before. Without a call to spare, or with degraded
+// webhooks (whose schedule polls at once anyway), there is no extra look.
+func TestWaitReadyLooksAtOnce(t *testing.T) {
+	t.Parallel()
+	s := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	tests := []struct {
+		name      string
+		spare     bool
+		degraded  bool
+		readyAt   time.Duration
+		wantLooks int
+		wantGets  []time.Duration // every GET, the look's included
+		wantAfter time.Duration
+		wantVia   string
+		progress  string // a progress message the wait must have sent
+	}{
+		{name: "warm deployment: granted by the look", spare: true, readyAt: 0,
+			wantLooks: 1, wantGets: []time.Duration{0}, wantAfter: 0, wantVia: "immediate"},
+		{name: "deployment booting: the look, then the webhook", spare: true, readyAt: s(3),
+			wantLooks: 1, wantGets: []time.Duration{0, s(3)}, wantAfter: s(3), wantVia: "webhook", progress: "Status.LINKED (0)"},
+		{name: "no call to spare: the webhook alone", spare: false, readyAt: 0,
+			wantLooks: 1, wantGets: []time.Duration{s(3)}, wantAfter: s(3), wantVia: "webhook"},
+		{name: "degraded webhooks: the fast schedule, no look", spare: true, degraded: true, readyAt: 0,
+			wantLooks: 0, wantGets: []time.Duration{0}, wantAfter: 0, wantVia: "poll"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				created := time.Now()
+				api := &spareFake{fakeEdgegap: &fakeEdgegap{}, spare: tt.spare}
+				api.getSession = func(id string) (*edgegap.Session, error) {
+					if time.Since(created) >= tt.readyAt {
+						return &edgegap.Session{SessionID: id, Status: edgegap.SessionStatusReady, Ready: true,
+							Deployment: &edgegap.Deployment{PublicIP: "203.0.113.7"}}, nil
+					}
+					return &edgegap.Session{SessionID: id, Status: edgegap.SessionStatusLinked, Linked: true}, nil
+				}
+				m, reg := newUnitMatchmaker(t, func(c *Config) { c.SessionWebhookURL = "https://hooks.example/hook/session" }, api, nil)
+				if tt.degraded {
+					m.hooks.markPollFoundReady()
+				}
+				time.AfterFunc(s(3), func() {
+					m.hooks.deliver(edgegap.SessionWebhook{SessionID: "s-1", Status: "Ready", Ready: true})
+				})
+				var progress []string
+				sess, _, rerr := m.waitReady(context.Background(), "s-1", created, func(f protocol.Feedback) {
+					progress = append(progress, f.Text)
+				})
+				if rerr != nil || sess == nil || !sess.Ready {
+					t.Fatalf("waitReady: %+v, %v", sess, rerr)
+				}
+				if after := time.Since(created); after != tt.wantAfter {
+					t.Errorf("returned after %v, want %v", after, tt.wantAfter)
+				}
+				if api.looks != tt.wantLooks {
+					t.Errorf("%d looks, want %d", api.looks, tt.wantLooks)
+				}
+				if gets := api.getTimes(created); !slices.Equal(gets, tt.wantGets) {
+					t.Errorf("GETs at %v, want %v", gets, tt.wantGets)
+				}
+				if v := metricSum(t, reg, "bevygap_matchmaker_sessions_ready_total", map[string]string{"via": tt.wantVia}); v != 1 {
+					t.Errorf("ready via %s = %v", tt.wantVia, v)
+				}
+				if tt.progress != "" && !slices.Contains(progress, tt.progress) {
+					t.Errorf("progress %q lacks %q", progress, tt.progress)
+				}
+				if !tt.degraded && !m.hooks.isHealthy() {
+					t.Error("a session granted by the look marked the webhooks degraded")
+				}
+			})
+		})
+	}
+}
+
+// TestLookout: every session is looked at while looks find sessions ready; after looks found
+// booting ones, one create in lookProbeEvery is, until looks find ready sessions again.
+func TestLookout(t *testing.T) {
+	t.Parallel()
+	l := &lookout{}
+	looks := func(n int) int {
+		c := 0
+		for range n {
+			if l.shouldLook() {
+				c++
+			}
+		}
+		return c
+	}
+	if n := looks(20); n != 20 {
+		t.Fatalf("fresh lookout: %d looks of 20", n)
+	}
+	for range 3 {
+		l.saw(true)
+	}
+	l.saw(false) // one booting session among ready ones: still looking
+	if n := looks(10); n != 10 {
+		t.Fatalf("mostly warm: %d looks of 10", n)
+	}
+	for range 2 * lookScoreMax {
+		l.saw(false)
+	}
+	if n := looks(4 * lookProbeEvery); n != 4 {
+		t.Fatalf("booting sessions: %d looks of %d, want one probe per %d", n, 4*lookProbeEvery, lookProbeEvery)
+	}
+	// Bounded memory: lookScoreMax ready looks bring it back however long it was cold.
+	for range lookScoreMax {
+		l.saw(true)
+	}
+	if n := looks(10); n != 10 {
+		t.Fatalf("warm again: %d looks of 10", n)
 	}
 }

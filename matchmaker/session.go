@@ -90,6 +90,7 @@ func (m *Matchmaker) requestSession(ctx context.Context, pr *plainRequest, clien
 	m.admit.enqueue(ctx, report, func(err error) {
 		m.met.queued.Dec()
 		go func() {
+			growStack(0) // the stack a grant needs, grown while shallow (stack.go)
 			if err == nil && ctx.Err() != nil {
 				m.admit.release()
 				err = ctx.Err()
@@ -298,6 +299,7 @@ func (m *Matchmaker) registerIDs(ctx context.Context, sid string, clientID uint6
 	// trip instead of two, and both acknowledged before the token is handed out.
 	eg2ly := make(chan error, 1)
 	go func() {
+		growStack(0) // see stack.go
 		eg2ly <- put(m.b.SessionsEg2Ly, sid, cid)
 	}()
 	errLy2Eg := put(m.b.SessionsLy2Eg, cid, sid)
@@ -360,11 +362,14 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 	defer progress.Stop()
 	start := time.Now()
 
-	check := func(via string) (*edgegap.Session, *requestError, bool) {
+	checkWith := func(get func(context.Context, string) (*edgegap.Session, error), via string) (*edgegap.Session, *requestError, bool) {
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.EdgegapCallTimeout)
-		s, err := m.api.GetSession(cctx, sid)
+		s, err := get(cctx, sid)
 		cancel()
 		if err != nil {
+			if errors.Is(err, edgegap.ErrNoSpareCall) {
+				return nil, nil, false
+			}
 			if errors.Is(err, edgegap.ErrNotFound) {
 				return nil, reqErr(http.StatusBadGateway, "session disappeared on Edgegap while waiting", err), true
 			}
@@ -387,6 +392,33 @@ func (m *Matchmaker) waitReady(ctx context.Context, sid string, createdAt time.T
 		}
 		send(protocol.Progress(fmt.Sprintf("%s (%d)", s.Status, s.Elapsed)))
 		return nil, nil, false
+	}
+	check := func(via string) (*edgegap.Session, *requestError, bool) { return checkWith(m.api.GetSession, via) }
+
+	// A session that joined a deployment already running is ready at once: with webhooks, look
+	// right away when the Edgegap client has a GET to spare (spareGetter), rather than wait for
+	// the webhook that only says so later. A session whose deployment must boot costs that one
+	// GET more (the lookout stops looking while looks find sessions booting); under a busy rate
+	// limit the look is not made, and the webhook decides as without it.
+	if spare, ok := m.api.(spareGetter); ok && plan.late && m.looks.shouldLook() {
+		looked := true
+		get := func(ctx context.Context, id string) (*edgegap.Session, error) {
+			s, err := spare.GetSessionNow(ctx, id)
+			looked = !errors.Is(err, edgegap.ErrNoSpareCall)
+			return s, err
+		}
+		s, rerr, done := checkWith(get, "immediate")
+		if looked {
+			m.looks.saw(s != nil)
+			found := "not_ready"
+			if s != nil {
+				found = "ready"
+			}
+			m.met.looks.WithLabelValues(found).Inc()
+		}
+		if done {
+			return s, time.Since(start), rerr
+		}
 	}
 
 	for {

@@ -7,13 +7,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/bevygap-go/bevygap/edgegap"
 	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/internal/statusfeed"
 )
 
-// edgegapCallsMetric is the counter EdgegapObserver registers; the status snapshot reads it.
+// edgegapCallsMetric is the counter EdgegapObserver counts into; the status snapshot reads it.
 const edgegapCallsMetric = "bevygap_matchmaker_edgegap_calls_total"
 
 // statusScanTimeout bounds reading the shared buckets and the delete stream for one snapshot.
@@ -101,36 +102,35 @@ func scanBucket(ctx context.Context, kv jetstream.KeyValue) (n int, oldestKey st
 	}
 }
 
-// edgegapCalls reads bevygap_matchmaker_edgegap_calls_total from the registry (when it is a
-// Gatherer): endpoint -> outcome -> attempts.
+// edgegapCalls reads bevygap_matchmaker_edgegap_calls_total: endpoint -> outcome -> attempts.
+// It collects that counter alone: gathering the whole registry every status interval would
+// also run every other collector of the process (in `bevygap dev`, the simulator's, which
+// lists every session).
 func (m *Matchmaker) edgegapCalls() map[string]map[string]uint64 {
-	if m.gatherer == nil {
-		return nil
-	}
-	fams, err := m.gatherer.Gather()
-	if err != nil {
-		return nil
-	}
+	ch := make(chan prometheus.Metric, 32)
+	go func() {
+		m.edgegapCallsVec.Collect(ch)
+		close(ch)
+	}()
 	out := map[string]map[string]uint64{}
-	for _, f := range fams {
-		if f.GetName() != edgegapCallsMetric {
+	for metric := range ch {
+		var mt dto.Metric
+		if metric.Write(&mt) != nil {
 			continue
 		}
-		for _, mt := range f.GetMetric() {
-			var ep, oc string
-			for _, l := range mt.GetLabel() {
-				switch l.GetName() {
-				case "endpoint":
-					ep = l.GetValue()
-				case "outcome":
-					oc = l.GetValue()
-				}
+		var ep, oc string
+		for _, l := range mt.GetLabel() {
+			switch l.GetName() {
+			case "endpoint":
+				ep = l.GetValue()
+			case "outcome":
+				oc = l.GetValue()
 			}
-			if out[ep] == nil {
-				out[ep] = map[string]uint64{}
-			}
-			out[ep][oc] += uint64(mt.GetCounter().GetValue())
 		}
+		if out[ep] == nil {
+			out[ep] = map[string]uint64{}
+		}
+		out[ep][oc] += uint64(mt.GetCounter().GetValue())
 	}
 	return out
 }
@@ -148,10 +148,4 @@ func (m *Matchmaker) recordEdgegapView(ours []edgegap.SessionSummary) {
 		}
 	}
 	m.status.SetEdgegap(statusfeed.EdgegapView{At: time.Now().UTC(), Sessions: len(ours), Ready: ready, Deployments: len(deps)})
-}
-
-// gathererOf returns reg as a Gatherer when it is one.
-func gathererOf(reg prometheus.Registerer) prometheus.Gatherer {
-	g, _ := reg.(prometheus.Gatherer)
-	return g
 }

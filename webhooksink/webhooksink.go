@@ -17,7 +17,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +30,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bevygap-go/bevygap/internal/jsonvalid"
 	"github.com/bevygap-go/bevygap/internal/logkey"
 	"github.com/bevygap-go/bevygap/internal/names"
 	"github.com/bevygap-go/bevygap/internal/serve"
@@ -89,6 +89,7 @@ type Sink struct {
 	requests *prometheus.CounterVec
 	bytes    prometheus.Counter
 	mux      *http.ServeMux
+	confirm  *confirmer
 }
 
 // Outcomes, the "outcome" label of bevygap_webhooksink_requests_total.
@@ -121,9 +122,10 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger, reg prometheus.Registerer)
 		reg = svcmetrics.NewRegistry()
 	}
 	s := &Sink{
-		cfg: cfg,
-		nc:  nc,
-		log: log,
+		cfg:     cfg,
+		nc:      nc,
+		log:     log,
+		confirm: &confirmer{nc: nc, timeout: cfg.FlushTimeout},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bevygap_webhooksink_requests_total",
 			Help: "Webhook requests by outcome.",
@@ -230,7 +232,7 @@ func (s *Sink) hook(r *http.Request, name string) (string, int, string) {
 	if len(body) == 0 {
 		return outcomeBadBody, http.StatusBadRequest, "empty body"
 	}
-	if !s.cfg.AllowNonJSON && !json.Valid(body) {
+	if !s.cfg.AllowNonJSON && !jsonvalid.Valid(body) {
 		return outcomeBadBody, http.StatusBadRequest, "body is not valid JSON"
 	}
 	if err := s.publish(protocol.WebhookSubject(name), body); err != nil {
@@ -247,8 +249,9 @@ func (s *Sink) hook(r *http.Request, name string) (string, int, string) {
 // errNATSUnavailable is returned (wrapped) when the connection is not up; the body is not queued.
 var errNATSUnavailable = errors.New("webhooksink: NATS not connected")
 
-// publish hands body to the NATS server and confirms it with a flush round trip. While
-// disconnected it fails at once instead of parking the body in the reconnect buffer.
+// publish hands body to the NATS server and confirms it with a flush round trip (shared with
+// the webhooks published at the same time, see confirmer). While disconnected it fails at once
+// instead of parking the body in the reconnect buffer.
 func (s *Sink) publish(subject string, body []byte) error {
 	if st := s.nc.Status(); st != nats.CONNECTED {
 		return fmt.Errorf("%w (%s)", errNATSUnavailable, st)
@@ -256,7 +259,7 @@ func (s *Sink) publish(subject string, body []byte) error {
 	if err := s.nc.Publish(subject, body); err != nil {
 		return fmt.Errorf("webhooksink: publish %s: %w", subject, err)
 	}
-	if err := s.nc.FlushTimeout(s.cfg.FlushTimeout); err != nil {
+	if err := s.confirm.confirm(); err != nil {
 		return fmt.Errorf("webhooksink: confirm publish %s: %w", subject, err)
 	}
 	return nil

@@ -42,10 +42,17 @@ func TestBenchQuick(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
 		t.Fatalf("report: %v\n%s", err, stdout.String())
 	}
-	want := map[string]int{bench.P1: 4, bench.P5: 8, bench.P6: 1, bench.P7: 1, bench.P4: 2} // P5: whole path + front door
+	// P1: ready by GET and ready by webhook + GET; P5: whole path + front door.
+	want := map[string]int{bench.P1: 8, bench.P5: 8, bench.P6: 1, bench.P7: 1, bench.P4: 2}
 	got := map[string]int{}
+	variants := map[string]int{}
 	for _, row := range r.Rows {
 		got[row.ID]++
+		for _, v := range []string{", no webhooks", ", with webhooks"} {
+			if row.ID == bench.P1 && strings.HasSuffix(row.Name, v) {
+				variants[v]++
+			}
+		}
 		finite := func(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 		if !finite(row.Value.Median) || !finite(row.Floor.Median) || row.FloorName == "" || row.Unit == "" {
 			t.Errorf("row %s %q: value %v floor %v floor name %q unit %q", row.ID, row.Name, row.Value, row.Floor, row.FloorName, row.Unit)
@@ -63,6 +70,9 @@ func TestBenchQuick(t *testing.T) {
 		if got[id] != n {
 			t.Errorf("%s: %d rows, want %d", id, got[id], n)
 		}
+	}
+	if len(variants) != 2 || variants[", no webhooks"] != 4 {
+		t.Errorf("P1 rows per variant: %v, want 4 of each (grants/s and CPU at 2 concurrencies)", variants)
 	}
 	if len(r.Notes) > 0 {
 		t.Logf("notes: %v", r.Notes)
@@ -127,7 +137,8 @@ func TestBenchProfile(t *testing.T) {
 	if code := run(t.Context(), []string{"bench", "--quick", "--only", "P1", "--profile", dir}, env); code != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", code, stderr.String())
 	}
-	for _, phase := range []string{"P1-c1-run1-floor", "P1-c1-run1-bevygap", "P1-c16-run1-floor", "P1-c16-run1-bevygap"} { // --quick: concurrency 1 and 16
+	for _, phase := range []string{"P1-c1-run1-floor", "P1-c1-run1-bevygap", "P1-c16-run1-floor", "P1-c16-run1-bevygap", // --quick: concurrency 1 and 16
+		"P1-webhooks-c1-run1-floor", "P1-webhooks-c16-run1-bevygap"} {
 		for _, kind := range []string{".cpu.pprof", ".allocs.pprof", ".allocs-base.pprof"} {
 			fi, err := os.Stat(filepath.Join(dir, phase+kind))
 			if err != nil || fi.Size() == 0 {

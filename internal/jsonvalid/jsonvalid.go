@@ -1,15 +1,17 @@
-package httpd
+// Package jsonvalid checks JSON syntax exactly as encoding/json.Valid does, in one pass: the
+// front door checks every feedback message it relays (a SessionReady carries a 2.7 KB token)
+// and the webhook sink every webhook body.
+package jsonvalid
 
 // maxJSONDepth is encoding/json's nesting limit: 10,000 nested arrays and objects are valid,
 // one more is not.
 const maxJSONDepth = 10000
 
-// validJSON reports whether data is one JSON value with optional white space around it,
+// Valid reports whether data is one JSON value with optional white space around it,
 // exactly as encoding/json.Valid does (which accepts any byte ≥ 0x20 in a string, valid UTF-8
-// or not), in one pass without the scanner's call per byte: every feedback message of every
-// player is checked, and a SessionReady carries a 2.7 KB token string, which is scanned here
-// by a tight loop.
-func validJSON(data []byte) bool {
+// or not), in one pass without the scanner's call per byte; long strings (a connect token) are
+// scanned by a tight loop.
+func Valid(data []byte) bool {
 	c := jsonChecker{b: data}
 	if !c.value(0) {
 		return false

@@ -1,4 +1,4 @@
-package httpd
+package jsonvalid
 
 import (
 	"encoding/json"
@@ -18,7 +18,7 @@ var jsonValidCases = []string{
 	`"\/\b\f\n\r\t"`, `1 2`, "\x00", `{"":""}`,
 }
 
-// TestValidJSON: validJSON agrees with encoding/json.Valid, on the feedback messages the
+// TestValidJSON: Valid agrees with encoding/json.Valid, on the feedback messages the
 // front door relays, on hand-picked edge cases, and at the nesting limit.
 func TestValidJSON(t *testing.T) {
 	t.Parallel()
@@ -37,20 +37,20 @@ func TestValidJSON(t *testing.T) {
 			strings.Repeat(`{"a":`, depth)+"1"+strings.Repeat("}", depth))
 	}
 	for _, s := range cases {
-		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
-			t.Errorf("validJSON(%.40q…) = %v, encoding/json.Valid says %v", s, got, want)
+		if got, want := Valid([]byte(s)), json.Valid([]byte(s)); got != want {
+			t.Errorf("Valid(%.40q…) = %v, encoding/json.Valid says %v", s, got, want)
 		}
 	}
 }
 
-// FuzzValidJSON: validJSON and encoding/json.Valid agree on any input.
+// FuzzValidJSON: Valid and encoding/json.Valid agree on any input.
 func FuzzValidJSON(f *testing.F) {
 	for _, s := range jsonValidCases {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if got, want := validJSON(b), json.Valid(b); got != want {
-			t.Errorf("validJSON(%q) = %v, encoding/json.Valid says %v", b, got, want)
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Errorf("Valid(%q) = %v, encoding/json.Valid says %v", b, got, want)
 		}
 	})
 }
@@ -63,7 +63,7 @@ func BenchmarkValidJSON(b *testing.B) {
 	for _, v := range []struct {
 		name  string
 		valid func([]byte) bool
-	}{{"encoding/json", json.Valid}, {"validJSON", validJSON}} {
+	}{{"encoding/json", json.Valid}, {"Valid", Valid}} {
 		b.Run(v.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(msg)))
