@@ -73,11 +73,17 @@ type Options struct {
 	// ClientCmd returns a new command that runs measure.ServeClients on its stdin and stdout
 	// (P4's client process). Without it P4 is skipped with a note.
 	ClientCmd func() *exec.Cmd
+	// ServerCmd returns a new command that runs ServeP4 on its stdin and stdout: each P4 point
+	// (the echo server's and the stack's) is then measured in a fresh process of its own.
+	// Without it P4 measures in this process, where what earlier measurements left in the heap
+	// moves the numbers by a few KiB per connection.
+	ServerCmd func() *exec.Cmd
 	// Progress receives a line per measurement point taken (nil = none).
 	Progress io.Writer
-	// Profile, when set, is called at the start of every timed P1 and P5 phase with the
-	// phase's name ("P1-c64-run1-bevygap", "P1-c64-run1-floor", "P5-frontdoor-c32-run1-bevygap",
-	// …); the function it returns is called at the phase's end. `bevygap bench --profile DIR`
+	// Profile, when set, is called at the start of every timed P1 and P5 phase, and of every
+	// P4 point (from before its clients connect to when they all wait), with the phase's name
+	// ("P1-c64-run1-bevygap", "P1-c64-run1-floor", "P5-frontdoor-c32-run1-bevygap",
+	// "P4-n10000-run1-bevygap", …); the function it returns is called at the phase's end. `bevygap bench --profile DIR`
 	// writes a CPU and an allocation profile of each phase with it.
 	Profile func(phase string) (stop func())
 	// External, when set, measures a stack running elsewhere instead of starting one: P1 and

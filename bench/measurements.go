@@ -353,7 +353,8 @@ func floorColdStart(ctx context.Context) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// runP4: memory per waiting WebSocket in this (the stack's) process beside a bare echo server.
+// runP4: memory per waiting WebSocket in the stack's process beside a bare echo server, each
+// measured in a process of its own (Options.ServerCmd) when it can.
 func runP4(ctx context.Context, o Options, r *Report) error {
 	if o.External != nil {
 		r.Notes = append(r.Notes, "P4 skipped: it needs the in-process stack")
@@ -383,11 +384,12 @@ func runP4(ctx context.Context, o Options, r *Report) error {
 	for _, n := range conns {
 		var vals, floors []float64
 		for run := range o.Runs {
-			f, err := echoKiB(ctx, o, n)
+			phase := fmt.Sprintf("P4-n%d-run%d-", n, run+1)
+			f, err := p4KiB(ctx, o, p4Echo, n, phase+"floor")
 			if err != nil {
 				return fmt.Errorf("echo server, %d connections: %w", n, err)
 			}
-			v, err := stackKiB(ctx, o, n)
+			v, err := p4KiB(ctx, o, p4Stack, n, phase+"bevygap")
 			if err != nil {
 				return fmt.Errorf("stack, %d connections: %w", n, err)
 			}
@@ -402,28 +404,34 @@ func runP4(ctx context.Context, o Options, r *Report) error {
 
 // kibPerConn has the client process open n connections to url and returns the growth of this
 // process's heap + stacks in use per connection, in KiB.
-func kibPerConn(ctx context.Context, o Options, spec measure.ClientSpec) (float64, error) {
+// kibPerConn is the memory the process holds per connection of spec, held idle by a client
+// process. With --profile, the phase's heap profiles (allocs-base before the clients came,
+// allocs with them all waiting; compare their inuse_space) tell what holds it.
+func kibPerConn(ctx context.Context, o Options, spec measure.ClientSpec, phase string) (float64, error) {
 	before := measure.MemInUse()
+	stop := o.Profile(phase)
 	release, err := measure.HoldIdle(ctx, o.ClientCmd(), spec)
 	if err != nil {
+		stop()
 		return 0, err
 	}
 	defer release()
 	time.Sleep(o.P4Settle) // let the server goroutines park
 	after := measure.MemInUse()
+	stop()
 	return float64(int64(after)-int64(before)) / float64(spec.N) / 1024, nil
 }
 
-func echoKiB(ctx context.Context, o Options, n int) (float64, error) {
+func echoKiB(ctx context.Context, o Options, n int, phase string) (float64, error) {
 	ts := httptest.NewServer(http.HandlerFunc(measure.EchoWebSocket))
 	defer ts.Close()
 	return kibPerConn(ctx, o, measure.ClientSpec{URL: "ws" + strings.TrimPrefix(ts.URL, "http"), N: n,
-		First: "hello", WantPrefix: "hello"})
+		First: "hello", WantPrefix: "hello"}, phase)
 }
 
 // stackKiB measures a stack whose deployments never become ready within the run: every
 // player waits (the first ones for their session to boot, the rest in the admission queue).
-func stackKiB(ctx context.Context, o Options, n int) (float64, error) {
+func stackKiB(ctx context.Context, o Options, n int, phase string) (float64, error) {
 	s, err := startStack(ctx, time.Hour)
 	if err != nil {
 		return 0, err
@@ -431,5 +439,5 @@ func stackKiB(ctx context.Context, o Options, n int) (float64, error) {
 	defer func() { _ = s.close(ctx) }()
 	first := fmt.Sprintf(`{"game":%q,"version":%q,"client_ip":null}`, s.game, s.version)
 	return kibPerConn(ctx, o, measure.ClientSpec{URL: s.wsURL, N: n, First: first,
-		WantPrefix: `"Acknowledged"`})
+		WantPrefix: `"Acknowledged"`}, phase)
 }

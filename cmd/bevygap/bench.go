@@ -23,12 +23,18 @@ import (
 // WebSockets for the parent bench (measure.ServeClients on stdin/stdout).
 const envBenchClient = "BEVYGAP_BENCH_CLIENT"
 
+// envBenchServer, set to 1, makes "bevygap bench" a server process of P4: it takes one memory
+// measurement in its fresh heap for the parent bench (bench.ServeP4 on stdin/stdout); set to a
+// directory path after "1:", it writes the measurement's profiles there.
+const envBenchServer = "BEVYGAP_BENCH_SERVER"
+
 // benchCommand is "bevygap bench": bevygap's performance, each measurement beside its floor.
 type benchCommand struct {
 	env     *Env
 	opts    bench.Options
 	json    bool
 	client  bool
+	server  bool
 	natsURL string
 	ext     bench.External
 	nc      *nats.Conn // to the external stack (--nats)
@@ -41,6 +47,14 @@ func (c *benchCommand) ParseFlags(args []string) error {
 		c.client = true
 		return nil
 	}
+	if v := env.Getenv(envBenchServer); v == "1" || strings.HasPrefix(v, "1:") {
+		c.server = true
+		c.opts = bench.Options{Progress: env.Stderr}
+		if dir := strings.TrimPrefix(v, "1:"); dir != v {
+			c.opts.Profile = phaseProfiler(dir, env.Stderr)
+		}
+		return c.setProcesses(nil, "")
+	}
 	fs := newFlagSet(env, "bench", "[flags]")
 	only := fs.String("only", "", "measurements to run, comma separated: "+strings.Join(bench.All(), ","))
 	runs := fs.Int("runs", 3, "runs of each measurement point (the table shows min / median / max)")
@@ -51,7 +65,7 @@ func (c *benchCommand) ParseFlags(args []string) error {
 	p6 := fs.Int("p6-samples", 10, "disconnects timed per P6 run")
 	quick := fs.Bool("quick", false, "one run of tiny sizes (P1 1,16; P5 1,8; P4 100,200; 100 ms points): checks that every measurement works, in seconds; the numbers mean little")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of a table")
-	profileDir := fs.String("profile", "", "write a CPU profile and an allocation profile of every timed P1/P5 phase (floor and bevygap) into this directory: <phase>.cpu.pprof, <phase>.allocs.pprof (with <phase>.allocs-base.pprof for go tool pprof -diff_base)")
+	profileDir := fs.String("profile", "", "write a CPU profile and an allocation profile of every timed P1/P5 phase and P4 point (floor and bevygap) into this directory: <phase>.cpu.pprof, <phase>.allocs.pprof (with <phase>.allocs-base.pprof for go tool pprof -diff_base)")
 	fs.StringVar(&c.natsURL, "nats", "", "measure the stack running on this NATS (nats://user:pass@host:4222) instead of starting one: P1, and P5 with --url")
 	fs.StringVar(&c.ext.WebSocketURL, "url", "", "with --nats: the front door's WebSocket, e.g. ws://127.0.0.1:3000/matchmaker/ws (P5)")
 	fs.StringVar(&c.ext.Game, "game", "dotroom", "with --url: the game to ask for")
@@ -95,17 +109,31 @@ func (c *benchCommand) ParseFlags(args []string) error {
 		}
 		o.Profile = phaseProfiler(*profileDir, env.Stderr)
 	}
+	c.opts = o
+	return c.setProcesses(o.Profile, *profileDir)
+}
+
+// setProcesses gives c.opts P4's client and server process commands: this program again, with
+// envBenchClient or envBenchServer set (the server's with the profile directory when profiling).
+func (c *benchCommand) setProcesses(profile func(string) func(), profileDir string) error {
 	exe, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("bench: finding this program for the client process: %w", err)
+		return fmt.Errorf("bench: finding this program for P4's processes: %w", err)
 	}
-	o.ClientCmd = func() *exec.Cmd {
+	self := func(env string) *exec.Cmd {
 		cmd := exec.Command(exe, "bench")
-		cmd.Env = append(os.Environ(), envBenchClient+"=1")
-		cmd.Stderr = env.Stderr
+		cmd.Env = append(os.Environ(), env)
+		cmd.Stderr = c.env.Stderr
 		return cmd
 	}
-	c.opts = o
+	c.opts.ClientCmd = func() *exec.Cmd { return self(envBenchClient + "=1") }
+	if !c.server {
+		server := envBenchServer + "=1"
+		if profile != nil {
+			server += ":" + profileDir
+		}
+		c.opts.ServerCmd = func() *exec.Cmd { return self(server) }
+	}
 	return nil
 }
 
@@ -125,6 +153,9 @@ func parseInts(s string) ([]int, error) {
 func (c *benchCommand) Run(ctx context.Context) error {
 	if c.client {
 		return measure.ServeClients(ctx, c.env.Stdin, c.env.Stdout)
+	}
+	if c.server {
+		return bench.ServeP4(ctx, c.opts, c.env.Stdin, c.env.Stdout)
 	}
 	if c.natsURL != "" {
 		nc, err := nats.Connect(c.natsURL, nats.Name("bevygap-bench"), nats.Timeout(5*time.Second))

@@ -15,10 +15,11 @@ import (
 	"github.com/bevygap-go/bevygap/devstack"
 )
 
-// TestMain lets this test binary be the client process of "bevygap bench" (P4), as the real
-// binary is: the bench re-executes os.Executable with BEVYGAP_BENCH_CLIENT=1.
+// TestMain lets this test binary be the processes "bevygap bench" starts for P4, as the real
+// binary is: the bench re-executes os.Executable with BEVYGAP_BENCH_CLIENT=1 (P4's client
+// process) or BEVYGAP_BENCH_SERVER=1 (P4's server processes).
 func TestMain(m *testing.M) {
-	if os.Getenv(envBenchClient) == "1" {
+	if os.Getenv(envBenchClient) == "1" || strings.HasPrefix(os.Getenv(envBenchServer), "1") {
 		os.Exit(run(context.Background(), []string{"bench"}, &Env{
 			Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
 		}))
