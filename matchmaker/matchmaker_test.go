@@ -364,9 +364,10 @@ func TestWebhookLostFallsBackToPolling(t *testing.T) {
 func TestWebhookPathCallsPerSession(t *testing.T) {
 	t.Parallel()
 	// Boot 1.2 s: the early check (10 % of the 10 s limit = 1 s) comes after the "Linked"
-	// webhook and is skipped; the "Ready" webhook comes long before the next poll (6 s). The
-	// first session is also looked at right after its create (it is booting: one GET more); the
-	// lookout then stops looking, so the second session costs its webhook's GET alone.
+	// webhook and is skipped; the "Ready" webhook comes long before the next poll (6 s). Each
+	// session is also looked at right after its create: the first is booting (its look is one GET
+	// more, the webhook's GET finds it ready); the second joins the deployment the first left
+	// running, and its look grants it (its one GET).
 	h := newHarness(t, harnessOpts{webhook: true, boot: 1200 * time.Millisecond,
 		configure: func(c *Config) {
 			c.ReadinessLimit = 10 * time.Second
@@ -389,8 +390,13 @@ func TestWebhookPathCallsPerSession(t *testing.T) {
 			t.Fatalf("after session %d: calls: create %d get %d delete %d (want %d/%d/%d)", i+1, c, g, d, want.creates, want.gets, want.deletes)
 		}
 	}
-	if v := metricSum(t, h.registry(h.mms[0]), "bevygap_matchmaker_session_looks_total", map[string]string{"found": "not_ready"}); v != 1 {
-		t.Errorf("looks that found a booting session: %v, want 1", v)
+	for found, want := range map[string]float64{"not_ready": 1, "ready": 1} {
+		if v := metricSum(t, h.registry(h.mms[0]), "bevygap_matchmaker_session_looks_total", map[string]string{"found": found}); v != want {
+			t.Errorf("looks that found the session %s: %v, want %v", found, v, want)
+		}
+	}
+	if v := metricSum(t, h.registry(h.mms[0]), "bevygap_matchmaker_sessions_ready_total", map[string]string{"via": "immediate"}); v != 1 {
+		t.Errorf("sessions granted by their look: %v, want 1", v)
 	}
 }
 

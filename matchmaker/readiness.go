@@ -204,9 +204,10 @@ func pollSchedule(limit, initial, max time.Duration, withWebhook, healthy bool) 
 // lookout decides which sessions the matchmaker looks at right after creating them (with
 // webhooks; see waitReady). A look grants a session that joined a running deployment without
 // waiting for its webhook, and costs a GET for nothing when the session's deployment must boot.
-// So while looks find sessions ready, every session gets one; once they find them booting (a
-// burst of sessions on new deployments), only one create in lookProbeEvery is looked at, until
-// looks find sessions ready again.
+// So while looks find sessions ready about as often as booting, every session gets one (the
+// first session of a deployment boots, the next ones join it); once they find booting sessions
+// lookStopAfter times more than ready ones (a burst of new deployments, Match sessions), only
+// one create in lookProbeEvery is looked at, until looks find sessions ready again.
 type lookout struct {
 	mu    sync.Mutex
 	score int // +1 per look that found its session ready, -1 per one that did not, within ±lookScoreMax
@@ -214,10 +215,12 @@ type lookout struct {
 }
 
 const (
-	// lookScoreMax bounds the lookout's memory: after a long warm run, that many looks in a row
-	// must find booting sessions before looks stop.
+	// lookScoreMax bounds the lookout's memory: after a long warm run, that many more looks
+	// must find booting sessions than ready ones before looks stop.
 	lookScoreMax = 8
-	// lookProbeEvery is how often a session is looked at while looks find sessions booting.
+	// lookStopAfter is how many more booting sessions than ready ones stop the looks.
+	lookStopAfter = 3
+	// lookProbeEvery is how often a session is looked at while looks are stopped.
 	lookProbeEvery = 16
 )
 
@@ -226,7 +229,7 @@ func (l *lookout) shouldLook() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.n++
-	return l.score >= 0 || l.n%lookProbeEvery == 0
+	return l.score > -lookStopAfter || l.n%lookProbeEvery == 0
 }
 
 // saw records what a look found.

@@ -380,8 +380,9 @@ func TestWaitReadyLooksAtOnce(t *testing.T) {
 	}
 }
 
-// TestLookout: every session is looked at while looks find sessions ready; after looks found
-// booting ones, one create in lookProbeEvery is, until looks find ready sessions again.
+// TestLookout: every session is looked at while looks find sessions ready about as often as
+// booting; after lookStopAfter more booting than ready, one create in lookProbeEvery is, until
+// looks find ready sessions again.
 func TestLookout(t *testing.T) {
 	t.Parallel()
 	l := &lookout{}
@@ -397,20 +398,32 @@ func TestLookout(t *testing.T) {
 	if n := looks(20); n != 20 {
 		t.Fatalf("fresh lookout: %d looks of 20", n)
 	}
+	// A deployment's first session boots, the next ones join it: still looking.
 	for range 3 {
-		l.saw(true)
+		l.saw(false)
+		for range 5 {
+			l.saw(true)
+		}
 	}
-	l.saw(false) // one booting session among ready ones: still looking
 	if n := looks(10); n != 10 {
 		t.Fatalf("mostly warm: %d looks of 10", n)
 	}
-	for range 2 * lookScoreMax {
+	// A fresh lookout looks at lookStopAfter booting sessions, then stops.
+	l = &lookout{}
+	for i := range lookStopAfter {
+		if !l.shouldLook() {
+			t.Fatalf("stopped after %d booting sessions, want %d", i, lookStopAfter)
+		}
 		l.saw(false)
 	}
 	if n := looks(4 * lookProbeEvery); n != 4 {
 		t.Fatalf("booting sessions: %d looks of %d, want one probe per %d", n, 4*lookProbeEvery, lookProbeEvery)
 	}
-	// Bounded memory: lookScoreMax ready looks bring it back however long it was cold.
+	// Bounded memory: lookScoreMax more ready looks than booting bring it back however long it
+	// was cold.
+	for range 4 * lookScoreMax {
+		l.saw(false)
+	}
 	for range lookScoreMax {
 		l.saw(true)
 	}
