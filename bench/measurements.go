@@ -68,7 +68,7 @@ func runP1Of(ctx context.Context, o Options, r *Report, webhooks bool, suffix st
 	}
 
 	variant := ""
-	if webhooks && o.External == nil {
+	if webhooks {
 		variant = "webhooks-"
 	}
 	type point struct{ rate, cpu, frate, fcpu []float64 }

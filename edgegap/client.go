@@ -354,16 +354,13 @@ type request struct {
 // do performs r with rate limiting, timeouts and retries, decoding a 2xx body into out.
 func (c *Client) do(ctx context.Context, r request, out any) error {
 	attempts := c.maxAttempts
-	if r.noRetry {
+	if r.noRetry || r.spareOnly {
 		attempts = 1
 	}
 	lim := c.limiters[r.endpoint]
-	if r.spareOnly {
-		// The one attempt takes its call from the limiter now, or is not made.
-		if !lim.Allow() {
-			return fmt.Errorf("edgegap %s: %w", r.endpoint, ErrNoSpareCall)
-		}
-		attempts = 1
+	// A spare-only call takes its one attempt's call from the limiter now, or is not made.
+	if r.spareOnly && !lim.Allow() {
+		return fmt.Errorf("edgegap %s: %w", r.endpoint, ErrNoSpareCall)
 	}
 	for attempt := 1; ; attempt++ {
 		if !r.spareOnly {

@@ -215,8 +215,8 @@ type lookout struct {
 }
 
 const (
-	// lookScoreMax bounds the lookout's memory: after a long warm run, that many more looks
-	// must find booting sessions than ready ones before looks stop.
+	// lookScoreMax bounds the lookout's memory: after a long warm run, lookScoreMax +
+	// lookStopAfter more looks must find booting sessions than ready ones before looks stop.
 	lookScoreMax = 8
 	// lookStopAfter is how many more booting sessions than ready ones stop the looks.
 	lookStopAfter = 3

@@ -53,7 +53,7 @@ func (c *benchCommand) ParseFlags(args []string) error {
 		if dir := strings.TrimPrefix(v, "1:"); dir != v {
 			c.opts.Profile = phaseProfiler(dir, env.Stderr)
 		}
-		return c.setProcesses(nil, "")
+		return c.setProcesses("")
 	}
 	fs := newFlagSet(env, "bench", "[flags]")
 	only := fs.String("only", "", "measurements to run, comma separated: "+strings.Join(bench.All(), ","))
@@ -110,12 +110,12 @@ func (c *benchCommand) ParseFlags(args []string) error {
 		o.Profile = phaseProfiler(*profileDir, env.Stderr)
 	}
 	c.opts = o
-	return c.setProcesses(o.Profile, *profileDir)
+	return c.setProcesses(*profileDir)
 }
 
 // setProcesses gives c.opts P4's client and server process commands: this program again, with
-// envBenchClient or envBenchServer set (the server's with the profile directory when profiling).
-func (c *benchCommand) setProcesses(profile func(string) func(), profileDir string) error {
+// envBenchClient or envBenchServer set (the server's with profileDir, when profiling).
+func (c *benchCommand) setProcesses(profileDir string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("bench: finding this program for P4's processes: %w", err)
@@ -129,7 +129,7 @@ func (c *benchCommand) setProcesses(profile func(string) func(), profileDir stri
 	c.opts.ClientCmd = func() *exec.Cmd { return self(envBenchClient + "=1") }
 	if !c.server {
 		server := envBenchServer + "=1"
-		if profile != nil {
+		if profileDir != "" {
 			server += ":" + profileDir
 		}
 		c.opts.ServerCmd = func() *exec.Cmd { return self(server) }
