@@ -332,8 +332,14 @@ func TestBootFailureReportsErrorAndDeletes(t *testing.T) {
 
 func TestWebhookLostFallsBackToPolling(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, harnessOpts{webhook: true, boot: 100 * time.Millisecond,
+	h := newHarness(t, harnessOpts{webhook: true, boot: 100 * time.Millisecond, noMatchmaker: true,
 		faults: edgegapsim.Faults{WebhookLossRate: 1}})
+	// Without the look right after the create (TestWaitReadyLooksAtOnce's subject): under load
+	// the create and the look can take longer than the boot, and the look then grants the
+	// session before the schedule this test is about has run.
+	h.mms = append(h.mms, h.startWith(t, h.cfg, func(api EdgegapAPI) EdgegapAPI {
+		return struct{ EdgegapAPI }{api}
+	}))
 	start := time.Now()
 	r := h.gensession(t, `{"client_ip":"1.2.3.4"}`)
 	if r.errCode != "" {
