@@ -329,7 +329,7 @@ func TestReconcileDeletesOldOrphanSoon(t *testing.T) {
 	t.Parallel()
 	clock := edgegapsim.NewFakeClock(time.Now())
 	h := newHarness(t, harnessOpts{webhook: true, clock: clock, configure: func(c *Config) {
-		c.ReadinessLimit, c.ClaimGrace = 3*time.Second, 500*time.Millisecond
+		c.ReadinessLimit, c.ClaimGrace = 6*time.Second, 2*time.Second
 		c.ReconcileInterval = time.Second
 	}})
 	s, err := h.newAPI().CreateSession(context.Background(), edgegap.SessionCreateRequest{AppName: h.cfg.AppName,
@@ -338,9 +338,19 @@ func TestReconcileDeletesOldOrphanSoon(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Hour) // created an hour ago, as far as Edgegap tells
-	start := time.Now()
-	// First seen within 1 s (the interval), deleted on the next round ≈ 0.9 s later; without the
-	// backdating it would take limit + grace (3.5 s) after the first sighting.
-	eventually.True(t, 3*time.Second, func() bool { return h.sim.LiveSessions() == 0 }, "old orphan %s deleted", s.SessionID)
-	t.Logf("old orphan deleted %v after the matchmaker could first see it", time.Since(start).Round(time.Millisecond))
+	// The round that first sees it makes it a suspect (the gauge counts it at that round's end).
+	reg := h.registry(h.mms[0])
+	eventually.True(t, 10*time.Second, func() bool {
+		return metricSum(t, reg, "bevygap_matchmaker_unknown_sessions", nil) == 1
+	}, "orphan %s seen by a reconcile round", s.SessionID)
+	seen := time.Now()
+	eventually.True(t, 10*time.Second, func() bool { return h.sim.LiveSessions() == 0 }, "old orphan %s deleted", s.SessionID)
+	// Backdated to its creation, it is deleted on the next round, an interval (1 s) after the
+	// first; without the backdating no round could delete it before limit + grace = 8 s after
+	// the first sighting. The bound between leaves room for a loaded machine.
+	took := time.Since(seen)
+	if limit := h.cfg.ReadinessLimit + h.cfg.ClaimGrace; took >= limit*3/4 {
+		t.Fatalf("old orphan deleted %v after its first sighting, not well before limit + grace (%v)", took, limit)
+	}
+	t.Logf("old orphan deleted %v after its first sighting", took.Round(time.Millisecond))
 }
