@@ -175,7 +175,7 @@ func (m *Matchmaker) startUnclaimedReaper(startCtx, bg context.Context) error {
 	ready := make(chan error, 1)
 	m.goBackground(func() {
 		m.watchKV(bg, m.b.UnclaimedSessions, "unclaimed_sessions", ready, m.unclaim.reset,
-			func(e jetstream.KeyValueEntry, _ bool) { m.unclaim.apply(e) })
+			func(e jetstream.KeyValueEntry, _ bool) { m.onUnclaimedEntry(bg, e) })
 	})
 	select {
 	case err := <-ready:
@@ -393,6 +393,30 @@ func (m *Matchmaker) reapUnclaimed(bg context.Context, key string, rev uint64) {
 	m.met.reaped.Inc()
 	m.met.deleteEnqueued.WithLabelValues("unclaimed").Inc()
 	m.log.Info("unclaimed session reaped, deletion queued", logkey.SessionID, key)
+}
+
+// onUnclaimedEntry takes one entry of the unclaimed_sessions watch. The two watches are
+// separate consumers: a player who connects quickly can have its session's active_connections
+// put delivered before the unclaimed_sessions put the create wrote, and then
+// onActiveConnection did not know the entry to drop. So an entry that arrives for a session
+// already claimed is dropped here (compare-and-set on its revision: a second drop of the same
+// entry, by onActiveConnection or another matchmaker, changes nothing).
+func (m *Matchmaker) onUnclaimedEntry(bg context.Context, e jetstream.KeyValueEntry) {
+	m.unclaim.apply(e)
+	if e.Operation() != jetstream.KeyValuePut || !m.claims.has(e.Key()) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+	defer cancel()
+	err := m.b.UnclaimedSessions.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
+	switch {
+	case err == nil:
+		m.log.Info("session claimed by a player", logkey.SessionID, e.Key())
+	case isRevisionMismatch(err):
+		// Dropped or re-armed meanwhile: the watch brings that entry.
+	default:
+		m.log.Warn("could not drop claimed session from unclaimed_sessions; the reaper will", logkey.SessionID, e.Key(), logkey.Err, err)
+	}
 }
 
 // isRevisionMismatch reports whether err is a KV compare-and-set conflict: the key's latest

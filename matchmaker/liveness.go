@@ -74,6 +74,14 @@ func (c *claimTracker) reset() {
 	c.mu.Unlock()
 }
 
+// has reports whether sid is claimed (as far as the watch knows).
+func (c *claimTracker) has(sid string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.revs[sid]
+	return ok
+}
+
 // count returns how many claimed sessions are known.
 func (c *claimTracker) count() int {
 	c.mu.Lock()

@@ -96,6 +96,39 @@ func TestGenSessionGrantClaimDisconnect(t *testing.T) {
 	h.noLeaks(t, 5*time.Second)
 }
 
+// TestClaimSeenBeforeUnclaimedEntry: the active_connections and unclaimed_sessions watches are
+// separate consumers, so a player who connects at once can have the claim delivered before the
+// unclaimed entry its create wrote. The entry is dropped when it arrives, not left (counted as
+// a ready session on the status page) until the reaper's deadline.
+func TestClaimSeenBeforeUnclaimedEntry(t *testing.T) {
+	t.Parallel()
+	// A long limit: the reaper (which also drops a claimed session's entry) cannot be the one.
+	h := newHarness(t, harnessOpts{configure: func(c *Config) { c.ReadinessLimit = 30 * time.Second }})
+	ctx := context.Background()
+	mm := h.mms[0]
+	s, err := h.newAPI().CreateSession(ctx, edgegap.SessionCreateRequest{AppName: h.cfg.AppName, IPList: []string{"1.2.3.4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := s.SessionID
+	if _, err := h.b.ActiveConnections.Put(ctx, sid, []byte("7")); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, func() bool { return mm.claims.has(sid) }, "claim of %s seen", sid)
+	if _, err := h.b.UnclaimedSessions.Put(ctx, sid, []byte(sid)); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, 10*time.Second, func() bool {
+		_, err := h.b.UnclaimedSessions.Get(ctx, sid)
+		return errors.Is(err, jetstream.ErrKeyNotFound) && !mm.unclaim.has(sid)
+	}, "unclaimed entry of the claimed session %s dropped", sid)
+	if h.sim.LiveSessions() != 1 {
+		t.Fatalf("live sessions %d, want the claimed one", h.sim.LiveSessions())
+	}
+	h.disconnect(t, sid)
+	h.noLeaks(t, 5*time.Second)
+}
+
 func TestGenSessionErrors(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, harnessOpts{})
