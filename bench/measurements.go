@@ -402,10 +402,8 @@ func runP4(ctx context.Context, o Options, r *Report) error {
 	return nil
 }
 
-// kibPerConn has the client process open n connections to url and returns the growth of this
-// process's heap + stacks in use per connection, in KiB.
-// kibPerConn is the memory the process holds per connection of spec, held idle by a client
-// process. With --profile, the phase's heap profiles (allocs-base before the clients came,
+// kibPerConn has the client process open spec's connections and hold them idle, and returns
+// the growth of this process's heap + stacks in use per connection, in KiB. With --profile, the phase's heap profiles (allocs-base before the clients came,
 // allocs with them all waiting; compare their inuse_space) tell what holds it.
 func kibPerConn(ctx context.Context, o Options, spec measure.ClientSpec, phase string) (float64, error) {
 	before := measure.MemInUse()

@@ -408,15 +408,21 @@ func (m *Matchmaker) onUnclaimedEntry(bg context.Context, e jetstream.KeyValueEn
 	}
 	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 	defer cancel()
-	err := m.b.UnclaimedSessions.Delete(ctx, e.Key(), jetstream.LastRevision(e.Revision()))
-	switch {
-	case err == nil:
+	if m.dropClaimedEntry(ctx, e.Key(), jetstream.LastRevision(e.Revision())) {
 		m.log.Info("session claimed by a player", logkey.SessionID, e.Key())
-	case isRevisionMismatch(err):
-		// Dropped or re-armed meanwhile: the watch brings that entry.
-	default:
-		m.log.Warn("could not drop claimed session from unclaimed_sessions; the reaper will", logkey.SessionID, e.Key(), logkey.Err, err)
 	}
+}
+
+// dropClaimedEntry deletes a claimed session's unclaimed_sessions entry (opts: a compare-and-set
+// on its revision) and reports whether it did. A failed compare-and-set means the entry was
+// dropped or re-armed meanwhile (the watch brings that entry); another failure is logged, and
+// the reaper drops the entry at its deadline (it checks active_connections first).
+func (m *Matchmaker) dropClaimedEntry(ctx context.Context, sid string, opts ...jetstream.KVDeleteOpt) bool {
+	err := m.b.UnclaimedSessions.Delete(ctx, sid, opts...)
+	if err != nil && !isRevisionMismatch(err) {
+		m.log.Warn("could not drop claimed session from unclaimed_sessions; the reaper will", logkey.SessionID, sid, logkey.Err, err)
+	}
+	return err == nil
 }
 
 // isRevisionMismatch reports whether err is a KV compare-and-set conflict: the key's latest
@@ -447,12 +453,8 @@ func (m *Matchmaker) onActiveConnection(bg context.Context, e jetstream.KeyValue
 	defer cancel()
 	switch e.Operation() {
 	case jetstream.KeyValuePut:
-		if m.unclaim.has(sid) {
-			if err := m.b.UnclaimedSessions.Delete(ctx, sid); err != nil {
-				m.log.Warn("could not drop claimed session from unclaimed_sessions", logkey.SessionID, sid, logkey.Err, err)
-			} else {
-				m.log.Info("session claimed by a player", logkey.SessionID, sid, logkey.ClientID, string(e.Value()))
-			}
+		if m.unclaim.has(sid) && m.dropClaimedEntry(ctx, sid) {
+			m.log.Info("session claimed by a player", logkey.SessionID, sid, logkey.ClientID, string(e.Value()))
 		}
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
 		if replaying && time.Since(e.Created()) > replayDeleteWindow {

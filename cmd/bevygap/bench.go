@@ -28,6 +28,16 @@ const envBenchClient = "BEVYGAP_BENCH_CLIENT"
 // directory path after "1:", it writes the measurement's profiles there.
 const envBenchServer = "BEVYGAP_BENCH_SERVER"
 
+// benchServerEnv reads envBenchServer's value: whether this process is one of P4's server
+// processes, and the directory for its profiles ("" for none).
+func benchServerEnv(v string) (server bool, profileDir string) {
+	if v == "1" {
+		return true, ""
+	}
+	dir, ok := strings.CutPrefix(v, "1:")
+	return ok, dir
+}
+
 // benchCommand is "bevygap bench": bevygap's performance, each measurement beside its floor.
 type benchCommand struct {
 	env     *Env
@@ -47,10 +57,10 @@ func (c *benchCommand) ParseFlags(args []string) error {
 		c.client = true
 		return nil
 	}
-	if v := env.Getenv(envBenchServer); v == "1" || strings.HasPrefix(v, "1:") {
+	if server, dir := benchServerEnv(env.Getenv(envBenchServer)); server {
 		c.server = true
 		c.opts = bench.Options{Progress: env.Stderr}
-		if dir := strings.TrimPrefix(v, "1:"); dir != v {
+		if dir != "" {
 			c.opts.Profile = phaseProfiler(dir, env.Stderr)
 		}
 		return c.setProcesses("")

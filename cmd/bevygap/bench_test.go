@@ -19,7 +19,7 @@ import (
 // binary is: the bench re-executes os.Executable with BEVYGAP_BENCH_CLIENT=1 (P4's client
 // process) or BEVYGAP_BENCH_SERVER=1 (P4's server processes).
 func TestMain(m *testing.M) {
-	if os.Getenv(envBenchClient) == "1" || strings.HasPrefix(os.Getenv(envBenchServer), "1") {
+	if server, _ := benchServerEnv(os.Getenv(envBenchServer)); server || os.Getenv(envBenchClient) == "1" {
 		os.Exit(run(context.Background(), []string{"bench"}, &Env{
 			Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv,
 		}))
